@@ -1,1 +1,395 @@
-pub fn placeholder() {}
+//! The structural check of a resource against the R4 definitions, run on every write:
+//! known elements only, JSON types and primitive formats, array-vs-single cardinality,
+//! required elements, no empty values, one choice per `[x]`, contained and nested resources
+//! checked as resources. Every problem found is reported, each with its FHIRPath location.
+//! Profiles, invariants and bindings are `$validate`'s business, not this module's.
+
+use serde_json::{Map, Value};
+
+use crate::datetime;
+use crate::error::{Error, Issue, IssueType};
+use crate::model::{Model, TypeKind};
+
+/// Most issues reported for one resource; past that the client has enough to go on.
+const MAX_ISSUES: usize = 100;
+/// Deepest nesting accepted; deeper input is rejected rather than recursed into.
+const MAX_DEPTH: usize = 64;
+
+/// Checks a resource. `resource` must be a JSON object with a known `resourceType`.
+///
+/// # Errors
+/// A 400 error listing every problem found, each with `expression` set.
+pub fn validate_resource(model: &Model, resource: &Value) -> Result<(), Error> {
+    let mut v = Validator { model, issues: Vec::new() };
+    v.resource(resource, "", 0);
+    if v.issues.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::from_issues(v.issues))
+    }
+}
+
+/// Whether `s` is a valid FHIR `id`.
+pub fn is_valid_id(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 64 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+}
+
+struct Validator<'m> {
+    model: &'m Model,
+    issues: Vec<Issue>,
+}
+
+impl Validator<'_> {
+    fn report(&mut self, code: IssueType, path: &str, message: String) {
+        if self.issues.len() < MAX_ISSUES {
+            self.issues.push(Issue::error(code, message).at(path));
+        }
+    }
+
+    /// `prefix` is the location of the resource within its parent (empty at the root).
+    fn resource(&mut self, value: &Value, prefix: &str, depth: usize) {
+        let Some(obj) = value.as_object() else {
+            let at = if prefix.is_empty() { "$this" } else { prefix };
+            self.report(IssueType::Structure, at, "a resource must be a JSON object".into());
+            return;
+        };
+        let Some(rt) = obj.get("resourceType") else {
+            let at = if prefix.is_empty() { "$this" } else { prefix };
+            self.report(IssueType::Required, at, "the resource has no resourceType".into());
+            return;
+        };
+        let Some(rt) = rt.as_str().filter(|t| self.model.is_resource_type(t)) else {
+            let at = if prefix.is_empty() { "resourceType".to_string() } else { format!("{prefix}.resourceType") };
+            self.report(IssueType::Invalid, &at, format!("unknown resource type {rt}"));
+            return;
+        };
+        // Inside a parent the location reads `Bundle.entry[0].resource`; at the root, `Patient`.
+        let path = if prefix.is_empty() { rt.to_string() } else { prefix.to_string() };
+        if let Some(id) = obj.get("id") {
+            if !id.as_str().is_some_and(is_valid_id) {
+                self.report(IssueType::Value, &format!("{path}.id"), format!("invalid resource id {id}"));
+            }
+        }
+        self.object(rt, obj, &path, depth + 1, true);
+    }
+
+    fn object(&mut self, type_name: &str, obj: &Map<String, Value>, path: &str, depth: usize, is_resource: bool) {
+        if depth > MAX_DEPTH {
+            self.report(IssueType::TooCostly, path, "the resource is nested too deeply".into());
+            return;
+        }
+        if obj.is_empty() {
+            self.report(IssueType::Structure, path, "empty objects are not allowed".into());
+            return;
+        }
+        let Some(ty) = self.model.get(type_name) else {
+            self.report(IssueType::Exception, path, format!("no definition for type {type_name}"));
+            return;
+        };
+        let mut choices_seen: Vec<(&str, &str)> = Vec::new();
+        for (key, value) in obj {
+            if is_resource && key == "resourceType" {
+                continue;
+            }
+            let child_path = format!("{path}.{key}");
+            if let Some(base) = key.strip_prefix('_') {
+                self.primitive_companion(type_name, base, value, obj.get(base), &child_path, depth);
+                continue;
+            }
+            let Some(child) = self.model.child(type_name, key) else {
+                self.report(IssueType::Structure, &child_path, format!("unknown element '{key}' in {}", ty.name));
+                continue;
+            };
+            if child.element.is_choice {
+                if let Some((_, other)) = choices_seen.iter().find(|(n, _)| *n == child.element.name) {
+                    self.report(
+                        IssueType::Structure,
+                        &child_path,
+                        format!("only one of {}[x] may be present (also {other})", child.element.name),
+                    );
+                }
+                choices_seen.push((&child.element.name, key));
+            }
+            let type_code = child.type_code;
+            if child.element.is_array() {
+                let Some(items) = value.as_array() else {
+                    self.report(IssueType::Structure, &child_path, format!("'{key}' must be an array"));
+                    continue;
+                };
+                if items.is_empty() {
+                    self.report(IssueType::Structure, &child_path, "empty arrays are not allowed".into());
+                }
+                if let Some(max) = child.element.max {
+                    if items.len() > max as usize {
+                        self.report(IssueType::Structure, &child_path, format!("'{key}' allows at most {max} items"));
+                    }
+                }
+                let primitive = self.model.is_primitive(type_code);
+                for (i, item) in items.iter().enumerate() {
+                    let item_path = format!("{child_path}[{i}]");
+                    // A null stands for an item present only through its `_key` companion.
+                    if item.is_null() && primitive {
+                        let companion = obj.get(&format!("_{key}")).and_then(|c| c.get(i));
+                        if companion.is_none_or(Value::is_null) {
+                            self.report(IssueType::Structure, &item_path, "null items need a matching _ extension".into());
+                        }
+                        continue;
+                    }
+                    self.value(type_code, item, &item_path, depth);
+                }
+            } else {
+                if value.is_array() {
+                    self.report(IssueType::Structure, &child_path, format!("'{key}' must be a single value, not an array"));
+                    continue;
+                }
+                if key == "id" && is_resource {
+                    continue; // checked as a resource id
+                }
+                self.value(type_code, value, &child_path, depth);
+            }
+        }
+        // Required elements (present directly, or for primitives through `_key` alone).
+        for element in ty.elements.iter().filter(|e| e.min > 0) {
+            let present = if element.is_choice {
+                obj.keys().any(|k| {
+                    self.model.child(type_name, k.trim_start_matches('_')).is_some_and(|c| c.element.path == element.path)
+                })
+            } else {
+                obj.contains_key(&element.name) || obj.contains_key(&format!("_{}", element.name))
+            };
+            if !present {
+                let suffix = if element.is_choice { "[x]" } else { "" };
+                self.report(
+                    IssueType::Required,
+                    &format!("{path}.{}{suffix}", element.name),
+                    format!("missing required element '{}{suffix}'", element.name),
+                );
+            }
+        }
+    }
+
+    /// `_key`: the id and extensions of primitive `key` (an object, or an array of them
+    /// parallel to the primitive array).
+    fn primitive_companion(
+        &mut self,
+        owner: &str,
+        base: &str,
+        value: &Value,
+        primitive: Option<&Value>,
+        path: &str,
+        depth: usize,
+    ) {
+        let Some(child) = self.model.child(owner, base) else {
+            self.report(IssueType::Structure, path, format!("unknown element '_{base}'"));
+            return;
+        };
+        if !self.model.is_primitive(child.type_code) {
+            self.report(IssueType::Structure, path, format!("'_{base}' is only allowed for primitive elements"));
+            return;
+        }
+        let check = |v: &mut Self, item: &Value, at: &str| match item.as_object() {
+            Some(o) => v.object("Element", o, at, depth + 1, false),
+            None => v.report(IssueType::Structure, at, "primitive extensions must be objects".into()),
+        };
+        if child.element.is_array() {
+            let Some(items) = value.as_array() else {
+                self.report(IssueType::Structure, path, format!("'_{base}' must be an array"));
+                return;
+            };
+            let count = primitive.and_then(Value::as_array).map_or(0, Vec::len);
+            if primitive.is_some() && count != items.len() {
+                self.report(IssueType::Structure, path, format!("'_{base}' must have as many items as '{base}'"));
+            }
+            for (i, item) in items.iter().enumerate() {
+                if !item.is_null() {
+                    check(self, item, &format!("{path}[{i}]"));
+                }
+            }
+        } else {
+            check(self, value, path);
+        }
+    }
+
+    fn value(&mut self, type_code: &str, value: &Value, path: &str, depth: usize) {
+        if type_code == "Resource" {
+            self.resource(value, path, depth);
+            return;
+        }
+        match self.model.get(type_code).map(|t| t.kind) {
+            Some(TypeKind::Primitive) => self.primitive(type_code, value, path),
+            Some(TypeKind::Complex | TypeKind::Backbone) => match value.as_object() {
+                Some(obj) => self.object(type_code, obj, path, depth + 1, false),
+                None => self.report(IssueType::Structure, path, format!("expected a {type_code} object")),
+            },
+            Some(TypeKind::Resource) => self.resource(value, path, depth),
+            None if type_code.starts_with("System.") => self.primitive(type_code, value, path),
+            None => self.report(IssueType::Exception, path, format!("no definition for type {type_code}")),
+        }
+    }
+
+    fn primitive(&mut self, type_code: &str, value: &Value, path: &str) {
+        let problem = match type_code {
+            "boolean" | "System.Boolean" => (!value.is_boolean()).then(|| "expected true or false".to_string()),
+            "integer" | "unsignedInt" | "positiveInt" | "System.Integer" => integer_problem(type_code, value),
+            "decimal" | "System.Decimal" => {
+                (!value.is_number()).then(|| "expected a JSON number for a decimal".to_string())
+            }
+            _ => match value.as_str() {
+                None => Some(format!("expected a JSON string for a {type_code}")),
+                Some(s) => string_problem(type_code, s),
+            },
+        };
+        if let Some(problem) = problem {
+            self.report(IssueType::Value, path, format!("invalid {type_code}: {problem}"));
+        }
+    }
+}
+
+fn integer_problem(type_code: &str, value: &Value) -> Option<String> {
+    let Some(n) = value.as_number() else { return Some("expected a JSON number".into()) };
+    let text = n.to_string();
+    if text.contains(['.', 'e', 'E']) {
+        return Some(format!("{text} is not a whole number"));
+    }
+    let Ok(v) = text.parse::<i64>() else { return Some(format!("{text} is out of range")) };
+    match type_code {
+        _ if v > i64::from(i32::MAX) || v < i64::from(i32::MIN) => Some(format!("{v} is out of range")),
+        "unsignedInt" if v < 0 => Some(format!("{v} is negative")),
+        "positiveInt" if v < 1 => Some(format!("{v} is not positive")),
+        _ => None,
+    }
+}
+
+fn string_problem(type_code: &str, s: &str) -> Option<String> {
+    if s.is_empty() {
+        return Some("empty strings are not allowed".into());
+    }
+    let ok = match type_code {
+        "string" | "markdown" | "System.String" => s.len() <= 1024 * 1024,
+        "code" => {
+            !s.starts_with(char::is_whitespace)
+                && !s.ends_with(char::is_whitespace)
+                && !s.contains("  ")
+                && !s.contains(['\t', '\n', '\r'])
+        }
+        "id" => is_valid_id(s),
+        "uri" | "url" | "canonical" => !s.contains(char::is_whitespace),
+        "oid" => s.strip_prefix("urn:oid:").is_some_and(|rest| {
+            let mut parts = rest.split('.');
+            parts.next().is_some_and(|f| matches!(f, "0" | "1" | "2"))
+                && rest.contains('.')
+                && parts.all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) && (p == "0" || !p.starts_with('0')))
+        }),
+        "uuid" => s.strip_prefix("urn:uuid:").is_some_and(|u| {
+            u.len() == 36
+                && u.bytes().enumerate().all(|(i, b)| {
+                    if matches!(i, 8 | 13 | 18 | 23) {
+                        b == b'-'
+                    } else {
+                        b.is_ascii_hexdigit()
+                    }
+                })
+        }),
+        "base64Binary" => is_base64(s),
+        "instant" => datetime::parse_instant(s).is_some(),
+        "date" | "System.Date" => datetime::parse_date(s).is_some(),
+        "dateTime" | "System.DateTime" => datetime::parse_date_time(s).is_some(),
+        "time" | "System.Time" => datetime::parse_time(s).is_some(),
+        "xhtml" => s.trim_start().starts_with("<div") && s.trim_end().ends_with('>'),
+        _ => true,
+    };
+    (!ok).then(|| format!("'{}' is not a valid {type_code}", truncate(s, 80)))
+}
+
+fn is_base64(s: &str) -> bool {
+    let mut count = 0usize;
+    let mut padding = 0usize;
+    for b in s.bytes() {
+        match b {
+            b' ' | b'\n' | b'\r' | b'\t' => {}
+            b'=' => {
+                padding += 1;
+                count += 1;
+            }
+            _ if padding > 0 => return false,
+            _ if b.is_ascii_alphanumeric() || b == b'+' || b == b'/' => count += 1,
+            _ => return false,
+        }
+    }
+    count % 4 == 0 && padding <= 2
+}
+
+fn truncate(s: &str, max: usize) -> &str {
+    match s.char_indices().nth(max) {
+        Some((i, _)) => &s[..i],
+        None => s,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::r4;
+    use serde_json::json;
+
+    fn problems(resource: Value) -> Vec<String> {
+        match validate_resource(r4(), &resource) {
+            Ok(()) => Vec::new(),
+            Err(e) => e.issues.iter().map(|i| i.expression.join(",")).collect(),
+        }
+    }
+
+    #[test]
+    fn accepts_valid_resources() {
+        let ok = [
+            json!({"resourceType": "Patient", "id": "p1", "active": true, "name": [{"family": "Chalmers", "given": ["Peter", "James"]}],
+                   "birthDate": "1974-12-25", "_birthDate": {"extension": [{"url": "http://x", "valueDateTime": "1974-12-25T14:35:45-05:00"}]},
+                   "contact": [{"name": {"text": "x"}}], "contained": [{"resourceType": "Organization", "id": "o", "name": "x"}]}),
+            json!({"resourceType": "Observation", "status": "final", "code": {"text": "bp"}, "valueQuantity": {"value": 1.0, "unit": "mmHg"},
+                   "component": [{"code": {"text": "s"}, "valueInteger": 3}]}),
+            json!({"resourceType": "Patient", "name": [{"given": ["a", null], "_given": [null, {"extension": [{"url": "u", "valueString": "x"}]}]}]}),
+            json!({"resourceType": "Questionnaire", "status": "draft", "item": [{"linkId": "1", "type": "group", "item": [{"linkId": "1.1", "type": "string"}]}]}),
+            json!({"resourceType": "Bundle", "type": "collection", "entry": [{"resource": {"resourceType": "Patient"}}]}),
+        ];
+        for r in ok {
+            assert_eq!(problems(r.clone()), Vec::<String>::new(), "{r}");
+        }
+    }
+
+    #[test]
+    fn rejects_each_kind_of_bad_input_with_its_location() {
+        let cases = [
+            (json!({"resourceType": "Patient", "foo": 1}), "Patient.foo"),
+            (json!({"resourceType": "Patient", "birthDate": "1974-13-01"}), "Patient.birthDate"),
+            (json!({"resourceType": "Patient", "active": "true"}), "Patient.active"),
+            (json!({"resourceType": "Patient", "name": {"family": "x"}}), "Patient.name"),
+            (json!({"resourceType": "Patient", "gender": ["male"]}), "Patient.gender"),
+            (json!({"resourceType": "Patient", "name": []}), "Patient.name"),
+            (json!({"resourceType": "Patient", "name": [{}]}), "Patient.name[0]"),
+            (json!({"resourceType": "Patient", "gender": ""}), "Patient.gender"),
+            (json!({"resourceType": "Patient", "id": "a b"}), "Patient.id"),
+            (json!({"resourceType": "Patient", "multipleBirthInteger": 1.5}), "Patient.multipleBirthInteger"),
+            (json!({"resourceType": "Patient", "deceasedBoolean": true, "deceasedDateTime": "2020"}), "Patient.deceasedDateTime"),
+            (json!({"resourceType": "Observation", "code": {"text": "x"}}), "Observation.status"),
+            (json!({"resourceType": "Observation", "status": "final", "code": {"text": "x"}, "valueFoo": 1}), "Observation.valueFoo"),
+            (json!({"resourceType": "Observation", "status": "final", "code": {"text": "x"}, "issued": "2020-01-01"}), "Observation.issued"),
+            (json!({"resourceType": "Patient", "photo": [{"data": "not base64!"}]}), "Patient.photo[0].data"),
+            (json!({"resourceType": "Patient", "extension": [{"valueString": "x"}]}), "Patient.extension[0].url"),
+            (json!({"resourceType": "Patient", "contained": [{"resourceType": "Nope"}]}), "Patient.contained[0].resourceType"),
+            (json!({"resourceType": "Patient", "gender": "ma  le"}), "Patient.gender"),
+            (json!({"resourceType": "Patient", "_birthDate": "x"}), "Patient._birthDate"),
+            (json!({"resourceType": "Patient", "communication": [{"language": {"text": "x"}, "preferred": 1}]}), "Patient.communication[0].preferred"),
+        ];
+        for (r, at) in cases {
+            let found = problems(r.clone());
+            assert!(found.iter().any(|p| p == at), "{r}: expected an issue at {at}, got {found:?}");
+        }
+    }
+
+    #[test]
+    fn resource_type_is_required_and_known() {
+        assert_eq!(problems(json!({"id": "x"})), vec!["$this"]);
+        assert_eq!(problems(json!({"resourceType": "Foo"})), vec!["resourceType"]);
+        assert_eq!(problems(json!([1])), vec!["$this"]);
+    }
+}

@@ -1,0 +1,212 @@
+//! The embedded store: one SQLite database in WAL mode inside the data directory.
+//!
+//! Writes go through a single writer thread that takes every job waiting in its queue, runs
+//! each in its own savepoint inside one SQLite transaction and commits them together with one
+//! fsync (group commit, `synchronous=FULL`): a job's caller hears back only after that commit,
+//! so an acknowledged write survives a crash. Readers use their own pooled connections and
+//! see the last committed state without waiting for the writer (WAL snapshots).
+
+mod schema;
+mod writer;
+
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use flint_store::{Error, HistoryPage, HistoryQuery, Method, Result, Store, Transaction, TxNumber, Version};
+use parking_lot::Mutex;
+use rusqlite::{params_from_iter, Connection, OpenFlags, OptionalExtension, Row};
+
+use writer::Job;
+
+/// How many idle read connections are kept.
+const MAX_IDLE_READERS: usize = 32;
+
+/// Columns of a version row, in the order [`version_from_row`] reads them.
+const VERSION_COLUMNS: &str = "type, id, version, t, last_updated, method, json, seq";
+
+/// The embedded SQLite store.
+#[derive(Clone)]
+pub struct SqliteStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    path: PathBuf,
+    readers: Mutex<Vec<Connection>>,
+    writer: Mutex<Option<mpsc::Sender<Job>>>,
+}
+
+pub(crate) fn fault(e: rusqlite::Error) -> Error {
+    Error::internal(e)
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the store in `dir`, migrating its schema, and starts the
+    /// writer thread.
+    ///
+    /// # Errors
+    /// The directory or database cannot be created or opened.
+    pub fn open(dir: &Path) -> Result<SqliteStore> {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| Error::internal(format!("cannot create data directory {}: {e}", dir.display())))?;
+        let path = dir.join("flint.sqlite");
+        let conn = Connection::open(&path).map_err(fault)?;
+        schema::configure_writer(&conn).map_err(fault)?;
+        schema::migrate(&conn).map_err(fault)?;
+        let sender = writer::start(conn)?;
+        Ok(SqliteStore {
+            inner: Arc::new(Inner { path, readers: Mutex::new(Vec::new()), writer: Mutex::new(Some(sender)) }),
+        })
+    }
+
+    /// Runs `f` with a pooled read connection.
+    fn with_reader<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T> {
+        let conn = self.inner.readers.lock().pop();
+        let conn = match conn {
+            Some(c) => c,
+            None => {
+                let c = Connection::open_with_flags(
+                    &self.inner.path,
+                    OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                )
+                .map_err(fault)?;
+                schema::configure_reader(&c).map_err(fault)?;
+                c
+            }
+        };
+        let result = f(&conn).map_err(fault);
+        let mut pool = self.inner.readers.lock();
+        if pool.len() < MAX_IDLE_READERS {
+            pool.push(conn);
+        }
+        result
+    }
+}
+
+pub(crate) fn version_from_row(row: &Row) -> rusqlite::Result<Version> {
+    let json: Option<Vec<u8>> = row.get(6)?;
+    Ok(Version {
+        resource_type: row.get(0)?,
+        id: row.get(1)?,
+        version: row.get::<_, i64>(2)? as u64,
+        tx: row.get::<_, i64>(3)? as u64,
+        last_updated: row.get(4)?,
+        method: Method::from_code(row.get::<_, i64>(5)? as u8),
+        json: json.map(Bytes::from),
+    })
+}
+
+pub(crate) fn read_current(conn: &Connection, resource_type: &str, id: &str) -> rusqlite::Result<Option<(Version, i64)>> {
+    conn.prepare_cached(&format!(
+        "SELECT {VERSION_COLUMNS} FROM resource WHERE type = ?1 AND id = ?2 ORDER BY version DESC LIMIT 1"
+    ))?
+    .query_row((resource_type, id), |row| Ok((version_from_row(row)?, row.get::<_, i64>(7)?)))
+    .optional()
+}
+
+/// Builds the WHERE clause and parameters of a history query.
+fn history_filter(q: &HistoryQuery, with_keyset: bool) -> (String, Vec<rusqlite::types::Value>) {
+    use rusqlite::types::Value as V;
+    let mut clauses: Vec<String> = Vec::new();
+    let mut params: Vec<V> = Vec::new();
+    let mut bind = |clause: &str, values: Vec<V>, params: &mut Vec<V>| {
+        let mut c = clause.to_string();
+        for v in values {
+            params.push(v);
+            c = c.replacen('?', &format!("?{}", params.len()), 1);
+        }
+        clauses.push(c);
+    };
+    if let Some(t) = &q.resource_type {
+        bind("type = ?", vec![V::Text(t.clone())], &mut params);
+    }
+    if let Some(id) = &q.id {
+        bind("id = ?", vec![V::Text(id.clone())], &mut params);
+    }
+    if let Some(since) = q.since {
+        bind("last_updated >= ?", vec![V::Integer(since)], &mut params);
+    }
+    if let Some((start, end)) = q.at {
+        bind("last_updated < ? AND (ended_at IS NULL OR ended_at > ?)", vec![V::Integer(end), V::Integer(start)], &mut params);
+    }
+    if let Some(snapshot) = q.snapshot {
+        bind("t <= ?", vec![V::Integer(snapshot as i64)], &mut params);
+    }
+    if with_keyset {
+        if let Some((t, seq)) = q.after {
+            bind("(t < ? OR (t = ? AND seq < ?))", vec![V::Integer(t as i64), V::Integer(t as i64), V::Integer(seq as i64)], &mut params);
+        }
+    }
+    let filter = if clauses.is_empty() { String::new() } else { format!("WHERE {}", clauses.join(" AND ")) };
+    (filter, params)
+}
+
+impl Store for SqliteStore {
+    fn read(&self, resource_type: &str, id: &str) -> Result<Option<Version>> {
+        self.with_reader(|c| Ok(read_current(c, resource_type, id)?.map(|(v, _)| v)))
+    }
+
+    fn vread(&self, resource_type: &str, id: &str, version: u64) -> Result<Option<Version>> {
+        self.with_reader(|c| {
+            c.prepare_cached(&format!(
+                "SELECT {VERSION_COLUMNS} FROM resource WHERE type = ?1 AND id = ?2 AND version = ?3"
+            ))?
+            .query_row((resource_type, id, version as i64), version_from_row)
+            .optional()
+        })
+    }
+
+    fn history(&self, q: &HistoryQuery) -> Result<HistoryPage> {
+        let (filter, params) = history_filter(q, true);
+        let sql = format!("SELECT {VERSION_COLUMNS} FROM resource {filter} ORDER BY t DESC, seq DESC LIMIT {}", q.limit + 1);
+        self.with_reader(|c| {
+            let mut stmt = c.prepare_cached(&sql)?;
+            let mut rows = stmt.query(params_from_iter(params))?;
+            let mut versions = Vec::new();
+            let mut keys = Vec::new();
+            while let Some(row) = rows.next()? {
+                let v = version_from_row(row)?;
+                keys.push((v.tx, row.get::<_, i64>(7)? as u64));
+                versions.push(v);
+            }
+            let more = versions.len() > q.limit;
+            versions.truncate(q.limit);
+            let next = if more { keys.get(q.limit.wrapping_sub(1)).copied() } else { None };
+            Ok(HistoryPage { next, versions })
+        })
+    }
+
+    fn history_count(&self, q: &HistoryQuery) -> Result<u64> {
+        let (filter, params) = history_filter(q, false);
+        let sql = format!("SELECT COUNT(*) FROM resource {filter}");
+        self.with_reader(|c| c.prepare_cached(&sql)?.query_row(params_from_iter(params), |r| r.get::<_, i64>(0)))
+            .map(|n| n as u64)
+    }
+
+    fn last_tx(&self) -> Result<TxNumber> {
+        self.with_reader(|c| c.query_row("SELECT COALESCE(MAX(t), 0) FROM tx", [], |r| r.get::<_, i64>(0)))
+            .map(|t| t as u64)
+    }
+
+    async fn write<T, F>(&self, job: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut dyn Transaction) -> Result<T> + Send + 'static,
+    {
+        let (job, receiver) = writer::job(job);
+        let sent = self.inner.writer.lock().as_ref().map(|w| w.send(job).is_ok()).unwrap_or(false);
+        if !sent {
+            return Err(Error::new(flint_fhir::IssueType::Transient, "the store is shutting down"));
+        }
+        receiver.await.unwrap_or_else(|_| Err(Error::internal("the write was abandoned by the writer")))
+    }
+}
+
+impl SqliteStore {
+    /// Stops accepting writes and waits until the writer has committed what it has.
+    pub fn close(&self) {
+        self.inner.writer.lock().take();
+    }
+}

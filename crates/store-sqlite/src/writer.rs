@@ -1,0 +1,279 @@
+//! The writer thread: group commit of queued jobs, each in its own savepoint.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::mpsc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use flint_store::{Error, NewVersion, Result, Transaction, TxNumber, Version};
+use rusqlite::Connection;
+use tokio::sync::oneshot;
+
+use crate::{fault, read_current};
+
+/// Most jobs committed together.
+const MAX_BATCH: usize = 512;
+
+/// What a job hands back after it ran: whether it succeeded (keep its writes) and a
+/// completion to call with the outcome of the commit.
+type Ran = (bool, Box<dyn FnOnce(Option<&str>) + Send>);
+
+/// A type-erased job.
+pub type Job = Box<dyn FnOnce(&mut dyn Transaction) -> Ran + Send>;
+
+/// Wraps a typed job; the receiver yields its result once the commit is durable.
+pub fn job<T, F>(f: F) -> (Job, oneshot::Receiver<Result<T>>)
+where
+    T: Send + 'static,
+    F: FnOnce(&mut dyn Transaction) -> Result<T> + Send + 'static,
+{
+    let (sender, receiver) = oneshot::channel();
+    let job: Job = Box::new(move |txn| match f(txn) {
+        Ok(value) => (
+            true,
+            Box::new(move |commit_error: Option<&str>| {
+                let outcome = match commit_error {
+                    None => Ok(value),
+                    Some(e) => Err(Error::internal(format!("commit failed: {e}"))),
+                };
+                let _ = sender.send(outcome);
+            }),
+        ),
+        Err(e) => (
+            false,
+            Box::new(move |_| {
+                let _ = sender.send(Err(e));
+            }),
+        ),
+    });
+    (job, receiver)
+}
+
+pub fn start(conn: Connection) -> Result<mpsc::Sender<Job>> {
+    let (sender, receiver) = mpsc::channel::<Job>();
+    let next_tx: i64 = conn.query_row("SELECT COALESCE(MAX(t), 0) + 1 FROM tx", [], |r| r.get(0)).map_err(fault)?;
+    let last_time: i64 = conn.query_row("SELECT COALESCE(MAX(instant), 0) FROM tx", [], |r| r.get(0)).map_err(fault)?;
+    std::thread::Builder::new()
+        .name("flint-writer".into())
+        .spawn(move || Writer { conn, next_tx: next_tx as u64, last_time }.run(receiver))
+        .map_err(|e| Error::internal(format!("cannot start the writer thread: {e}")))?;
+    Ok(sender)
+}
+
+struct Writer {
+    conn: Connection,
+    next_tx: TxNumber,
+    last_time: i64,
+}
+
+fn now_micros() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_micros() as i64)
+}
+
+impl Writer {
+    fn run(mut self, receiver: mpsc::Receiver<Job>) {
+        while let Ok(first) = receiver.recv() {
+            let mut batch = vec![first];
+            while batch.len() < MAX_BATCH {
+                match receiver.try_recv() {
+                    Ok(job) => batch.push(job),
+                    Err(_) => break,
+                }
+            }
+            self.commit_batch(batch);
+        }
+        // All senders are gone: checkpoint so the database file is complete on its own.
+        let _ = self.conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);");
+    }
+
+    fn commit_batch(&mut self, batch: Vec<Job>) {
+        let saved = (self.next_tx, self.last_time);
+        let mut completions = Vec::with_capacity(batch.len());
+        if let Err(e) = self.conn.execute_batch("BEGIN IMMEDIATE") {
+            let msg = e.to_string();
+            tracing::error!(error = %msg, "cannot begin a write transaction");
+            for job in batch {
+                // The job never runs; its caller hears of the failure.
+                let (_, done) = job(&mut Refused);
+                done(Some(&msg));
+            }
+            return;
+        }
+        for job in batch {
+            completions.push(self.run_job(job));
+        }
+        let commit = self.conn.execute_batch("COMMIT");
+        let error = match commit {
+            Ok(()) => None,
+            Err(e) => {
+                tracing::error!(error = %e, "group commit failed; rolling back");
+                let _ = self.conn.execute_batch("ROLLBACK");
+                (self.next_tx, self.last_time) = saved;
+                Some(e.to_string())
+            }
+        };
+        for done in completions {
+            done(error.as_deref());
+        }
+    }
+
+    fn run_job(&mut self, job: Job) -> Box<dyn FnOnce(Option<&str>) + Send> {
+        if let Err(e) = self.conn.execute_batch("SAVEPOINT job") {
+            let msg = e.to_string();
+            let (_, done) = job(&mut Refused);
+            return Box::new(move |_| done(Some(&msg)));
+        }
+        let now = now_micros().max(self.last_time + 1);
+        let mut txn = SqliteTransaction { conn: &self.conn, tx: self.next_tx, now, wrote: false, failed: None };
+        let ran = catch_unwind(AssertUnwindSafe(|| job(&mut txn)));
+        let (wrote, failed) = (txn.wrote, txn.failed.take());
+        let keep = match &ran {
+            Ok((ok, _)) => *ok && failed.is_none(),
+            Err(_) => false,
+        };
+        let recorded = keep
+            && (!wrote
+                || self
+                    .conn
+                    .prepare_cached("INSERT INTO tx (t, instant) VALUES (?1, ?2)")
+                    .and_then(|mut s| s.execute((self.next_tx as i64, now)))
+                    .is_ok());
+        if recorded {
+            let _ = self.conn.execute_batch("RELEASE job");
+            if wrote {
+                self.next_tx += 1;
+                self.last_time = now;
+            }
+        } else {
+            let _ = self.conn.execute_batch("ROLLBACK TO job; RELEASE job");
+        }
+        match ran {
+            Ok((_, done)) if keep && !recorded => Box::new(move |_| done(Some("cannot record the transaction"))),
+            Ok((_, done)) => match failed {
+                // The job swallowed a backend error but returned Ok: report the fault.
+                Some(msg) if keep => Box::new(move |_| done(Some(&msg))),
+                _ => done,
+            },
+            Err(_) => {
+                tracing::error!("a write job panicked; its transaction was rolled back");
+                Box::new(|_| {})
+            }
+        }
+    }
+}
+
+/// A transaction handed to jobs that cannot run because the database refused to start one.
+struct Refused;
+
+impl Transaction for Refused {
+    fn tx(&self) -> TxNumber {
+        0
+    }
+    fn now(&self) -> i64 {
+        0
+    }
+    fn current(&mut self, _: &str, _: &str) -> Result<Option<Version>> {
+        Err(Error::internal("the store cannot start a transaction"))
+    }
+    fn put(&mut self, _: NewVersion) -> Result<Version> {
+        Err(Error::internal("the store cannot start a transaction"))
+    }
+    fn delete_history(&mut self, _: &str, _: &str) -> Result<u64> {
+        Err(Error::internal("the store cannot start a transaction"))
+    }
+}
+
+struct SqliteTransaction<'c> {
+    conn: &'c Connection,
+    tx: TxNumber,
+    now: i64,
+    wrote: bool,
+    /// A backend error seen by this transaction: the job must not commit after one.
+    failed: Option<String>,
+}
+
+impl SqliteTransaction<'_> {
+    fn check<T>(&mut self, r: rusqlite::Result<T>) -> Result<T> {
+        r.map_err(|e| {
+            self.failed = Some(e.to_string());
+            fault(e)
+        })
+    }
+}
+
+impl Transaction for SqliteTransaction<'_> {
+    fn tx(&self) -> TxNumber {
+        self.tx
+    }
+
+    fn now(&self) -> i64 {
+        self.now
+    }
+
+    fn current(&mut self, resource_type: &str, id: &str) -> Result<Option<Version>> {
+        let r = read_current(self.conn, resource_type, id);
+        Ok(self.check(r)?.map(|(v, _)| v))
+    }
+
+    fn put(&mut self, new: NewVersion) -> Result<Version> {
+        let current = read_current(self.conn, &new.resource_type, &new.id);
+        let current = self.check(current)?;
+        let expected = current.as_ref().map_or(1, |(v, _)| v.version + 1);
+        if new.version != expected {
+            return Err(Error::conflict(format!(
+                "{}/{} is at version {}, cannot write version {}",
+                new.resource_type,
+                new.id,
+                expected - 1,
+                new.version
+            ))
+            .with_status(409));
+        }
+        if let Some((_, seq)) = current {
+            let r = self
+                .conn
+                .prepare_cached("UPDATE resource SET t_end = ?1, ended_at = ?2 WHERE seq = ?3")
+                .and_then(|mut s| s.execute((self.tx as i64, self.now, seq)));
+            self.check(r)?;
+        }
+        let r = self
+            .conn
+            .prepare_cached(
+                "INSERT INTO resource (type, id, version, t, last_updated, method, json)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )
+            .and_then(|mut s| {
+                s.execute((
+                    &new.resource_type,
+                    &new.id,
+                    new.version as i64,
+                    self.tx as i64,
+                    self.now,
+                    i64::from(new.method.to_code()),
+                    new.json.as_deref().map(str::as_bytes),
+                ))
+            });
+        self.check(r)?;
+        self.wrote = true;
+        Ok(Version {
+            resource_type: new.resource_type,
+            id: new.id,
+            version: new.version,
+            tx: self.tx,
+            last_updated: self.now,
+            method: new.method,
+            json: new.json.map(bytes::Bytes::from),
+        })
+    }
+
+    fn delete_history(&mut self, resource_type: &str, id: &str) -> Result<u64> {
+        let r = self
+            .conn
+            .prepare_cached("DELETE FROM resource WHERE type = ?1 AND id = ?2 AND t_end IS NOT NULL")
+            .and_then(|mut s| s.execute((resource_type, id)));
+        let n = self.check(r)?;
+        if n > 0 {
+            self.wrote = true;
+        }
+        Ok(n as u64)
+    }
+}

@@ -1,0 +1,183 @@
+//! The storage contract every backend implements: resources kept as every version they ever
+//! had, each stamped with the monotonically increasing number of the transaction that wrote
+//! it, read without blocking writers, written only through [`Store::write`] — one path that
+//! runs a job inside a backend transaction, so that resource versions, search indexes and
+//! (later) change events commit or roll back together.
+
+use std::future::Future;
+use bytes::Bytes;
+
+pub use flint_fhir::{Error, Result};
+
+/// A transaction number. Every committed write has one; later writes have larger ones.
+pub type TxNumber = u64;
+
+/// How a version came to be, as shown in history entries (`request.method`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Method {
+    Create,
+    Update,
+    Delete,
+}
+
+impl Method {
+    pub fn http_method(self) -> &'static str {
+        match self {
+            Method::Create => "POST",
+            Method::Update => "PUT",
+            Method::Delete => "DELETE",
+        }
+    }
+
+    pub fn to_code(self) -> u8 {
+        match self {
+            Method::Create => 0,
+            Method::Update => 1,
+            Method::Delete => 2,
+        }
+    }
+
+    pub fn from_code(code: u8) -> Method {
+        match code {
+            0 => Method::Create,
+            1 => Method::Update,
+            _ => Method::Delete,
+        }
+    }
+}
+
+/// One stored version of a resource.
+#[derive(Clone, Debug)]
+pub struct Version {
+    pub resource_type: String,
+    pub id: String,
+    /// `meta.versionId`, counting from 1.
+    pub version: u64,
+    /// The transaction that wrote this version.
+    pub tx: TxNumber,
+    /// `meta.lastUpdated`, microseconds since the epoch.
+    pub last_updated: i64,
+    pub method: Method,
+    /// The resource exactly as serialized on write (with `meta.versionId` and
+    /// `meta.lastUpdated`); `None` for a deletion.
+    pub json: Option<Bytes>,
+}
+
+impl Version {
+    pub fn is_deleted(&self) -> bool {
+        self.json.is_none()
+    }
+}
+
+/// A version to write. The transaction supplies the transaction number and time.
+#[derive(Clone, Debug)]
+pub struct NewVersion {
+    pub resource_type: String,
+    pub id: String,
+    pub version: u64,
+    pub method: Method,
+    /// `None` writes a deletion.
+    pub json: Option<String>,
+}
+
+/// Which versions a history request asks for.
+#[derive(Clone, Debug, Default)]
+pub struct HistoryQuery {
+    /// `None` for system history.
+    pub resource_type: Option<String>,
+    /// `Some` for instance history (requires `resource_type`).
+    pub id: Option<String>,
+    /// `_since`: versions written at or after this instant (microseconds).
+    pub since: Option<i64>,
+    /// `_at`: versions current at some point in `[start, end)` (microseconds).
+    pub at: Option<(i64, i64)>,
+    /// Only versions of transactions at or below this number: the snapshot a paging session
+    /// reads.
+    pub snapshot: Option<TxNumber>,
+    /// Keyset position: only versions ordered after this `(tx, sequence)` key.
+    pub after: Option<(TxNumber, u64)>,
+    /// Maximum number of versions to return.
+    pub limit: usize,
+}
+
+/// A page of history, newest first.
+#[derive(Clone, Debug)]
+pub struct HistoryPage {
+    pub versions: Vec<Version>,
+    /// The keyset position of the next page, when there is one.
+    pub next: Option<(TxNumber, u64)>,
+}
+
+/// The work of one transaction, run by the backend with a [`Transaction`].
+pub trait Transaction {
+    /// The number this transaction will commit as.
+    fn tx(&self) -> TxNumber;
+
+    /// The time of this transaction (microseconds since the epoch); never earlier than the
+    /// time of an earlier transaction.
+    fn now(&self) -> i64;
+
+    /// The latest version of a resource as this transaction sees it (including its own writes).
+    ///
+    /// # Errors
+    /// A backend fault.
+    fn current(&mut self, resource_type: &str, id: &str) -> Result<Option<Version>>;
+
+    /// Writes a new version and retires the previous one.
+    ///
+    /// # Errors
+    /// A backend fault, or a version that is not the successor of the current one.
+    fn put(&mut self, version: NewVersion) -> Result<Version>;
+
+    /// Removes every version of a resource but the current one; returns how many went.
+    ///
+    /// # Errors
+    /// A backend fault.
+    fn delete_history(&mut self, resource_type: &str, id: &str) -> Result<u64>;
+}
+
+/// A storage backend.
+pub trait Store: Send + Sync + 'static {
+    /// The latest version of a resource (possibly a deletion), if it ever existed.
+    ///
+    /// # Errors
+    /// A backend fault.
+    fn read(&self, resource_type: &str, id: &str) -> Result<Option<Version>>;
+
+    /// One version of a resource.
+    ///
+    /// # Errors
+    /// A backend fault.
+    fn vread(&self, resource_type: &str, id: &str, version: u64) -> Result<Option<Version>>;
+
+    /// Versions newest first, as the query selects.
+    ///
+    /// # Errors
+    /// A backend fault.
+    fn history(&self, query: &HistoryQuery) -> Result<HistoryPage>;
+
+    /// How many versions the query selects, ignoring `after` and `limit`.
+    ///
+    /// # Errors
+    /// A backend fault.
+    fn history_count(&self, query: &HistoryQuery) -> Result<u64>;
+
+    /// The number of the last committed transaction.
+    ///
+    /// # Errors
+    /// A backend fault.
+    fn last_tx(&self) -> Result<TxNumber>;
+
+    /// Runs `job` in a new transaction and commits it if the job succeeds; the job's result
+    /// is returned only once the transaction is durable. A failing job leaves no trace.
+    ///
+    /// Backends may group the jobs of concurrent callers into one commit (group commit), but
+    /// each job stays atomic on its own and gets its own transaction number.
+    ///
+    /// # Errors
+    /// The job's error, or a backend fault (then nothing of the job was written).
+    fn write<T, F>(&self, job: F) -> impl Future<Output = Result<T>> + Send
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut dyn Transaction) -> Result<T> + Send + 'static;
+}
