@@ -1,0 +1,314 @@
+//! The FHIR REST interactions, independent of HTTP: read, vread, create, update, patch,
+//! delete, history, delete history, batch and transaction. Every write of every interaction
+//! goes through [`Store::write`], the one transactional path; the HTTP layer, the importer and
+//! (later) operations and the sandbox's `client` all call these functions.
+
+pub mod bundle;
+mod context;
+pub mod patch;
+mod transaction;
+
+use std::sync::Arc;
+
+use flint_fhir::{datetime, model, validate, Error, IssueType, Model, Result};
+use flint_store::{HistoryPage, HistoryQuery, Method, NewVersion, Store, Version};
+use serde_json::{Map, Value};
+
+pub use context::{Caller, Context};
+pub use transaction::{BundleOptions, PreferReturn};
+
+/// The result of an update or patch.
+#[derive(Clone, Debug)]
+pub struct Written {
+    pub version: Version,
+    /// Whether the write created the resource (update-as-create, or update of a deleted one).
+    pub created: bool,
+}
+
+/// The interactions over one store.
+pub struct Engine<S> {
+    store: S,
+    model: &'static Model,
+}
+
+impl<S: Store> Engine<S> {
+    pub fn new(store: S) -> Arc<Engine<S>> {
+        Arc::new(Engine { store, model: model::r4() })
+    }
+
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    pub fn model(&self) -> &'static Model {
+        self.model
+    }
+
+    /// 404 unless `resource_type` is a concrete R4 resource type.
+    ///
+    /// # Errors
+    /// An unknown type.
+    pub fn check_type(&self, resource_type: &str) -> Result<()> {
+        if self.model.is_resource_type(resource_type) {
+            Ok(())
+        } else {
+            Err(Error::not_found(format!("unknown resource type '{resource_type}'")))
+        }
+    }
+
+    fn check_id(id: &str) -> Result<()> {
+        if validate::is_valid_id(id) {
+            Ok(())
+        } else {
+            Err(Error::invalid(format!("'{id}' is not a valid resource id")))
+        }
+    }
+
+    /// The current version; 404 if it never existed, 410 if it is deleted.
+    ///
+    /// # Errors
+    /// Unknown type or id, deleted resource, store fault.
+    pub fn read(&self, resource_type: &str, id: &str) -> Result<Version> {
+        self.check_type(resource_type)?;
+        Self::check_id(id).map_err(|_| Error::not_found(format!("{resource_type}/{id} is not known")))?;
+        match self.store.read(resource_type, id)? {
+            None => Err(Error::not_found(format!("{resource_type}/{id} is not known"))),
+            Some(v) if v.is_deleted() => Err(gone(&v)),
+            Some(v) => Ok(v),
+        }
+    }
+
+    /// One version; 404 if it does not exist, 410 if that version is a deletion.
+    ///
+    /// # Errors
+    /// Unknown type, id or version; deleted version; store fault.
+    pub fn vread(&self, resource_type: &str, id: &str, version: &str) -> Result<Version> {
+        self.check_type(resource_type)?;
+        let not_found = || Error::not_found(format!("{resource_type}/{id}/_history/{version} is not known"));
+        let number: u64 = version.parse().map_err(|_| not_found())?;
+        match self.store.vread(resource_type, id, number)? {
+            None => Err(not_found()),
+            Some(v) if v.is_deleted() => Err(gone(&v)),
+            Some(v) => Ok(v),
+        }
+    }
+
+    /// Checks a resource body for `resource_type`: an object of that type, structurally valid.
+    ///
+    /// # Errors
+    /// 400 with every problem found.
+    pub fn check_resource(&self, resource_type: &str, resource: &Value) -> Result<()> {
+        let actual = resource.get("resourceType").and_then(Value::as_str);
+        if let Some(actual) = actual {
+            if actual != resource_type && self.model.is_resource_type(actual) {
+                return Err(Error::invalid(format!(
+                    "the resource is a {actual} but the request is for {resource_type}"
+                ))
+                .at("resourceType"));
+            }
+        }
+        validate::validate_resource(self.model, resource)
+    }
+
+    /// Creates a resource with a new server-assigned id.
+    ///
+    /// # Errors
+    /// Invalid resource (400), unknown type (404), store fault.
+    pub async fn create(&self, resource_type: &str, resource: Value) -> Result<Version> {
+        self.check_type(resource_type)?;
+        self.check_resource(resource_type, &resource)?;
+        let id = new_id();
+        let rt = resource_type.to_string();
+        self.store
+            .write(move |txn| {
+                let json = stamp(resource, &id, 1, txn.now());
+                txn.put(NewVersion { resource_type: rt, id, version: 1, method: Method::Create, json: Some(json) })
+            })
+            .await
+    }
+
+    /// Updates (or creates, with the client's id) a resource. `if_match` is the version the
+    /// client expects to replace.
+    ///
+    /// # Errors
+    /// Invalid resource or id mismatch (400), version mismatch (412), store fault.
+    pub async fn update(&self, resource_type: &str, id: &str, resource: Value, if_match: Option<u64>) -> Result<Written> {
+        self.check_type(resource_type)?;
+        Self::check_id(id)?;
+        match resource.get("id") {
+            None => return Err(Error::invalid("the resource has no id; an update needs one matching the URL").at(format!("{resource_type}.id"))),
+            Some(body_id) if body_id.as_str() != Some(id) => {
+                return Err(Error::invalid(format!("the resource id {body_id} does not match the URL id '{id}'")).at(format!("{resource_type}.id")))
+            }
+            Some(_) => {}
+        }
+        self.check_resource(resource_type, &resource)?;
+        let (rt, id) = (resource_type.to_string(), id.to_string());
+        self.store
+            .write(move |txn| {
+                let current = txn.current(&rt, &id)?;
+                check_if_match(&rt, &id, current.as_ref(), if_match)?;
+                let created = current.as_ref().is_none_or(Version::is_deleted);
+                let version = current.map_or(1, |c| c.version + 1);
+                let json = stamp(resource, &id, version, txn.now());
+                let v = txn.put(NewVersion { resource_type: rt, id, version, method: Method::Update, json: Some(json) })?;
+                Ok(Written { version: v, created })
+            })
+            .await
+    }
+
+    /// Applies a JSON Patch to the current version. The patch is applied and the result
+    /// checked outside the writer; the write then insists the resource is still at the version
+    /// patched, and the whole is retried if another write came in between.
+    ///
+    /// # Errors
+    /// Unknown or deleted resource, bad patch (400/422), invalid result (400), version
+    /// mismatch (412), store fault.
+    pub async fn patch(&self, resource_type: &str, id: &str, patch: &Value, if_match: Option<u64>) -> Result<Written> {
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let current = self.read(resource_type, id)?;
+            check_if_match(resource_type, id, Some(&current), if_match)?;
+            let mut resource = parse_stored(&current)?;
+            patch::apply_json_patch(&mut resource, patch)?;
+            if resource.get("resourceType").and_then(Value::as_str) != Some(resource_type)
+                || resource.get("id").and_then(Value::as_str) != Some(id)
+            {
+                return Err(Error::invalid("a patch may not change the resource's type or id"));
+            }
+            self.check_resource(resource_type, &resource)?;
+            let (rt, rid, base) = (resource_type.to_string(), id.to_string(), current.version);
+            let result = self
+                .store
+                .write(move |txn| {
+                    let now = txn.current(&rt, &rid)?;
+                    if now.as_ref().map(|v| v.version) != Some(base) {
+                        return Err(Error::new(IssueType::Conflict, "changed while patching").with_status(409));
+                    }
+                    let json = stamp(resource, &rid, base + 1, txn.now());
+                    let v = txn.put(NewVersion { resource_type: rt, id: rid, version: base + 1, method: Method::Update, json: Some(json) })?;
+                    Ok(Written { version: v, created: false })
+                })
+                .await;
+            match result {
+                Err(e) if e.status() == 409 && e.code() == IssueType::Conflict && attempts < 5 => continue,
+                other => return other,
+            }
+        }
+    }
+
+    /// Deletes a resource. Deleting what does not exist or is already deleted succeeds and
+    /// writes nothing (`Ok(None)`).
+    ///
+    /// # Errors
+    /// Unknown type (404), version mismatch (412), store fault.
+    pub async fn delete(&self, resource_type: &str, id: &str, if_match: Option<u64>) -> Result<Option<Version>> {
+        self.check_type(resource_type)?;
+        Self::check_id(id)?;
+        let (rt, id) = (resource_type.to_string(), id.to_string());
+        self.store
+            .write(move |txn| {
+                let current = txn.current(&rt, &id)?;
+                check_if_match(&rt, &id, current.as_ref(), if_match)?;
+                match current {
+                    Some(c) if !c.is_deleted() => Ok(Some(txn.put(NewVersion {
+                        resource_type: rt,
+                        id,
+                        version: c.version + 1,
+                        method: Method::Delete,
+                        json: None,
+                    })?)),
+                    _ => Ok(None),
+                }
+            })
+            .await
+    }
+
+    /// Removes all versions of a resource but the current one.
+    ///
+    /// # Errors
+    /// Unknown type or resource (404), store fault.
+    pub async fn delete_history(&self, resource_type: &str, id: &str) -> Result<u64> {
+        self.check_type(resource_type)?;
+        Self::check_id(id)?;
+        if self.store.read(resource_type, id)?.is_none() {
+            return Err(Error::not_found(format!("{resource_type}/{id} is not known")));
+        }
+        let (rt, id) = (resource_type.to_string(), id.to_string());
+        self.store.write(move |txn| txn.delete_history(&rt, &id)).await
+    }
+
+    /// A page of history and the total it belongs to.
+    ///
+    /// # Errors
+    /// Unknown type, store fault.
+    pub fn history(&self, query: &HistoryQuery) -> Result<(HistoryPage, u64)> {
+        if let Some(t) = &query.resource_type {
+            self.check_type(t)?;
+        }
+        if let (Some(t), Some(id)) = (&query.resource_type, &query.id) {
+            if self.store.read(t, id)?.is_none() {
+                return Err(Error::not_found(format!("{t}/{id} is not known")));
+            }
+        }
+        let page = self.store.history(query)?;
+        let total = self.store.history_count(query)?;
+        Ok((page, total))
+    }
+}
+
+fn gone(v: &Version) -> Error {
+    Error::gone(format!("{}/{} was deleted (version {})", v.resource_type, v.id, v.version))
+}
+
+fn check_if_match(rt: &str, id: &str, current: Option<&Version>, if_match: Option<u64>) -> Result<()> {
+    let Some(expected) = if_match else { return Ok(()) };
+    match current {
+        Some(c) if c.version == expected && !c.is_deleted() => Ok(()),
+        Some(c) => Err(Error::precondition_failed(format!(
+            "{rt}/{id} is at version {}, not the version {expected} given in If-Match",
+            c.version
+        ))),
+        None => Err(Error::precondition_failed(format!("{rt}/{id} does not exist; If-Match {expected} cannot hold"))),
+    }
+}
+
+/// A new resource id: a random UUID, as most FHIR servers assign.
+pub fn new_id() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+/// Parses a stored version's JSON.
+///
+/// # Errors
+/// A deleted version, or stored bytes that are not JSON (a store fault).
+pub fn parse_stored(v: &Version) -> Result<Value> {
+    let json = v.json.as_ref().ok_or_else(|| gone(v))?;
+    serde_json::from_slice(json).map_err(Error::internal)
+}
+
+/// Sets `id`, `meta.versionId` and `meta.lastUpdated` and serializes the resource with
+/// `resourceType`, `id` and `meta` first.
+pub fn stamp(resource: Value, id: &str, version: u64, last_updated: i64) -> String {
+    let Value::Object(mut fields) = resource else { return resource.to_string() };
+    let mut out = Map::with_capacity(fields.len() + 2);
+    if let Some(rt) = fields.shift_remove("resourceType") {
+        out.insert("resourceType".into(), rt);
+    }
+    fields.shift_remove("id");
+    out.insert("id".into(), Value::String(id.to_string()));
+    let mut meta = match fields.shift_remove("meta") {
+        Some(Value::Object(m)) => m,
+        _ => Map::new(),
+    };
+    meta.shift_remove("versionId");
+    meta.shift_remove("lastUpdated");
+    let mut new_meta = Map::with_capacity(meta.len() + 2);
+    new_meta.insert("versionId".into(), Value::String(version.to_string()));
+    new_meta.insert("lastUpdated".into(), Value::String(datetime::format_instant(last_updated)));
+    new_meta.extend(meta);
+    out.insert("meta".into(), Value::Object(new_meta));
+    out.extend(fields);
+    Value::Object(out).to_string()
+}
