@@ -24,7 +24,12 @@ impl BundleBuilder {
             head["total"] = json!(total);
         }
         if !links.is_empty() {
-            head["link"] = Value::Array(links.iter().map(|(rel, url)| json!({"relation": rel, "url": url})).collect());
+            head["link"] = Value::Array(
+                links
+                    .iter()
+                    .map(|(rel, url)| json!({"relation": rel, "url": url}))
+                    .collect(),
+            );
         }
         let mut out = head.to_string();
         out.pop(); // reopen the object
@@ -34,7 +39,12 @@ impl BundleBuilder {
 
     /// Adds an entry. `fields` are the entry's other elements (`search`, `request`,
     /// `response`), written after `fullUrl` and `resource`.
-    pub fn entry(&mut self, full_url: Option<&str>, resource: Option<&[u8]>, fields: &[(&str, Value)]) {
+    pub fn entry(
+        &mut self,
+        full_url: Option<&str>,
+        resource: Option<&[u8]>,
+        fields: &[(&str, Value)],
+    ) {
         if self.entries > 0 {
             self.out.push(',');
         }
@@ -50,7 +60,8 @@ impl BundleBuilder {
         if let Some(url) = full_url {
             sep(&mut self.out);
             self.out.push_str("\"fullUrl\":");
-            self.out.push_str(&Value::String(url.to_string()).to_string());
+            self.out
+                .push_str(&Value::String(url.to_string()).to_string());
         }
         if let Some(bytes) = resource {
             sep(&mut self.out);
@@ -60,7 +71,8 @@ impl BundleBuilder {
         }
         for (name, value) in fields {
             sep(&mut self.out);
-            self.out.push_str(&Value::String((*name).to_string()).to_string());
+            self.out
+                .push_str(&Value::String((*name).to_string()).to_string());
             self.out.push(':');
             self.out.push_str(&value.to_string());
         }
@@ -88,7 +100,13 @@ impl BundleBuilder {
         self.entry(
             Some(&url),
             v.json.as_deref(),
-            &[("request", json!({"method": v.method.http_method(), "url": request_url})), ("response", response)],
+            &[
+                (
+                    "request",
+                    json!({"method": v.method.http_method(), "url": request_url}),
+                ),
+                ("response", response),
+            ],
         );
     }
 
@@ -142,14 +160,27 @@ mod tests {
 
     #[test]
     fn builds_valid_json_with_raw_resources() {
-        let mut b = BundleBuilder::new("history", Some(2), &[("self", "http://x/fhir/_history".into())]);
-        b.entry(Some("http://x/fhir/Patient/1"), Some(br#"{"resourceType":"Patient","id":"1"}"#), &[("request", json!({"method": "POST"}))]);
-        b.entry(None, None, &[("response", json!({"status": "204 No Content"}))]);
+        let mut b = BundleBuilder::new(
+            "history",
+            Some(2),
+            &[("self", "http://x/fhir/_history".into())],
+        );
+        b.entry(
+            Some("http://x/fhir/Patient/1"),
+            Some(br#"{"resourceType":"Patient","id":"1"}"#),
+            &[("request", json!({"method": "POST"}))],
+        );
+        b.entry(
+            None,
+            None,
+            &[("response", json!({"status": "204 No Content"}))],
+        );
         let v: Value = serde_json::from_str(&b.finish()).unwrap();
         assert_eq!(v["total"], 2);
         assert_eq!(v["entry"][0]["resource"]["id"], "1");
         assert_eq!(v["entry"][1]["response"]["status"], "204 No Content");
-        let empty: Value = serde_json::from_str(&BundleBuilder::new("history", Some(0), &[]).finish()).unwrap();
+        let empty: Value =
+            serde_json::from_str(&BundleBuilder::new("history", Some(0), &[]).finish()).unwrap();
         assert!(empty.get("entry").is_none());
     }
 }

@@ -25,7 +25,11 @@ pub struct Context {
 
 impl Context {
     pub fn new(base_url: impl Into<String>) -> Context {
-        Context { caller: Caller::default(), tenant: "default".into(), base_url: base_url.into() }
+        Context {
+            caller: Caller::default(),
+            tenant: "default".into(),
+            base_url: base_url.into(),
+        }
     }
 
     /// `base/Type/id`.

@@ -15,7 +15,7 @@ use flint_store::{HistoryPage, HistoryQuery, Method, NewVersion, Store, Version}
 use serde_json::{Map, Value};
 
 pub use context::{Caller, Context};
-pub use transaction::{BundleOptions, PreferReturn};
+pub use transaction::{parse_etag as parse_etag_header, BundleOptions, PreferReturn};
 
 /// The result of an update or patch.
 #[derive(Clone, Debug)]
@@ -33,7 +33,10 @@ pub struct Engine<S> {
 
 impl<S: Store> Engine<S> {
     pub fn new(store: S) -> Arc<Engine<S>> {
-        Arc::new(Engine { store, model: model::r4() })
+        Arc::new(Engine {
+            store,
+            model: model::r4(),
+        })
     }
 
     pub fn store(&self) -> &S {
@@ -52,7 +55,9 @@ impl<S: Store> Engine<S> {
         if self.model.is_resource_type(resource_type) {
             Ok(())
         } else {
-            Err(Error::not_found(format!("unknown resource type '{resource_type}'")))
+            Err(Error::not_found(format!(
+                "unknown resource type '{resource_type}'"
+            )))
         }
     }
 
@@ -70,9 +75,12 @@ impl<S: Store> Engine<S> {
     /// Unknown type or id, deleted resource, store fault.
     pub fn read(&self, resource_type: &str, id: &str) -> Result<Version> {
         self.check_type(resource_type)?;
-        Self::check_id(id).map_err(|_| Error::not_found(format!("{resource_type}/{id} is not known")))?;
+        Self::check_id(id)
+            .map_err(|_| Error::not_found(format!("{resource_type}/{id} is not known")))?;
         match self.store.read(resource_type, id)? {
-            None => Err(Error::not_found(format!("{resource_type}/{id} is not known"))),
+            None => Err(Error::not_found(format!(
+                "{resource_type}/{id} is not known"
+            ))),
             Some(v) if v.is_deleted() => Err(gone(&v)),
             Some(v) => Ok(v),
         }
@@ -84,7 +92,11 @@ impl<S: Store> Engine<S> {
     /// Unknown type, id or version; deleted version; store fault.
     pub fn vread(&self, resource_type: &str, id: &str, version: &str) -> Result<Version> {
         self.check_type(resource_type)?;
-        let not_found = || Error::not_found(format!("{resource_type}/{id}/_history/{version} is not known"));
+        let not_found = || {
+            Error::not_found(format!(
+                "{resource_type}/{id}/_history/{version} is not known"
+            ))
+        };
         let number: u64 = version.parse().map_err(|_| not_found())?;
         match self.store.vread(resource_type, id, number)? {
             None => Err(not_found()),
@@ -122,7 +134,13 @@ impl<S: Store> Engine<S> {
         self.store
             .write(move |txn| {
                 let json = stamp(resource, &id, 1, txn.now());
-                txn.put(NewVersion { resource_type: rt, id, version: 1, method: Method::Create, json: Some(json) })
+                txn.put(NewVersion {
+                    resource_type: rt,
+                    id,
+                    version: 1,
+                    method: Method::Create,
+                    json: Some(json),
+                })
             })
             .await
     }
@@ -132,13 +150,27 @@ impl<S: Store> Engine<S> {
     ///
     /// # Errors
     /// Invalid resource or id mismatch (400), version mismatch (412), store fault.
-    pub async fn update(&self, resource_type: &str, id: &str, resource: Value, if_match: Option<u64>) -> Result<Written> {
+    pub async fn update(
+        &self,
+        resource_type: &str,
+        id: &str,
+        resource: Value,
+        if_match: Option<u64>,
+    ) -> Result<Written> {
         self.check_type(resource_type)?;
         Self::check_id(id)?;
         match resource.get("id") {
-            None => return Err(Error::invalid("the resource has no id; an update needs one matching the URL").at(format!("{resource_type}.id"))),
+            None => {
+                return Err(Error::invalid(
+                    "the resource has no id; an update needs one matching the URL",
+                )
+                .at(format!("{resource_type}.id")))
+            }
             Some(body_id) if body_id.as_str() != Some(id) => {
-                return Err(Error::invalid(format!("the resource id {body_id} does not match the URL id '{id}'")).at(format!("{resource_type}.id")))
+                return Err(Error::invalid(format!(
+                    "the resource id {body_id} does not match the URL id '{id}'"
+                ))
+                .at(format!("{resource_type}.id")))
             }
             Some(_) => {}
         }
@@ -151,8 +183,17 @@ impl<S: Store> Engine<S> {
                 let created = current.as_ref().is_none_or(Version::is_deleted);
                 let version = current.map_or(1, |c| c.version + 1);
                 let json = stamp(resource, &id, version, txn.now());
-                let v = txn.put(NewVersion { resource_type: rt, id, version, method: Method::Update, json: Some(json) })?;
-                Ok(Written { version: v, created })
+                let v = txn.put(NewVersion {
+                    resource_type: rt,
+                    id,
+                    version,
+                    method: Method::Update,
+                    json: Some(json),
+                })?;
+                Ok(Written {
+                    version: v,
+                    created,
+                })
             })
             .await
     }
@@ -164,7 +205,13 @@ impl<S: Store> Engine<S> {
     /// # Errors
     /// Unknown or deleted resource, bad patch (400/422), invalid result (400), version
     /// mismatch (412), store fault.
-    pub async fn patch(&self, resource_type: &str, id: &str, patch: &Value, if_match: Option<u64>) -> Result<Written> {
+    pub async fn patch(
+        &self,
+        resource_type: &str,
+        id: &str,
+        patch: &Value,
+        if_match: Option<u64>,
+    ) -> Result<Written> {
         let mut attempts = 0;
         loop {
             attempts += 1;
@@ -175,7 +222,9 @@ impl<S: Store> Engine<S> {
             if resource.get("resourceType").and_then(Value::as_str) != Some(resource_type)
                 || resource.get("id").and_then(Value::as_str) != Some(id)
             {
-                return Err(Error::invalid("a patch may not change the resource's type or id"));
+                return Err(Error::invalid(
+                    "a patch may not change the resource's type or id",
+                ));
             }
             self.check_resource(resource_type, &resource)?;
             let (rt, rid, base) = (resource_type.to_string(), id.to_string(), current.version);
@@ -184,15 +233,27 @@ impl<S: Store> Engine<S> {
                 .write(move |txn| {
                     let now = txn.current(&rt, &rid)?;
                     if now.as_ref().map(|v| v.version) != Some(base) {
-                        return Err(Error::new(IssueType::Conflict, "changed while patching").with_status(409));
+                        return Err(Error::new(IssueType::Conflict, "changed while patching")
+                            .with_status(409));
                     }
                     let json = stamp(resource, &rid, base + 1, txn.now());
-                    let v = txn.put(NewVersion { resource_type: rt, id: rid, version: base + 1, method: Method::Update, json: Some(json) })?;
-                    Ok(Written { version: v, created: false })
+                    let v = txn.put(NewVersion {
+                        resource_type: rt,
+                        id: rid,
+                        version: base + 1,
+                        method: Method::Update,
+                        json: Some(json),
+                    })?;
+                    Ok(Written {
+                        version: v,
+                        created: false,
+                    })
                 })
                 .await;
             match result {
-                Err(e) if e.status() == 409 && e.code() == IssueType::Conflict && attempts < 5 => continue,
+                Err(e) if e.status() == 409 && e.code() == IssueType::Conflict && attempts < 5 => {
+                    continue
+                }
                 other => return other,
             }
         }
@@ -203,7 +264,12 @@ impl<S: Store> Engine<S> {
     ///
     /// # Errors
     /// Unknown type (404), version mismatch (412), store fault.
-    pub async fn delete(&self, resource_type: &str, id: &str, if_match: Option<u64>) -> Result<Option<Version>> {
+    pub async fn delete(
+        &self,
+        resource_type: &str,
+        id: &str,
+        if_match: Option<u64>,
+    ) -> Result<Option<Version>> {
         self.check_type(resource_type)?;
         Self::check_id(id)?;
         let (rt, id) = (resource_type.to_string(), id.to_string());
@@ -233,10 +299,14 @@ impl<S: Store> Engine<S> {
         self.check_type(resource_type)?;
         Self::check_id(id)?;
         if self.store.read(resource_type, id)?.is_none() {
-            return Err(Error::not_found(format!("{resource_type}/{id} is not known")));
+            return Err(Error::not_found(format!(
+                "{resource_type}/{id} is not known"
+            )));
         }
         let (rt, id) = (resource_type.to_string(), id.to_string());
-        self.store.write(move |txn| txn.delete_history(&rt, &id)).await
+        self.store
+            .write(move |txn| txn.delete_history(&rt, &id))
+            .await
     }
 
     /// A page of history and the total it belongs to.
@@ -259,18 +329,30 @@ impl<S: Store> Engine<S> {
 }
 
 fn gone(v: &Version) -> Error {
-    Error::gone(format!("{}/{} was deleted (version {})", v.resource_type, v.id, v.version))
+    Error::gone(format!(
+        "{}/{} was deleted (version {})",
+        v.resource_type, v.id, v.version
+    ))
 }
 
-fn check_if_match(rt: &str, id: &str, current: Option<&Version>, if_match: Option<u64>) -> Result<()> {
-    let Some(expected) = if_match else { return Ok(()) };
+fn check_if_match(
+    rt: &str,
+    id: &str,
+    current: Option<&Version>,
+    if_match: Option<u64>,
+) -> Result<()> {
+    let Some(expected) = if_match else {
+        return Ok(());
+    };
     match current {
         Some(c) if c.version == expected && !c.is_deleted() => Ok(()),
         Some(c) => Err(Error::precondition_failed(format!(
             "{rt}/{id} is at version {}, not the version {expected} given in If-Match",
             c.version
         ))),
-        None => Err(Error::precondition_failed(format!("{rt}/{id} does not exist; If-Match {expected} cannot hold"))),
+        None => Err(Error::precondition_failed(format!(
+            "{rt}/{id} does not exist; If-Match {expected} cannot hold"
+        ))),
     }
 }
 
@@ -291,7 +373,9 @@ pub fn parse_stored(v: &Version) -> Result<Value> {
 /// Sets `id`, `meta.versionId` and `meta.lastUpdated` and serializes the resource with
 /// `resourceType`, `id` and `meta` first.
 pub fn stamp(resource: Value, id: &str, version: u64, last_updated: i64) -> String {
-    let Value::Object(mut fields) = resource else { return resource.to_string() };
+    let Value::Object(mut fields) = resource else {
+        return resource.to_string();
+    };
     let mut out = Map::with_capacity(fields.len() + 2);
     if let Some(rt) = fields.shift_remove("resourceType") {
         out.insert("resourceType".into(), rt);
@@ -306,7 +390,10 @@ pub fn stamp(resource: Value, id: &str, version: u64, last_updated: i64) -> Stri
     meta.shift_remove("lastUpdated");
     let mut new_meta = Map::with_capacity(meta.len() + 2);
     new_meta.insert("versionId".into(), Value::String(version.to_string()));
-    new_meta.insert("lastUpdated".into(), Value::String(datetime::format_instant(last_updated)));
+    new_meta.insert(
+        "lastUpdated".into(),
+        Value::String(datetime::format_instant(last_updated)),
+    );
     new_meta.extend(meta);
     out.insert("meta".into(), Value::Object(new_meta));
     out.extend(fields);

@@ -9,7 +9,9 @@ use serde_json::Value;
 /// A malformed patch (400), or a failed `test` or a missing path (422: the patch does not fit
 /// the resource).
 pub fn apply_json_patch(doc: &mut Value, patch: &Value) -> Result<(), Error> {
-    let ops = patch.as_array().ok_or_else(|| Error::invalid("a JSON Patch document must be an array of operations"))?;
+    let ops = patch
+        .as_array()
+        .ok_or_else(|| Error::invalid("a JSON Patch document must be an array of operations"))?;
     let mut work = doc.clone();
     for (i, op) in ops.iter().enumerate() {
         apply_one(&mut work, op).map_err(|e| e.at(format!("patch[{i}]")))?;
@@ -31,7 +33,11 @@ fn field<'a>(op: &'a Value, name: &str) -> Result<&'a str, Error> {
 fn apply_one(doc: &mut Value, op: &Value) -> Result<(), Error> {
     let kind = field(op, "op")?;
     let path = parse_pointer(field(op, "path")?)?;
-    let value = || op.get("value").cloned().ok_or_else(|| Error::invalid(format!("'{kind}' needs a 'value'")));
+    let value = || {
+        op.get("value")
+            .cloned()
+            .ok_or_else(|| Error::invalid(format!("'{kind}' needs a 'value'")))
+    };
     match kind {
         "add" => add(doc, &path, value()?),
         "remove" => remove(doc, &path).map(drop),
@@ -60,7 +66,10 @@ fn apply_one(doc: &mut Value, op: &Value) -> Result<(), Error> {
             if json_equal(actual, &expected) {
                 Ok(())
             } else {
-                Err(unprocessable(format!("test failed at {}", pointer_text(&path))))
+                Err(unprocessable(format!(
+                    "test failed at {}",
+                    pointer_text(&path)
+                )))
             }
         }
         other => Err(Error::invalid(format!("unknown patch operation '{other}'"))),
@@ -71,11 +80,16 @@ fn apply_one(doc: &mut Value, op: &Value) -> Result<(), Error> {
 fn json_equal(a: &Value, b: &Value) -> bool {
     match (a, b) {
         (Value::Number(x), Value::Number(y)) => {
-            x.to_string() == y.to_string() || x.as_f64().zip(y.as_f64()).is_some_and(|(x, y)| x == y)
+            x.to_string() == y.to_string()
+                || x.as_f64().zip(y.as_f64()).is_some_and(|(x, y)| x == y)
         }
-        (Value::Array(x), Value::Array(y)) => x.len() == y.len() && x.iter().zip(y).all(|(a, b)| json_equal(a, b)),
+        (Value::Array(x), Value::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(a, b)| json_equal(a, b))
+        }
         (Value::Object(x), Value::Object(y)) => {
-            x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| json_equal(v, w)))
+            x.len() == y.len()
+                && x.iter()
+                    .all(|(k, v)| y.get(k).is_some_and(|w| json_equal(v, w)))
         }
         _ => a == b,
     }
@@ -85,8 +99,13 @@ fn parse_pointer(p: &str) -> Result<Vec<String>, Error> {
     if p.is_empty() {
         return Ok(Vec::new());
     }
-    let rest = p.strip_prefix('/').ok_or_else(|| Error::invalid(format!("'{p}' is not a JSON pointer")))?;
-    Ok(rest.split('/').map(|s| s.replace("~1", "/").replace("~0", "~")).collect())
+    let rest = p
+        .strip_prefix('/')
+        .ok_or_else(|| Error::invalid(format!("'{p}' is not a JSON pointer")))?;
+    Ok(rest
+        .split('/')
+        .map(|s| s.replace("~1", "/").replace("~0", "~"))
+        .collect())
 }
 
 fn pointer_text(path: &[String]) -> String {
@@ -97,11 +116,21 @@ fn index(token: &str, len: usize, allow_end: bool) -> Result<usize, Error> {
     if allow_end && token == "-" {
         return Ok(len);
     }
-    let valid = !token.is_empty() && token.bytes().all(|b| b.is_ascii_digit()) && (token == "0" || !token.starts_with('0'));
-    let i: usize = if valid { token.parse().map_err(|_| unprocessable(format!("bad array index '{token}'")))? } else {
+    let valid = !token.is_empty()
+        && token.bytes().all(|b| b.is_ascii_digit())
+        && (token == "0" || !token.starts_with('0'));
+    let i: usize = if valid {
+        token
+            .parse()
+            .map_err(|_| unprocessable(format!("bad array index '{token}'")))?
+    } else {
         return Err(unprocessable(format!("bad array index '{token}'")));
     };
-    let max = if allow_end { len } else { len.saturating_sub(1) };
+    let max = if allow_end {
+        len
+    } else {
+        len.saturating_sub(1)
+    };
     if i > max || (!allow_end && len == 0) {
         return Err(unprocessable(format!("array index {i} is out of bounds")));
     }
@@ -112,9 +141,9 @@ fn get_mut<'a>(doc: &'a mut Value, path: &[String]) -> Result<&'a mut Value, Err
     let mut current = doc;
     for token in path {
         current = match current {
-            Value::Object(map) => {
-                map.get_mut(token).ok_or_else(|| unprocessable(format!("no value at {}", pointer_text(path))))?
-            }
+            Value::Object(map) => map
+                .get_mut(token)
+                .ok_or_else(|| unprocessable(format!("no value at {}", pointer_text(path))))?,
             Value::Array(items) => {
                 let i = index(token, items.len(), false)?;
                 &mut items[i]
@@ -140,7 +169,10 @@ fn add(doc: &mut Value, path: &[String], value: Value) -> Result<(), Error> {
             items.insert(i, value);
             Ok(())
         }
-        _ => Err(unprocessable(format!("cannot add at {}", pointer_text(path)))),
+        _ => Err(unprocessable(format!(
+            "cannot add at {}",
+            pointer_text(path)
+        ))),
     }
 }
 
@@ -149,7 +181,9 @@ fn remove(doc: &mut Value, path: &[String]) -> Result<Value, Error> {
         return Err(Error::invalid("cannot remove the whole resource"));
     };
     match get_mut(doc, parent)? {
-        Value::Object(map) => map.shift_remove(last).ok_or_else(|| unprocessable(format!("no value at {}", pointer_text(path)))),
+        Value::Object(map) => map
+            .shift_remove(last)
+            .ok_or_else(|| unprocessable(format!("no value at {}", pointer_text(path)))),
         Value::Array(items) => {
             let i = index(last, items.len(), false)?;
             Ok(items.remove(i))
@@ -166,10 +200,14 @@ mod tests {
     /// The HL7 JSON Patch test cases (fhir-test-cases `r4/patch/json-patch-tests.json`).
     #[test]
     fn hl7_json_patch_cases() {
-        let cases: Value = serde_json::from_str(include_str!("../tests/fixtures/json-patch-tests.json")).unwrap();
+        let cases: Value =
+            serde_json::from_str(include_str!("../tests/fixtures/json-patch-tests.json")).unwrap();
         let mut run = 0;
         for case in cases.as_array().unwrap() {
-            let name = case["comment"].as_str().or(case["description"].as_str()).unwrap_or("?");
+            let name = case["comment"]
+                .as_str()
+                .or(case["description"].as_str())
+                .unwrap_or("?");
             let mut doc = case["doc"].clone();
             let result = apply_json_patch(&mut doc, &case["patch"]);
             if case.get("error").is_some() {
@@ -186,7 +224,10 @@ mod tests {
     #[test]
     fn failing_patch_changes_nothing() {
         let mut doc = json!({"a": 1});
-        let r = apply_json_patch(&mut doc, &json!([{"op": "add", "path": "/b", "value": 2}, {"op": "test", "path": "/a", "value": 9}]));
+        let r = apply_json_patch(
+            &mut doc,
+            &json!([{"op": "add", "path": "/b", "value": 2}, {"op": "test", "path": "/a", "value": 9}]),
+        );
         assert_eq!(r.unwrap_err().status(), 422);
         assert_eq!(doc, json!({"a": 1}));
     }

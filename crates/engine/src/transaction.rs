@@ -30,11 +30,30 @@ pub struct BundleOptions {
 
 #[derive(Clone, Debug)]
 enum Action {
-    Create { rt: String, id: String },
-    Update { rt: String, id: String, if_match: Option<u64> },
-    Patch { rt: String, id: String, if_match: Option<u64> },
-    Delete { rt: String, id: String, if_match: Option<u64> },
-    Read { rt: String, id: String, version: Option<String> },
+    Create {
+        rt: String,
+        id: String,
+    },
+    Update {
+        rt: String,
+        id: String,
+        if_match: Option<u64>,
+    },
+    Patch {
+        rt: String,
+        id: String,
+        if_match: Option<u64>,
+    },
+    Delete {
+        rt: String,
+        id: String,
+        if_match: Option<u64>,
+    },
+    Read {
+        rt: String,
+        id: String,
+        version: Option<String>,
+    },
 }
 
 impl Action {
@@ -85,21 +104,32 @@ impl<S: Store> Engine<S> {
     /// # Errors
     /// Not a batch/transaction Bundle (400); for a transaction, any failing entry fails the
     /// whole with that entry's error.
-    pub async fn process_bundle(self: &Arc<Self>, ctx: &Context, bundle: Value, options: BundleOptions) -> Result<String> {
+    pub async fn process_bundle(
+        self: &Arc<Self>,
+        ctx: &Context,
+        bundle: Value,
+        options: BundleOptions,
+    ) -> Result<String> {
         if bundle.get("resourceType").and_then(Value::as_str) != Some("Bundle") {
-            return Err(Error::invalid("expected a Bundle of type batch or transaction").at("resourceType"));
+            return Err(
+                Error::invalid("expected a Bundle of type batch or transaction").at("resourceType"),
+            );
         }
         let kind = bundle.get("type").and_then(Value::as_str).unwrap_or("");
         let mut raw_entries = match bundle.get("entry") {
             None => Vec::new(),
             Some(Value::Array(a)) => a.clone(),
-            Some(_) => return Err(Error::invalid("Bundle.entry must be an array").at("Bundle.entry")),
+            Some(_) => {
+                return Err(Error::invalid("Bundle.entry must be an array").at("Bundle.entry"))
+            }
         };
         match kind {
             "transaction" => {
                 let mut entries = Vec::with_capacity(raw_entries.len());
                 for (i, raw) in raw_entries.iter_mut().enumerate() {
-                    entries.push(parse_entry(ctx, std::mem::take(raw), true).map_err(|e| in_entry(e, i))?);
+                    entries.push(
+                        parse_entry(ctx, std::mem::take(raw), true).map_err(|e| in_entry(e, i))?,
+                    );
                 }
                 self.transaction(ctx, entries, options).await
             }
@@ -111,11 +141,18 @@ impl<S: Store> Engine<S> {
         }
     }
 
-    async fn transaction(self: &Arc<Self>, ctx: &Context, mut entries: Vec<Entry>, options: BundleOptions) -> Result<String> {
+    async fn transaction(
+        self: &Arc<Self>,
+        ctx: &Context,
+        mut entries: Vec<Entry>,
+        options: BundleOptions,
+    ) -> Result<String> {
         // Resolve placeholders: every full URL of a created entry, and urn: full URLs of updates.
         let mut replacements: HashMap<String, String> = HashMap::new();
         for entry in &entries {
-            let Some(full_url) = &entry.full_url else { continue };
+            let Some(full_url) = &entry.full_url else {
+                continue;
+            };
             match &entry.action {
                 Action::Create { rt, id } => {
                     replacements.insert(full_url.clone(), format!("{rt}/{id}"));
@@ -130,13 +167,19 @@ impl<S: Store> Engine<S> {
         let mut issues = Vec::new();
         for (i, entry) in entries.iter_mut().enumerate() {
             let (rt, id) = entry.action.target();
-            if !matches!(entry.action, Action::Read { .. }) && !targets.insert(format!("{rt}/{id}")) {
-                return Err(in_entry(Error::invalid(format!("{rt}/{id} is the target of more than one entry")), i));
+            if !matches!(entry.action, Action::Read { .. }) && !targets.insert(format!("{rt}/{id}"))
+            {
+                return Err(in_entry(
+                    Error::invalid(format!("{rt}/{id} is the target of more than one entry")),
+                    i,
+                ));
             }
             if let Some(resource) = &mut entry.resource {
                 if let Err(unresolved) = rewrite_references(resource, &replacements) {
                     return Err(in_entry(
-                        Error::invalid(format!("the reference '{unresolved}' matches no entry's fullUrl")),
+                        Error::invalid(format!(
+                            "the reference '{unresolved}' matches no entry's fullUrl"
+                        )),
                         i,
                     ));
                 }
@@ -160,8 +203,10 @@ impl<S: Store> Engine<S> {
 
         let mut order: Vec<usize> = (0..entries.len()).collect();
         order.sort_by_key(|&i| entries[i].action.order());
-        let jobs: Vec<(usize, Action, Option<Value>)> =
-            order.iter().map(|&i| (i, entries[i].action.clone(), entries[i].resource.take())).collect();
+        let jobs: Vec<(usize, Action, Option<Value>)> = order
+            .iter()
+            .map(|&i| (i, entries[i].action.clone(), entries[i].resource.take()))
+            .collect();
         let mut outcomes: Vec<Option<Outcome>> = self
             .store()
             .write(move |txn| {
@@ -193,7 +238,12 @@ impl<S: Store> Engine<S> {
         Ok(out.finish())
     }
 
-    async fn batch(self: &Arc<Self>, ctx: &Context, raw_entries: Vec<Value>, options: BundleOptions) -> String {
+    async fn batch(
+        self: &Arc<Self>,
+        ctx: &Context,
+        raw_entries: Vec<Value>,
+        options: BundleOptions,
+    ) -> String {
         let mut tasks = tokio::task::JoinSet::new();
         let count = raw_entries.len();
         for (i, raw) in raw_entries.into_iter().enumerate() {
@@ -216,7 +266,8 @@ impl<S: Store> Engine<S> {
         }
         let mut out = BundleBuilder::new("batch-response", None, &[]);
         for outcome in outcomes {
-            let outcome = outcome.unwrap_or_else(|| Outcome::Failed(Error::internal("the entry was not processed")));
+            let outcome = outcome
+                .unwrap_or_else(|| Outcome::Failed(Error::internal("the entry was not processed")));
             response_entry(&mut out, ctx, outcome, options);
         }
         out.finish()
@@ -225,25 +276,41 @@ impl<S: Store> Engine<S> {
     async fn run_batch_entry(&self, entry: Entry) -> Outcome {
         let result = match entry.action {
             Action::Create { rt, .. } => match entry.resource {
-                Some(r) => self.create(&rt, r).await.map(|version| Outcome::Written { status: 201, version }),
+                Some(r) => self.create(&rt, r).await.map(|version| Outcome::Written {
+                    status: 201,
+                    version,
+                }),
                 None => Err(Error::invalid("a POST entry needs a resource")),
             },
             Action::Update { rt, id, if_match } => match entry.resource {
                 Some(r) => self
                     .update(&rt, &id, r, if_match)
                     .await
-                    .map(|w| Outcome::Written { status: if w.created { 201 } else { 200 }, version: w.version }),
+                    .map(|w| Outcome::Written {
+                        status: if w.created { 201 } else { 200 },
+                        version: w.version,
+                    }),
                 None => Err(Error::invalid("a PUT entry needs a resource")),
             },
-            Action::Patch { rt, id, if_match } => match entry.resource.as_ref().map(patch_document) {
-                Some(Ok(doc)) => self
-                    .patch(&rt, &id, &doc, if_match)
-                    .await
-                    .map(|w| Outcome::Written { status: 200, version: w.version }),
+            Action::Patch { rt, id, if_match } => match entry.resource.as_ref().map(patch_document)
+            {
+                Some(Ok(doc)) => {
+                    self.patch(&rt, &id, &doc, if_match)
+                        .await
+                        .map(|w| Outcome::Written {
+                            status: 200,
+                            version: w.version,
+                        })
+                }
                 Some(Err(e)) => Err(e),
-                None => Err(Error::invalid("a PATCH entry needs a Binary resource holding a JSON Patch")),
+                None => Err(Error::invalid(
+                    "a PATCH entry needs a Binary resource holding a JSON Patch",
+                )),
             },
-            Action::Delete { rt, id, if_match } => self.delete(&rt, &id, if_match).await.map(|_| Outcome::Deleted),
+            Action::Delete { rt, id, if_match } => self
+                .delete(&rt, &id, if_match)
+                .await
+                .map(|_| Outcome::Deleted),
             Action::Read { rt, id, version } => match version {
                 Some(v) => self.vread(&rt, &id, &v),
                 None => self.read(&rt, &id),
@@ -266,27 +333,57 @@ fn in_entry(e: Error, i: usize) -> Error {
 }
 
 /// Runs one write entry of a transaction inside the store job.
-fn write_entry(txn: &mut dyn Transaction, action: Action, resource: Option<Value>) -> Result<Option<Outcome>> {
+fn write_entry(
+    txn: &mut dyn Transaction,
+    action: Action,
+    resource: Option<Value>,
+) -> Result<Option<Outcome>> {
     match action {
         Action::Create { rt, id } => {
-            let resource = resource.ok_or_else(|| Error::invalid("a POST entry needs a resource"))?;
+            let resource =
+                resource.ok_or_else(|| Error::invalid("a POST entry needs a resource"))?;
             let json = stamp(resource, &id, 1, txn.now());
-            let version = txn.put(NewVersion { resource_type: rt, id, version: 1, method: Method::Create, json: Some(json) })?;
-            Ok(Some(Outcome::Written { status: 201, version }))
+            let version = txn.put(NewVersion {
+                resource_type: rt,
+                id,
+                version: 1,
+                method: Method::Create,
+                json: Some(json),
+            })?;
+            Ok(Some(Outcome::Written {
+                status: 201,
+                version,
+            }))
         }
         Action::Update { rt, id, if_match } => {
-            let resource = resource.ok_or_else(|| Error::invalid("a PUT entry needs a resource"))?;
+            let resource =
+                resource.ok_or_else(|| Error::invalid("a PUT entry needs a resource"))?;
             let current = txn.current(&rt, &id)?;
             check_if_match(&rt, &id, current.as_ref(), if_match)?;
             let created = current.as_ref().is_none_or(Version::is_deleted);
             let next = current.map_or(1, |c| c.version + 1);
             let json = stamp(resource, &id, next, txn.now());
-            let version = txn.put(NewVersion { resource_type: rt, id, version: next, method: Method::Update, json: Some(json) })?;
-            Ok(Some(Outcome::Written { status: if created { 201 } else { 200 }, version }))
+            let version = txn.put(NewVersion {
+                resource_type: rt,
+                id,
+                version: next,
+                method: Method::Update,
+                json: Some(json),
+            })?;
+            Ok(Some(Outcome::Written {
+                status: if created { 201 } else { 200 },
+                version,
+            }))
         }
         Action::Patch { rt, id, if_match } => {
-            let document = patch_document(resource.as_ref().ok_or_else(|| Error::invalid("a PATCH entry needs a resource"))?)?;
-            let current = txn.current(&rt, &id)?.ok_or_else(|| Error::not_found(format!("{rt}/{id} is not known")))?;
+            let document = patch_document(
+                resource
+                    .as_ref()
+                    .ok_or_else(|| Error::invalid("a PATCH entry needs a resource"))?,
+            )?;
+            let current = txn
+                .current(&rt, &id)?
+                .ok_or_else(|| Error::not_found(format!("{rt}/{id} is not known")))?;
             check_if_match(&rt, &id, Some(&current), if_match)?;
             let mut patched = parse_stored(&current)?;
             patch::apply_json_patch(&mut patched, &document)?;
@@ -296,14 +393,29 @@ fn write_entry(txn: &mut dyn Transaction, action: Action, resource: Option<Value
             flint_fhir::validate::validate_resource(model::r4(), &patched)?;
             let next = current.version + 1;
             let json = stamp(patched, &id, next, txn.now());
-            let version = txn.put(NewVersion { resource_type: rt, id, version: next, method: Method::Update, json: Some(json) })?;
-            Ok(Some(Outcome::Written { status: 200, version }))
+            let version = txn.put(NewVersion {
+                resource_type: rt,
+                id,
+                version: next,
+                method: Method::Update,
+                json: Some(json),
+            })?;
+            Ok(Some(Outcome::Written {
+                status: 200,
+                version,
+            }))
         }
         Action::Delete { rt, id, if_match } => {
             let current = txn.current(&rt, &id)?;
             check_if_match(&rt, &id, current.as_ref(), if_match)?;
             if let Some(c) = current.filter(|c| !c.is_deleted()) {
-                txn.put(NewVersion { resource_type: rt, id, version: c.version + 1, method: Method::Delete, json: None })?;
+                txn.put(NewVersion {
+                    resource_type: rt,
+                    id,
+                    version: c.version + 1,
+                    method: Method::Delete,
+                    json: None,
+                })?;
             }
             Ok(Some(Outcome::Deleted))
         }
@@ -319,12 +431,21 @@ fn patch_document(resource: &Value) -> Result<Value> {
     }
     match resource.get("resourceType").and_then(Value::as_str) {
         Some("Binary") => {
-            let data = resource.get("data").and_then(Value::as_str).ok_or_else(|| Error::invalid("the Binary has no data"))?;
-            let bytes = decode_base64(data).ok_or_else(|| Error::invalid("the Binary's data is not base64"))?;
-            serde_json::from_slice(&bytes).map_err(|e| Error::invalid(format!("the patch is not JSON: {e}")))
+            let data = resource
+                .get("data")
+                .and_then(Value::as_str)
+                .ok_or_else(|| Error::invalid("the Binary has no data"))?;
+            let bytes = decode_base64(data)
+                .ok_or_else(|| Error::invalid("the Binary's data is not base64"))?;
+            serde_json::from_slice(&bytes)
+                .map_err(|e| Error::invalid(format!("the patch is not JSON: {e}")))
         }
-        Some("Parameters") => Err(Error::not_supported("FHIRPath Patch is not supported yet; send a JSON Patch in a Binary")),
-        _ => Err(Error::invalid("a PATCH entry needs a Binary resource holding a JSON Patch")),
+        Some("Parameters") => Err(Error::not_supported(
+            "FHIRPath Patch is not supported yet; send a JSON Patch in a Binary",
+        )),
+        _ => Err(Error::invalid(
+            "a PATCH entry needs a Binary resource holding a JSON Patch",
+        )),
     }
 }
 
@@ -352,10 +473,22 @@ fn decode_base64(s: &str) -> Option<Vec<u8>> {
 }
 
 fn parse_entry(ctx: &Context, mut raw: Value, in_transaction: bool) -> Result<Entry> {
-    let request = raw.get("request").cloned().ok_or_else(|| Error::invalid("the entry has no request"))?;
-    let method = request.get("method").and_then(Value::as_str).ok_or_else(|| Error::invalid("the entry has no request.method"))?;
-    let url = request.get("url").and_then(Value::as_str).ok_or_else(|| Error::invalid("the entry has no request.url"))?;
-    let url = url.strip_prefix(ctx.base_url.as_str()).unwrap_or(url).trim_start_matches('/');
+    let request = raw
+        .get("request")
+        .cloned()
+        .ok_or_else(|| Error::invalid("the entry has no request"))?;
+    let method = request
+        .get("method")
+        .and_then(Value::as_str)
+        .ok_or_else(|| Error::invalid("the entry has no request.method"))?;
+    let url = request
+        .get("url")
+        .and_then(Value::as_str)
+        .ok_or_else(|| Error::invalid("the entry has no request.url"))?;
+    let url = url
+        .strip_prefix(ctx.base_url.as_str())
+        .unwrap_or(url)
+        .trim_start_matches('/');
     let (path, query) = match url.split_once('?') {
         Some((p, q)) => (p, Some(q)),
         None => (url, None),
@@ -366,10 +499,15 @@ fn parse_entry(ctx: &Context, mut raw: Value, in_transaction: bool) -> Result<En
         None => None,
     };
     let conditional = |what: &str| {
-        Error::not_supported(format!("conditional {what} needs search, which this server does not offer yet"))
+        Error::not_supported(format!(
+            "conditional {what} needs search, which this server does not offer yet"
+        ))
     };
     let resource = raw.get_mut("resource").map(Value::take);
-    let full_url = raw.get("fullUrl").and_then(Value::as_str).map(str::to_string);
+    let full_url = raw
+        .get("fullUrl")
+        .and_then(Value::as_str)
+        .map(str::to_string);
     let model = model::r4();
     let known = |rt: &str| -> Result<String> {
         if model.is_resource_type(rt) {
@@ -378,47 +516,94 @@ fn parse_entry(ctx: &Context, mut raw: Value, in_transaction: bool) -> Result<En
             Err(Error::not_found(format!("unknown resource type '{rt}'")))
         }
     };
-    let action = match (method, parts.as_slice()) {
-        ("POST", [rt]) => {
-            if request.get("ifNoneExist").is_some() || query.is_some() {
-                return Err(conditional("create"));
+    let action =
+        match (method, parts.as_slice()) {
+            ("POST", [rt]) => {
+                if request.get("ifNoneExist").is_some() || query.is_some() {
+                    return Err(conditional("create"));
+                }
+                let rt = known(rt)?;
+                if resource
+                    .as_ref()
+                    .and_then(|r| r.get("resourceType"))
+                    .and_then(Value::as_str)
+                    != Some(rt.as_str())
+                {
+                    return Err(Error::invalid(format!(
+                        "the entry's resource is not a {rt}"
+                    )));
+                }
+                Action::Create { rt, id: new_id() }
             }
-            let rt = known(rt)?;
-            if resource.as_ref().and_then(|r| r.get("resourceType")).and_then(Value::as_str) != Some(rt.as_str()) {
-                return Err(Error::invalid(format!("the entry's resource is not a {rt}")));
+            ("PUT", [_]) if query.is_some() => return Err(conditional("update")),
+            ("PUT", [rt, id]) => Action::Update {
+                rt: known(rt)?,
+                id: (*id).to_string(),
+                if_match,
+            },
+            ("PATCH", [_]) if query.is_some() => return Err(conditional("patch")),
+            ("PATCH", [rt, id]) => Action::Patch {
+                rt: known(rt)?,
+                id: (*id).to_string(),
+                if_match,
+            },
+            ("DELETE", [_]) if query.is_some() => return Err(conditional("delete")),
+            ("DELETE", [rt, id]) => Action::Delete {
+                rt: known(rt)?,
+                id: (*id).to_string(),
+                if_match,
+            },
+            ("GET", [rt, id]) if query.is_none() => Action::Read {
+                rt: known(rt)?,
+                id: (*id).to_string(),
+                version: None,
+            },
+            ("GET", [rt, id, "_history", v]) => Action::Read {
+                rt: known(rt)?,
+                id: (*id).to_string(),
+                version: Some((*v).to_string()),
+            },
+            ("GET", _) => return Err(Error::not_supported(format!(
+                "'GET {url}' (search, history, operations) is not supported inside a Bundle yet"
+            ))),
+            (m, _) => {
+                return Err(Error::invalid(format!(
+                    "cannot process '{m} {url}' in a Bundle"
+                )))
             }
-            Action::Create { rt, id: new_id() }
-        }
-        ("PUT", [_]) if query.is_some() => return Err(conditional("update")),
-        ("PUT", [rt, id]) => Action::Update { rt: known(rt)?, id: (*id).to_string(), if_match },
-        ("PATCH", [_]) if query.is_some() => return Err(conditional("patch")),
-        ("PATCH", [rt, id]) => Action::Patch { rt: known(rt)?, id: (*id).to_string(), if_match },
-        ("DELETE", [_]) if query.is_some() => return Err(conditional("delete")),
-        ("DELETE", [rt, id]) => Action::Delete { rt: known(rt)?, id: (*id).to_string(), if_match },
-        ("GET", [rt, id]) if query.is_none() => Action::Read { rt: known(rt)?, id: (*id).to_string(), version: None },
-        ("GET", [rt, id, "_history", v]) => {
-            Action::Read { rt: known(rt)?, id: (*id).to_string(), version: Some((*v).to_string()) }
-        }
-        ("GET", _) => return Err(Error::not_supported(format!("'GET {url}' (search, history, operations) is not supported inside a Bundle yet"))),
-        (m, _) => return Err(Error::invalid(format!("cannot process '{m} {url}' in a Bundle"))),
-    };
+        };
     if let Action::Update { id, .. } = &action {
         if !flint_fhir::validate::is_valid_id(id) {
             return Err(Error::invalid(format!("'{id}' is not a valid resource id")));
         }
-        let body_id = resource.as_ref().and_then(|r| r.get("id")).and_then(Value::as_str);
+        let body_id = resource
+            .as_ref()
+            .and_then(|r| r.get("id"))
+            .and_then(Value::as_str);
         if body_id != Some(id.as_str()) {
-            return Err(Error::invalid(format!("the resource id must match the request URL id '{id}'")));
+            return Err(Error::invalid(format!(
+                "the resource id must match the request URL id '{id}'"
+            )));
         }
     }
-    if in_transaction && matches!(action, Action::Create { .. } | Action::Update { .. }) && resource.is_none() {
+    if in_transaction
+        && matches!(action, Action::Create { .. } | Action::Update { .. })
+        && resource.is_none()
+    {
         return Err(Error::invalid("the entry needs a resource"));
     }
-    Ok(Entry { action, resource, full_url })
+    Ok(Entry {
+        action,
+        resource,
+        full_url,
+    })
 }
 
 /// Replaces placeholder references. Returns the first `urn:` reference that names no entry.
-fn rewrite_references(value: &mut Value, map: &HashMap<String, String>) -> std::result::Result<(), String> {
+fn rewrite_references(
+    value: &mut Value,
+    map: &HashMap<String, String>,
+) -> std::result::Result<(), String> {
     match value {
         Value::Object(fields) => {
             for (key, v) in fields.iter_mut() {
@@ -436,12 +621,19 @@ fn rewrite_references(value: &mut Value, map: &HashMap<String, String>) -> std::
             }
             Ok(())
         }
-        Value::Array(items) => items.iter_mut().try_for_each(|v| rewrite_references(v, map)),
+        Value::Array(items) => items
+            .iter_mut()
+            .try_for_each(|v| rewrite_references(v, map)),
         _ => Ok(()),
     }
 }
 
-fn response_entry(out: &mut BundleBuilder, ctx: &Context, outcome: Outcome, options: BundleOptions) {
+fn response_entry(
+    out: &mut BundleBuilder,
+    ctx: &Context,
+    outcome: Outcome,
+    options: BundleOptions,
+) {
     match outcome {
         Outcome::Written { status, version } => {
             let response = json!({
@@ -451,10 +643,16 @@ fn response_entry(out: &mut BundleBuilder, ctx: &Context, outcome: Outcome, opti
                 "lastModified": flint_fhir::datetime::format_instant(version.last_updated),
             });
             let url = ctx.url(&version.resource_type, &version.id);
-            let resource = (options.prefer == PreferReturn::Representation).then_some(()).and(version.json.as_deref());
+            let resource = (options.prefer == PreferReturn::Representation)
+                .then_some(())
+                .and(version.json.as_deref());
             out.entry(Some(&url), resource, &[("response", response)]);
         }
-        Outcome::Deleted => out.entry(None, None, &[("response", json!({"status": status_line(204)}))]),
+        Outcome::Deleted => out.entry(
+            None,
+            None,
+            &[("response", json!({"status": status_line(204)}))],
+        ),
         Outcome::Read(version) => {
             let response = json!({
                 "status": status_line(200),
@@ -462,18 +660,22 @@ fn response_entry(out: &mut BundleBuilder, ctx: &Context, outcome: Outcome, opti
                 "lastModified": flint_fhir::datetime::format_instant(version.last_updated),
             });
             let url = ctx.url(&version.resource_type, &version.id);
-            out.entry(Some(&url), version.json.as_deref(), &[("response", response)]);
+            out.entry(
+                Some(&url),
+                version.json.as_deref(),
+                &[("response", response)],
+            );
         }
         Outcome::Failed(e) => {
             if e.is_server_fault() {
                 tracing::error!(error = ?e, "batch entry failed");
             }
-            let response = json!({"status": status_line(e.status()), "outcome": e.to_operation_outcome()});
+            let response =
+                json!({"status": status_line(e.status()), "outcome": e.to_operation_outcome()});
             out.entry(None, None, &[("response", response)]);
         }
     }
 }
-
 
 #[cfg(test)]
 mod tests {
@@ -487,7 +689,10 @@ mod tests {
         assert_eq!(r["subject"]["reference"], "Patient/abc");
         assert_eq!(r["contained"][0]["x"][0]["reference"], "Patient/abc");
         let mut bad = json!({"subject": {"reference": "urn:uuid:2"}});
-        assert_eq!(rewrite_references(&mut bad, &map).unwrap_err(), "urn:uuid:2");
+        assert_eq!(
+            rewrite_references(&mut bad, &map).unwrap_err(),
+            "urn:uuid:2"
+        );
     }
 
     #[test]

@@ -52,7 +52,11 @@ impl Cursor<'_> {
             return None;
         }
         self.i += n;
-        Some(slice.iter().fold(0, |acc, d| acc * 10 + u32::from(d - b'0')))
+        Some(
+            slice
+                .iter()
+                .fold(0, |acc, d| acc * 10 + u32::from(d - b'0')),
+        )
     }
     fn eat(&mut self, c: u8) -> bool {
         if self.s.get(self.i) == Some(&c) {
@@ -162,7 +166,10 @@ fn date_part(c: &mut Cursor) -> Option<PartialDateTime> {
 
 /// Parses a FHIR `date`: `YYYY`, `YYYY-MM` or `YYYY-MM-DD`.
 pub fn parse_date(s: &str) -> Option<PartialDateTime> {
-    let mut c = Cursor { s: s.as_bytes(), i: 0 };
+    let mut c = Cursor {
+        s: s.as_bytes(),
+        i: 0,
+    };
     let v = date_part(&mut c)?;
     c.done().then_some(v)
 }
@@ -179,7 +186,10 @@ pub fn parse_date_time_lenient(s: &str) -> Option<PartialDateTime> {
 }
 
 fn parse_date_time_with(s: &str, lenient: bool) -> Option<PartialDateTime> {
-    let mut c = Cursor { s: s.as_bytes(), i: 0 };
+    let mut c = Cursor {
+        s: s.as_bytes(),
+        i: 0,
+    };
     let mut v = date_part(&mut c)?;
     if c.eat(b'T') {
         if v.precision != Precision::Day {
@@ -203,9 +213,18 @@ pub fn parse_instant(s: &str) -> Option<PartialDateTime> {
 
 /// Parses a FHIR `time`.
 pub fn parse_time(s: &str) -> Option<Time> {
-    let mut c = Cursor { s: s.as_bytes(), i: 0 };
+    let mut c = Cursor {
+        s: s.as_bytes(),
+        i: 0,
+    };
     let (hour, minute, second, nanos, precision) = time_part(&mut c, false)?;
-    c.done().then_some(Time { hour, minute, second, nanos, precision })
+    c.done().then_some(Time {
+        hour,
+        minute,
+        second,
+        nanos,
+        precision,
+    })
 }
 
 pub fn is_leap_year(y: i32) -> bool {
@@ -254,7 +273,8 @@ impl PartialDateTime {
     /// are taken as UTC).
     pub fn start_micros(&self) -> i64 {
         let days = days_from_civil(self.year, self.month, self.day);
-        let secs = i64::from(self.hour) * 3600 + i64::from(self.minute) * 60 + i64::from(self.second);
+        let secs =
+            i64::from(self.hour) * 3600 + i64::from(self.minute) * 60 + i64::from(self.second);
         let offset = i64::from(self.offset_minutes.unwrap_or(0)) * 60;
         days * MICROS_PER_DAY + (secs - offset) * 1_000_000 + i64::from(self.nanos / 1000)
     }
@@ -268,7 +288,9 @@ impl PartialDateTime {
                 let next = days_from_civil(self.year + 1, 1, 1) - days_from_civil(self.year, 1, 1);
                 start + next * MICROS_PER_DAY
             }
-            Precision::Month => start + i64::from(days_in_month(self.year, self.month)) * MICROS_PER_DAY,
+            Precision::Month => {
+                start + i64::from(days_in_month(self.year, self.month)) * MICROS_PER_DAY
+            }
             Precision::Day => start + MICROS_PER_DAY,
             Precision::Minute => start + 60_000_000,
             Precision::Second => start + 1_000_000,
@@ -293,7 +315,9 @@ pub fn format_instant(micros: i64) -> String {
 }
 
 const WEEKDAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
-const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+const MONTHS: [&str; 12] = [
+    "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+];
 
 /// Formats an instant as an HTTP date (`Sun, 06 Nov 1994 08:49:37 GMT`).
 pub fn format_http_date(micros: i64) -> String {
@@ -336,10 +360,25 @@ mod tests {
 
     #[test]
     fn parses_fhir_date_time_forms() {
-        for ok in ["2020", "2020-02", "2020-02-29", "2020-02-29T10:11:12Z", "2020-02-29T10:11:12.5+14:00"] {
+        for ok in [
+            "2020",
+            "2020-02",
+            "2020-02-29",
+            "2020-02-29T10:11:12Z",
+            "2020-02-29T10:11:12.5+14:00",
+        ] {
             assert!(parse_date_time(ok).is_some(), "{ok}");
         }
-        for bad in ["20", "2020-13", "2019-02-29", "2020-02-29T10:11Z", "2020-02-29T10:11:12", "2020-1-1", "x", ""] {
+        for bad in [
+            "20",
+            "2020-13",
+            "2019-02-29",
+            "2020-02-29T10:11Z",
+            "2020-02-29T10:11:12",
+            "2020-1-1",
+            "x",
+            "",
+        ] {
             assert!(parse_date_time(bad).is_none(), "{bad}");
         }
         assert!(parse_date("2020-01-01T00:00:00Z").is_none());

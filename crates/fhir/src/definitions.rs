@@ -57,10 +57,17 @@ fn parse(gz: &[u8]) -> Vec<Value> {
 /// Finds an embedded conformance resource of any kind by its canonical URL.
 pub fn by_url(url: &str) -> Option<&'static Value> {
     let url = url.split('|').next().unwrap_or(url);
-    [types(), profiles(), search_parameters(), operation_definitions(), compartment_definitions(), terminology()]
-        .into_iter()
-        .flatten()
-        .find(|r| r.get("url").and_then(Value::as_str) == Some(url))
+    [
+        types(),
+        profiles(),
+        search_parameters(),
+        operation_definitions(),
+        compartment_definitions(),
+        terminology(),
+    ]
+    .into_iter()
+    .flatten()
+    .find(|r| r.get("url").and_then(Value::as_str) == Some(url))
 }
 
 #[cfg(test)]

@@ -133,7 +133,12 @@ pub struct Issue {
 
 impl Issue {
     pub fn error(code: IssueType, diagnostics: impl Into<String>) -> Issue {
-        Issue { severity: IssueSeverity::Error, code, diagnostics: diagnostics.into(), expression: Vec::new() }
+        Issue {
+            severity: IssueSeverity::Error,
+            code,
+            diagnostics: diagnostics.into(),
+            expression: Vec::new(),
+        }
     }
 
     pub fn at(mut self, expression: impl Into<String>) -> Issue {
@@ -170,7 +175,11 @@ impl Error {
     }
 
     pub fn from_issues(issues: Vec<Issue>) -> Error {
-        Error { issues, status: None, source: None }
+        Error {
+            issues,
+            status: None,
+            source: None,
+        }
     }
 
     /// Sets the HTTP status explicitly (412, 415, 406, 405 ...).
@@ -179,7 +188,10 @@ impl Error {
         self
     }
 
-    pub fn with_source(mut self, source: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Error {
+    pub fn with_source(
+        mut self,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Error {
         self.source = Some(source.into());
         self
     }
@@ -224,7 +236,8 @@ impl Error {
 
     /// The HTTP status: the explicit one, else the first issue's kind.
     pub fn status(&self) -> u16 {
-        self.status.unwrap_or_else(|| self.issues.first().map_or(500, |i| i.code.default_status()))
+        self.status
+            .unwrap_or_else(|| self.issues.first().map_or(500, |i| i.code.default_status()))
     }
 
     /// The first issue's kind.
@@ -269,7 +282,9 @@ impl fmt::Display for Error {
 
 impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        self.source.as_deref().map(|e| e as &(dyn std::error::Error + 'static))
+        self.source
+            .as_deref()
+            .map(|e| e as &(dyn std::error::Error + 'static))
     }
 }
 
@@ -304,7 +319,9 @@ mod tests {
 
     #[test]
     fn outcome_names_code_and_expression() {
-        let oo = Error::invalid("bad date").at("Patient.birthDate").to_operation_outcome();
+        let oo = Error::invalid("bad date")
+            .at("Patient.birthDate")
+            .to_operation_outcome();
         assert_eq!(oo["issue"][0]["code"], "invalid");
         assert_eq!(oo["issue"][0]["expression"][0], "Patient.birthDate");
         let internal = Error::internal("secret detail").to_operation_outcome();

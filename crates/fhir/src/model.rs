@@ -107,7 +107,10 @@ impl Model {
             .map(|t| t.name.clone())
             .collect();
         resource_types.sort();
-        Model { types, resource_types }
+        Model {
+            types,
+            resource_types,
+        }
     }
 
     /// The type with this name (`Patient`, `HumanName`, `date`, `Patient.contact`).
@@ -117,7 +120,9 @@ impl Model {
 
     /// Whether `name` is a concrete resource type (one a client may create).
     pub fn is_resource_type(&self, name: &str) -> bool {
-        self.types.get(name).is_some_and(|t| t.kind == TypeKind::Resource && !t.is_abstract)
+        self.types
+            .get(name)
+            .is_some_and(|t| t.kind == TypeKind::Resource && !t.is_abstract)
     }
 
     /// The concrete resource types, sorted by name.
@@ -127,7 +132,9 @@ impl Model {
 
     /// Whether the type is a FHIR primitive (`string`, `date`, ...).
     pub fn is_primitive(&self, name: &str) -> bool {
-        self.types.get(name).is_some_and(|t| t.kind == TypeKind::Primitive)
+        self.types
+            .get(name)
+            .is_some_and(|t| t.kind == TypeKind::Primitive)
     }
 
     /// Whether `ty` is `ancestor` or derives from it (`Patient` is a `DomainResource`, `code`
@@ -162,7 +169,11 @@ impl Model {
         // A choice element: the longest element-name prefix whose remainder names a type.
         for element in ty.elements.iter().filter(|e| e.is_choice) {
             if let Some(suffix) = key.strip_prefix(element.name.as_str()) {
-                if let Some(type_code) = element.types.iter().find(|t| type_suffix_matches(t, suffix)) {
+                if let Some(type_code) = element
+                    .types
+                    .iter()
+                    .find(|t| type_suffix_matches(t, suffix))
+                {
                     return Some(Child { element, type_code });
                 }
             }
@@ -182,7 +193,9 @@ fn type_suffix_matches(type_code: &str, suffix: &str) -> bool {
 }
 
 fn add_structure_definition(types: &mut HashMap<String, TypeDef>, sd: &Value) {
-    let Some(name) = sd.get("type").and_then(Value::as_str) else { return };
+    let Some(name) = sd.get("type").and_then(Value::as_str) else {
+        return;
+    };
     let kind = match sd.get("kind").and_then(Value::as_str) {
         Some("primitive-type") => TypeKind::Primitive,
         Some("complex-type") => TypeKind::Complex,
@@ -194,7 +207,11 @@ fn add_structure_definition(types: &mut HashMap<String, TypeDef>, sd: &Value) {
         .and_then(Value::as_str)
         .and_then(|u| u.rsplit('/').next())
         .map(str::to_string);
-    let elements = sd.pointer("/snapshot/element").and_then(Value::as_array).cloned().unwrap_or_default();
+    let elements = sd
+        .pointer("/snapshot/element")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
     let mut built: Vec<TypeDef> = vec![TypeDef {
         name: name.to_string(),
         kind,
@@ -207,22 +224,41 @@ fn add_structure_definition(types: &mut HashMap<String, TypeDef>, sd: &Value) {
     let mut by_path: HashMap<String, usize> = HashMap::from([(name.to_string(), 0)]);
 
     for e in &elements {
-        let (Some(path), Some(id)) = (e.get("path").and_then(Value::as_str), e.get("id").and_then(Value::as_str)) else {
+        let (Some(path), Some(id)) = (
+            e.get("path").and_then(Value::as_str),
+            e.get("id").and_then(Value::as_str),
+        ) else {
             continue;
         };
         if id.contains(':') {
             continue; // slices constrain, they add no elements
         }
-        let Some((parent, last)) = path.rsplit_once('.') else { continue };
-        let Some(&owner) = by_path.get(parent) else { continue };
+        let Some((parent, last)) = path.rsplit_once('.') else {
+            continue;
+        };
+        let Some(&owner) = by_path.get(parent) else {
+            continue;
+        };
         let is_choice = last.ends_with("[x]");
         let element_name = last.trim_end_matches("[x]").to_string();
         let mut codes = Vec::new();
         let mut target_types = Vec::new();
-        for t in e.get("type").and_then(Value::as_array).into_iter().flatten() {
-            let Some(code) = t.get("code").and_then(Value::as_str) else { continue };
+        for t in e
+            .get("type")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            let Some(code) = t.get("code").and_then(Value::as_str) else {
+                continue;
+            };
             codes.push(normalize_code(code, t, last));
-            for p in t.get("targetProfile").and_then(Value::as_array).into_iter().flatten() {
+            for p in t
+                .get("targetProfile")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
                 if let Some(target) = p.as_str().and_then(|u| u.rsplit('/').next()) {
                     target_types.push(target.to_string());
                 }
@@ -232,10 +268,15 @@ fn add_structure_definition(types: &mut HashMap<String, TypeDef>, sd: &Value) {
             codes = vec![reference.trim_start_matches('#').to_string()];
         }
         // An element typed BackboneElement or Element whose children follow is a backbone.
-        let is_backbone = codes.len() == 1 && (codes[0] == "BackboneElement" || codes[0] == "Element") && {
-            let prefix = format!("{path}.");
-            elements.iter().any(|c| c.get("path").and_then(Value::as_str).is_some_and(|p| p.starts_with(&prefix)))
-        };
+        let is_backbone =
+            codes.len() == 1 && (codes[0] == "BackboneElement" || codes[0] == "Element") && {
+                let prefix = format!("{path}.");
+                elements.iter().any(|c| {
+                    c.get("path")
+                        .and_then(Value::as_str)
+                        .is_some_and(|p| p.starts_with(&prefix))
+                })
+            };
         if is_backbone {
             let base = codes[0].clone();
             codes = vec![path.to_string()];
@@ -262,7 +303,10 @@ fn add_structure_definition(types: &mut HashMap<String, TypeDef>, sd: &Value) {
             min: e.get("min").and_then(Value::as_u64).unwrap_or(0) as u32,
             max,
             is_choice,
-            is_modifier: e.get("isModifier").and_then(Value::as_bool).unwrap_or(false),
+            is_modifier: e
+                .get("isModifier")
+                .and_then(Value::as_bool)
+                .unwrap_or(false),
             is_summary: e.get("isSummary").and_then(Value::as_bool).unwrap_or(false),
         };
         let owner = &mut built[owner];
@@ -278,14 +322,23 @@ fn add_structure_definition(types: &mut HashMap<String, TypeDef>, sd: &Value) {
 /// type is meant (`Element.id` is a `string`, `Extension.url` a `uri`); a primitive's own
 /// `value` keeps its system type (`System.String`).
 fn normalize_code(code: &str, ty: &Value, last: &str) -> String {
-    let Some(system) = code.strip_prefix("http://hl7.org/fhirpath/") else { return code.to_string() };
+    let Some(system) = code.strip_prefix("http://hl7.org/fhirpath/") else {
+        return code.to_string();
+    };
     if last != "value" {
-        let fhir_type = ty.get("extension").and_then(Value::as_array).into_iter().flatten().find_map(|x| {
-            (x.get("url").and_then(Value::as_str)
-                == Some("http://hl7.org/fhir/StructureDefinition/structuredefinition-fhir-type"))
-            .then(|| x.get("valueUrl").and_then(Value::as_str))
+        let fhir_type = ty
+            .get("extension")
+            .and_then(Value::as_array)
+            .into_iter()
             .flatten()
-        });
+            .find_map(|x| {
+                (x.get("url").and_then(Value::as_str)
+                    == Some(
+                        "http://hl7.org/fhir/StructureDefinition/structuredefinition-fhir-type",
+                    ))
+                .then(|| x.get("valueUrl").and_then(Value::as_str))
+                .flatten()
+            });
         if let Some(t) = fhir_type {
             return t.to_string();
         }
@@ -321,18 +374,33 @@ mod tests {
         assert!(c.element.is_array());
         assert_eq!(c.type_code, "HumanName");
         let c = m.child("Observation", "valueQuantity").unwrap();
-        assert_eq!((c.element.name.as_str(), c.type_code), ("value", "Quantity"));
+        assert_eq!(
+            (c.element.name.as_str(), c.type_code),
+            ("value", "Quantity")
+        );
         let c = m.child("Observation", "effectiveDateTime").unwrap();
         assert_eq!(c.type_code, "dateTime");
         assert!(m.child("Observation", "valueFoo").is_none());
-        assert_eq!(m.child("Patient", "contact").unwrap().type_code, "Patient.contact");
-        assert_eq!(m.child("Patient.contact", "name").unwrap().type_code, "HumanName");
+        assert_eq!(
+            m.child("Patient", "contact").unwrap().type_code,
+            "Patient.contact"
+        );
+        assert_eq!(
+            m.child("Patient.contact", "name").unwrap().type_code,
+            "HumanName"
+        );
         let item = m.child("Questionnaire.item", "item").unwrap();
         assert_eq!(item.type_code, "Questionnaire.item");
         assert_eq!(m.child("Patient", "id").unwrap().type_code, "string");
         assert_eq!(m.child("Extension", "url").unwrap().type_code, "uri");
         assert_eq!(m.child("date", "value").unwrap().type_code, "System.Date");
-        assert_eq!(m.child("Timing", "repeat").unwrap().type_code, "Timing.repeat");
-        assert_eq!(m.child("Timing.repeat", "boundsPeriod").unwrap().type_code, "Period");
+        assert_eq!(
+            m.child("Timing", "repeat").unwrap().type_code,
+            "Timing.repeat"
+        );
+        assert_eq!(
+            m.child("Timing.repeat", "boundsPeriod").unwrap().type_code,
+            "Period"
+        );
     }
 }

@@ -20,7 +20,10 @@ const MAX_DEPTH: usize = 64;
 /// # Errors
 /// A 400 error listing every problem found, each with `expression` set.
 pub fn validate_resource(model: &Model, resource: &Value) -> Result<(), Error> {
-    let mut v = Validator { model, issues: Vec::new() };
+    let mut v = Validator {
+        model,
+        issues: Vec::new(),
+    };
     v.resource(resource, "", 0);
     if v.issues.is_empty() {
         Ok(())
@@ -31,7 +34,10 @@ pub fn validate_resource(model: &Model, resource: &Value) -> Result<(), Error> {
 
 /// Whether `s` is a valid FHIR `id`.
 pub fn is_valid_id(s: &str) -> bool {
-    !s.is_empty() && s.len() <= 64 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+    !s.is_empty()
+        && s.len() <= 64
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
 }
 
 struct Validator<'m> {
@@ -50,40 +56,83 @@ impl Validator<'_> {
     fn resource(&mut self, value: &Value, prefix: &str, depth: usize) {
         let Some(obj) = value.as_object() else {
             let at = if prefix.is_empty() { "$this" } else { prefix };
-            self.report(IssueType::Structure, at, "a resource must be a JSON object".into());
+            self.report(
+                IssueType::Structure,
+                at,
+                "a resource must be a JSON object".into(),
+            );
             return;
         };
         let Some(rt) = obj.get("resourceType") else {
             let at = if prefix.is_empty() { "$this" } else { prefix };
-            self.report(IssueType::Required, at, "the resource has no resourceType".into());
+            self.report(
+                IssueType::Required,
+                at,
+                "the resource has no resourceType".into(),
+            );
             return;
         };
         let Some(rt) = rt.as_str().filter(|t| self.model.is_resource_type(t)) else {
-            let at = if prefix.is_empty() { "resourceType".to_string() } else { format!("{prefix}.resourceType") };
-            self.report(IssueType::Invalid, &at, format!("unknown resource type {rt}"));
+            let at = if prefix.is_empty() {
+                "resourceType".to_string()
+            } else {
+                format!("{prefix}.resourceType")
+            };
+            self.report(
+                IssueType::Invalid,
+                &at,
+                format!("unknown resource type {rt}"),
+            );
             return;
         };
         // Inside a parent the location reads `Bundle.entry[0].resource`; at the root, `Patient`.
-        let path = if prefix.is_empty() { rt.to_string() } else { prefix.to_string() };
+        let path = if prefix.is_empty() {
+            rt.to_string()
+        } else {
+            prefix.to_string()
+        };
         if let Some(id) = obj.get("id") {
             if !id.as_str().is_some_and(is_valid_id) {
-                self.report(IssueType::Value, &format!("{path}.id"), format!("invalid resource id {id}"));
+                self.report(
+                    IssueType::Value,
+                    &format!("{path}.id"),
+                    format!("invalid resource id {id}"),
+                );
             }
         }
         self.object(rt, obj, &path, depth + 1, true);
     }
 
-    fn object(&mut self, type_name: &str, obj: &Map<String, Value>, path: &str, depth: usize, is_resource: bool) {
+    fn object(
+        &mut self,
+        type_name: &str,
+        obj: &Map<String, Value>,
+        path: &str,
+        depth: usize,
+        is_resource: bool,
+    ) {
         if depth > MAX_DEPTH {
-            self.report(IssueType::TooCostly, path, "the resource is nested too deeply".into());
+            self.report(
+                IssueType::TooCostly,
+                path,
+                "the resource is nested too deeply".into(),
+            );
             return;
         }
         if obj.is_empty() {
-            self.report(IssueType::Structure, path, "empty objects are not allowed".into());
+            self.report(
+                IssueType::Structure,
+                path,
+                "empty objects are not allowed".into(),
+            );
             return;
         }
         let Some(ty) = self.model.get(type_name) else {
-            self.report(IssueType::Exception, path, format!("no definition for type {type_name}"));
+            self.report(
+                IssueType::Exception,
+                path,
+                format!("no definition for type {type_name}"),
+            );
             return;
         };
         let mut choices_seen: Vec<(&str, &str)> = Vec::new();
@@ -97,15 +146,24 @@ impl Validator<'_> {
                 continue;
             }
             let Some(child) = self.model.child(type_name, key) else {
-                self.report(IssueType::Structure, &child_path, format!("unknown element '{key}' in {}", ty.name));
+                self.report(
+                    IssueType::Structure,
+                    &child_path,
+                    format!("unknown element '{key}' in {}", ty.name),
+                );
                 continue;
             };
             if child.element.is_choice {
-                if let Some((_, other)) = choices_seen.iter().find(|(n, _)| *n == child.element.name) {
+                if let Some((_, other)) =
+                    choices_seen.iter().find(|(n, _)| *n == child.element.name)
+                {
                     self.report(
                         IssueType::Structure,
                         &child_path,
-                        format!("only one of {}[x] may be present (also {other})", child.element.name),
+                        format!(
+                            "only one of {}[x] may be present (also {other})",
+                            child.element.name
+                        ),
                     );
                 }
                 choices_seen.push((&child.element.name, key));
@@ -113,15 +171,27 @@ impl Validator<'_> {
             let type_code = child.type_code;
             if child.element.is_array() {
                 let Some(items) = value.as_array() else {
-                    self.report(IssueType::Structure, &child_path, format!("'{key}' must be an array"));
+                    self.report(
+                        IssueType::Structure,
+                        &child_path,
+                        format!("'{key}' must be an array"),
+                    );
                     continue;
                 };
                 if items.is_empty() {
-                    self.report(IssueType::Structure, &child_path, "empty arrays are not allowed".into());
+                    self.report(
+                        IssueType::Structure,
+                        &child_path,
+                        "empty arrays are not allowed".into(),
+                    );
                 }
                 if let Some(max) = child.element.max {
                     if items.len() > max as usize {
-                        self.report(IssueType::Structure, &child_path, format!("'{key}' allows at most {max} items"));
+                        self.report(
+                            IssueType::Structure,
+                            &child_path,
+                            format!("'{key}' allows at most {max} items"),
+                        );
                     }
                 }
                 let primitive = self.model.is_primitive(type_code);
@@ -131,7 +201,11 @@ impl Validator<'_> {
                     if item.is_null() && primitive {
                         let companion = obj.get(&format!("_{key}")).and_then(|c| c.get(i));
                         if companion.is_none_or(Value::is_null) {
-                            self.report(IssueType::Structure, &item_path, "null items need a matching _ extension".into());
+                            self.report(
+                                IssueType::Structure,
+                                &item_path,
+                                "null items need a matching _ extension".into(),
+                            );
                         }
                         continue;
                     }
@@ -139,7 +213,11 @@ impl Validator<'_> {
                 }
             } else {
                 if value.is_array() {
-                    self.report(IssueType::Structure, &child_path, format!("'{key}' must be a single value, not an array"));
+                    self.report(
+                        IssueType::Structure,
+                        &child_path,
+                        format!("'{key}' must be a single value, not an array"),
+                    );
                     continue;
                 }
                 if key == "id" && is_resource {
@@ -152,7 +230,9 @@ impl Validator<'_> {
         for element in ty.elements.iter().filter(|e| e.min > 0) {
             let present = if element.is_choice {
                 obj.keys().any(|k| {
-                    self.model.child(type_name, k.trim_start_matches('_')).is_some_and(|c| c.element.path == element.path)
+                    self.model
+                        .child(type_name, k.trim_start_matches('_'))
+                        .is_some_and(|c| c.element.path == element.path)
                 })
             } else {
                 obj.contains_key(&element.name) || obj.contains_key(&format!("_{}", element.name))
@@ -180,25 +260,45 @@ impl Validator<'_> {
         depth: usize,
     ) {
         let Some(child) = self.model.child(owner, base) else {
-            self.report(IssueType::Structure, path, format!("unknown element '_{base}'"));
+            self.report(
+                IssueType::Structure,
+                path,
+                format!("unknown element '_{base}'"),
+            );
             return;
         };
         if !self.model.is_primitive(child.type_code) {
-            self.report(IssueType::Structure, path, format!("'_{base}' is only allowed for primitive elements"));
+            self.report(
+                IssueType::Structure,
+                path,
+                format!("'_{base}' is only allowed for primitive elements"),
+            );
             return;
         }
         let check = |v: &mut Self, item: &Value, at: &str| match item.as_object() {
             Some(o) => v.object("Element", o, at, depth + 1, false),
-            None => v.report(IssueType::Structure, at, "primitive extensions must be objects".into()),
+            None => v.report(
+                IssueType::Structure,
+                at,
+                "primitive extensions must be objects".into(),
+            ),
         };
         if child.element.is_array() {
             let Some(items) = value.as_array() else {
-                self.report(IssueType::Structure, path, format!("'_{base}' must be an array"));
+                self.report(
+                    IssueType::Structure,
+                    path,
+                    format!("'_{base}' must be an array"),
+                );
                 return;
             };
             let count = primitive.and_then(Value::as_array).map_or(0, Vec::len);
             if primitive.is_some() && count != items.len() {
-                self.report(IssueType::Structure, path, format!("'_{base}' must have as many items as '{base}'"));
+                self.report(
+                    IssueType::Structure,
+                    path,
+                    format!("'_{base}' must have as many items as '{base}'"),
+                );
             }
             for (i, item) in items.iter().enumerate() {
                 if !item.is_null() {
@@ -219,18 +319,30 @@ impl Validator<'_> {
             Some(TypeKind::Primitive) => self.primitive(type_code, value, path),
             Some(TypeKind::Complex | TypeKind::Backbone) => match value.as_object() {
                 Some(obj) => self.object(type_code, obj, path, depth + 1, false),
-                None => self.report(IssueType::Structure, path, format!("expected a {type_code} object")),
+                None => self.report(
+                    IssueType::Structure,
+                    path,
+                    format!("expected a {type_code} object"),
+                ),
             },
             Some(TypeKind::Resource) => self.resource(value, path, depth),
             None if type_code.starts_with("System.") => self.primitive(type_code, value, path),
-            None => self.report(IssueType::Exception, path, format!("no definition for type {type_code}")),
+            None => self.report(
+                IssueType::Exception,
+                path,
+                format!("no definition for type {type_code}"),
+            ),
         }
     }
 
     fn primitive(&mut self, type_code: &str, value: &Value, path: &str) {
         let problem = match type_code {
-            "boolean" | "System.Boolean" => (!value.is_boolean()).then(|| "expected true or false".to_string()),
-            "integer" | "unsignedInt" | "positiveInt" | "System.Integer" => integer_problem(type_code, value),
+            "boolean" | "System.Boolean" => {
+                (!value.is_boolean()).then(|| "expected true or false".to_string())
+            }
+            "integer" | "unsignedInt" | "positiveInt" | "System.Integer" => {
+                integer_problem(type_code, value)
+            }
             "decimal" | "System.Decimal" => {
                 (!value.is_number()).then(|| "expected a JSON number for a decimal".to_string())
             }
@@ -240,20 +352,30 @@ impl Validator<'_> {
             },
         };
         if let Some(problem) = problem {
-            self.report(IssueType::Value, path, format!("invalid {type_code}: {problem}"));
+            self.report(
+                IssueType::Value,
+                path,
+                format!("invalid {type_code}: {problem}"),
+            );
         }
     }
 }
 
 fn integer_problem(type_code: &str, value: &Value) -> Option<String> {
-    let Some(n) = value.as_number() else { return Some("expected a JSON number".into()) };
+    let Some(n) = value.as_number() else {
+        return Some("expected a JSON number".into());
+    };
     let text = n.to_string();
     if text.contains(['.', 'e', 'E']) {
         return Some(format!("{text} is not a whole number"));
     }
-    let Ok(v) = text.parse::<i64>() else { return Some(format!("{text} is out of range")) };
+    let Ok(v) = text.parse::<i64>() else {
+        return Some(format!("{text} is out of range"));
+    };
     match type_code {
-        _ if v > i64::from(i32::MAX) || v < i64::from(i32::MIN) => Some(format!("{v} is out of range")),
+        _ if v > i64::from(i32::MAX) || v < i64::from(i32::MIN) => {
+            Some(format!("{v} is out of range"))
+        }
         "unsignedInt" if v < 0 => Some(format!("{v} is negative")),
         "positiveInt" if v < 1 => Some(format!("{v} is not positive")),
         _ => None,
@@ -278,7 +400,11 @@ fn string_problem(type_code: &str, s: &str) -> Option<String> {
             let mut parts = rest.split('.');
             parts.next().is_some_and(|f| matches!(f, "0" | "1" | "2"))
                 && rest.contains('.')
-                && parts.all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) && (p == "0" || !p.starts_with('0')))
+                && parts.all(|p| {
+                    !p.is_empty()
+                        && p.bytes().all(|b| b.is_ascii_digit())
+                        && (p == "0" || !p.starts_with('0'))
+                })
         }),
         "uuid" => s.strip_prefix("urn:uuid:").is_some_and(|u| {
             u.len() == 36
@@ -360,36 +486,99 @@ mod tests {
     fn rejects_each_kind_of_bad_input_with_its_location() {
         let cases = [
             (json!({"resourceType": "Patient", "foo": 1}), "Patient.foo"),
-            (json!({"resourceType": "Patient", "birthDate": "1974-13-01"}), "Patient.birthDate"),
-            (json!({"resourceType": "Patient", "active": "true"}), "Patient.active"),
-            (json!({"resourceType": "Patient", "name": {"family": "x"}}), "Patient.name"),
-            (json!({"resourceType": "Patient", "gender": ["male"]}), "Patient.gender"),
-            (json!({"resourceType": "Patient", "name": []}), "Patient.name"),
-            (json!({"resourceType": "Patient", "name": [{}]}), "Patient.name[0]"),
-            (json!({"resourceType": "Patient", "gender": ""}), "Patient.gender"),
-            (json!({"resourceType": "Patient", "id": "a b"}), "Patient.id"),
-            (json!({"resourceType": "Patient", "multipleBirthInteger": 1.5}), "Patient.multipleBirthInteger"),
-            (json!({"resourceType": "Patient", "deceasedBoolean": true, "deceasedDateTime": "2020"}), "Patient.deceasedDateTime"),
-            (json!({"resourceType": "Observation", "code": {"text": "x"}}), "Observation.status"),
-            (json!({"resourceType": "Observation", "status": "final", "code": {"text": "x"}, "valueFoo": 1}), "Observation.valueFoo"),
-            (json!({"resourceType": "Observation", "status": "final", "code": {"text": "x"}, "issued": "2020-01-01"}), "Observation.issued"),
-            (json!({"resourceType": "Patient", "photo": [{"data": "not base64!"}]}), "Patient.photo[0].data"),
-            (json!({"resourceType": "Patient", "extension": [{"valueString": "x"}]}), "Patient.extension[0].url"),
-            (json!({"resourceType": "Patient", "contained": [{"resourceType": "Nope"}]}), "Patient.contained[0].resourceType"),
-            (json!({"resourceType": "Patient", "gender": "ma  le"}), "Patient.gender"),
-            (json!({"resourceType": "Patient", "_birthDate": "x"}), "Patient._birthDate"),
-            (json!({"resourceType": "Patient", "communication": [{"language": {"text": "x"}, "preferred": 1}]}), "Patient.communication[0].preferred"),
+            (
+                json!({"resourceType": "Patient", "birthDate": "1974-13-01"}),
+                "Patient.birthDate",
+            ),
+            (
+                json!({"resourceType": "Patient", "active": "true"}),
+                "Patient.active",
+            ),
+            (
+                json!({"resourceType": "Patient", "name": {"family": "x"}}),
+                "Patient.name",
+            ),
+            (
+                json!({"resourceType": "Patient", "gender": ["male"]}),
+                "Patient.gender",
+            ),
+            (
+                json!({"resourceType": "Patient", "name": []}),
+                "Patient.name",
+            ),
+            (
+                json!({"resourceType": "Patient", "name": [{}]}),
+                "Patient.name[0]",
+            ),
+            (
+                json!({"resourceType": "Patient", "gender": ""}),
+                "Patient.gender",
+            ),
+            (
+                json!({"resourceType": "Patient", "id": "a b"}),
+                "Patient.id",
+            ),
+            (
+                json!({"resourceType": "Patient", "multipleBirthInteger": 1.5}),
+                "Patient.multipleBirthInteger",
+            ),
+            (
+                json!({"resourceType": "Patient", "deceasedBoolean": true, "deceasedDateTime": "2020"}),
+                "Patient.deceasedDateTime",
+            ),
+            (
+                json!({"resourceType": "Observation", "code": {"text": "x"}}),
+                "Observation.status",
+            ),
+            (
+                json!({"resourceType": "Observation", "status": "final", "code": {"text": "x"}, "valueFoo": 1}),
+                "Observation.valueFoo",
+            ),
+            (
+                json!({"resourceType": "Observation", "status": "final", "code": {"text": "x"}, "issued": "2020-01-01"}),
+                "Observation.issued",
+            ),
+            (
+                json!({"resourceType": "Patient", "photo": [{"data": "not base64!"}]}),
+                "Patient.photo[0].data",
+            ),
+            (
+                json!({"resourceType": "Patient", "extension": [{"valueString": "x"}]}),
+                "Patient.extension[0].url",
+            ),
+            (
+                json!({"resourceType": "Patient", "contained": [{"resourceType": "Nope"}]}),
+                "Patient.contained[0].resourceType",
+            ),
+            (
+                json!({"resourceType": "Patient", "gender": "ma  le"}),
+                "Patient.gender",
+            ),
+            (
+                json!({"resourceType": "Patient", "_birthDate": "x"}),
+                "Patient._birthDate",
+            ),
+            (
+                json!({"resourceType": "Patient", "communication": [{"language": {"text": "x"}, "preferred": 1}]}),
+                "Patient.communication[0].preferred",
+            ),
         ];
         for (r, at) in cases {
             let found = problems(r.clone());
-            assert!(found.iter().any(|p| p == at), "{r}: expected an issue at {at}, got {found:?}");
+            assert!(
+                found.iter().any(|p| p == at),
+                "{r}: expected an issue at {at}, got {found:?}"
+            );
         }
     }
 
     #[test]
     fn resource_type_is_required_and_known() {
         assert_eq!(problems(json!({"id": "x"})), vec!["$this"]);
-        assert_eq!(problems(json!({"resourceType": "Foo"})), vec!["resourceType"]);
+        assert_eq!(
+            problems(json!({"resourceType": "Foo"})),
+            vec!["resourceType"]
+        );
         assert_eq!(problems(json!([1])), vec!["$this"]);
     }
 }

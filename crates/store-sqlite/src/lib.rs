@@ -14,7 +14,9 @@ use std::sync::mpsc;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use flint_store::{Error, HistoryPage, HistoryQuery, Method, Result, Store, Transaction, TxNumber, Version};
+use flint_store::{
+    Error, HistoryPage, HistoryQuery, Method, Result, Store, Transaction, TxNumber, Version,
+};
 use parking_lot::Mutex;
 use rusqlite::{params_from_iter, Connection, OpenFlags, OptionalExtension, Row};
 
@@ -49,15 +51,23 @@ impl SqliteStore {
     /// # Errors
     /// The directory or database cannot be created or opened.
     pub fn open(dir: &Path) -> Result<SqliteStore> {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| Error::internal(format!("cannot create data directory {}: {e}", dir.display())))?;
+        std::fs::create_dir_all(dir).map_err(|e| {
+            Error::internal(format!(
+                "cannot create data directory {}: {e}",
+                dir.display()
+            ))
+        })?;
         let path = dir.join("flint.sqlite");
         let conn = Connection::open(&path).map_err(fault)?;
         schema::configure_writer(&conn).map_err(fault)?;
         schema::migrate(&conn).map_err(fault)?;
         let sender = writer::start(conn)?;
         Ok(SqliteStore {
-            inner: Arc::new(Inner { path, readers: Mutex::new(Vec::new()), writer: Mutex::new(Some(sender)) }),
+            inner: Arc::new(Inner {
+                path,
+                readers: Mutex::new(Vec::new()),
+                writer: Mutex::new(Some(sender)),
+            }),
         })
     }
 
@@ -98,7 +108,11 @@ pub(crate) fn version_from_row(row: &Row) -> rusqlite::Result<Version> {
     })
 }
 
-pub(crate) fn read_current(conn: &Connection, resource_type: &str, id: &str) -> rusqlite::Result<Option<(Version, i64)>> {
+pub(crate) fn read_current(
+    conn: &Connection,
+    resource_type: &str,
+    id: &str,
+) -> rusqlite::Result<Option<(Version, i64)>> {
     conn.prepare_cached(&format!(
         "SELECT {VERSION_COLUMNS} FROM resource WHERE type = ?1 AND id = ?2 ORDER BY version DESC LIMIT 1"
     ))?
@@ -129,17 +143,33 @@ fn history_filter(q: &HistoryQuery, with_keyset: bool) -> (String, Vec<rusqlite:
         bind("last_updated >= ?", vec![V::Integer(since)], &mut params);
     }
     if let Some((start, end)) = q.at {
-        bind("last_updated < ? AND (ended_at IS NULL OR ended_at > ?)", vec![V::Integer(end), V::Integer(start)], &mut params);
+        bind(
+            "last_updated < ? AND (ended_at IS NULL OR ended_at > ?)",
+            vec![V::Integer(end), V::Integer(start)],
+            &mut params,
+        );
     }
     if let Some(snapshot) = q.snapshot {
         bind("t <= ?", vec![V::Integer(snapshot as i64)], &mut params);
     }
     if with_keyset {
         if let Some((t, seq)) = q.after {
-            bind("(t < ? OR (t = ? AND seq < ?))", vec![V::Integer(t as i64), V::Integer(t as i64), V::Integer(seq as i64)], &mut params);
+            bind(
+                "(t < ? OR (t = ? AND seq < ?))",
+                vec![
+                    V::Integer(t as i64),
+                    V::Integer(t as i64),
+                    V::Integer(seq as i64),
+                ],
+                &mut params,
+            );
         }
     }
-    let filter = if clauses.is_empty() { String::new() } else { format!("WHERE {}", clauses.join(" AND ")) };
+    let filter = if clauses.is_empty() {
+        String::new()
+    } else {
+        format!("WHERE {}", clauses.join(" AND "))
+    };
     (filter, params)
 }
 
@@ -160,7 +190,10 @@ impl Store for SqliteStore {
 
     fn history(&self, q: &HistoryQuery) -> Result<HistoryPage> {
         let (filter, params) = history_filter(q, true);
-        let sql = format!("SELECT {VERSION_COLUMNS} FROM resource {filter} ORDER BY t DESC, seq DESC LIMIT {}", q.limit + 1);
+        let sql = format!(
+            "SELECT {VERSION_COLUMNS} FROM resource {filter} ORDER BY t DESC, seq DESC LIMIT {}",
+            q.limit + 1
+        );
         self.with_reader(|c| {
             let mut stmt = c.prepare_cached(&sql)?;
             let mut rows = stmt.query(params_from_iter(params))?;
@@ -173,7 +206,11 @@ impl Store for SqliteStore {
             }
             let more = versions.len() > q.limit;
             versions.truncate(q.limit);
-            let next = if more { keys.get(q.limit.wrapping_sub(1)).copied() } else { None };
+            let next = if more {
+                keys.get(q.limit.wrapping_sub(1)).copied()
+            } else {
+                None
+            };
             Ok(HistoryPage { next, versions })
         })
     }
@@ -181,13 +218,20 @@ impl Store for SqliteStore {
     fn history_count(&self, q: &HistoryQuery) -> Result<u64> {
         let (filter, params) = history_filter(q, false);
         let sql = format!("SELECT COUNT(*) FROM resource {filter}");
-        self.with_reader(|c| c.prepare_cached(&sql)?.query_row(params_from_iter(params), |r| r.get::<_, i64>(0)))
-            .map(|n| n as u64)
+        self.with_reader(|c| {
+            c.prepare_cached(&sql)?
+                .query_row(params_from_iter(params), |r| r.get::<_, i64>(0))
+        })
+        .map(|n| n as u64)
     }
 
     fn last_tx(&self) -> Result<TxNumber> {
-        self.with_reader(|c| c.query_row("SELECT COALESCE(MAX(t), 0) FROM tx", [], |r| r.get::<_, i64>(0)))
-            .map(|t| t as u64)
+        self.with_reader(|c| {
+            c.query_row("SELECT COALESCE(MAX(t), 0) FROM tx", [], |r| {
+                r.get::<_, i64>(0)
+            })
+        })
+        .map(|t| t as u64)
     }
 
     async fn write<T, F>(&self, job: F) -> Result<T>
@@ -196,11 +240,22 @@ impl Store for SqliteStore {
         F: FnOnce(&mut dyn Transaction) -> Result<T> + Send + 'static,
     {
         let (job, receiver) = writer::job(job);
-        let sent = self.inner.writer.lock().as_ref().map(|w| w.send(job).is_ok()).unwrap_or(false);
+        let sent = self
+            .inner
+            .writer
+            .lock()
+            .as_ref()
+            .map(|w| w.send(job).is_ok())
+            .unwrap_or(false);
         if !sent {
-            return Err(Error::new(flint_fhir::IssueType::Transient, "the store is shutting down"));
+            return Err(Error::new(
+                flint_fhir::IssueType::Transient,
+                "the store is shutting down",
+            ));
         }
-        receiver.await.unwrap_or_else(|_| Err(Error::internal("the write was abandoned by the writer")))
+        receiver
+            .await
+            .unwrap_or_else(|_| Err(Error::internal("the write was abandoned by the writer")))
     }
 }
 

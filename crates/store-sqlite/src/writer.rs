@@ -50,11 +50,22 @@ where
 
 pub fn start(conn: Connection) -> Result<mpsc::Sender<Job>> {
     let (sender, receiver) = mpsc::channel::<Job>();
-    let next_tx: i64 = conn.query_row("SELECT COALESCE(MAX(t), 0) + 1 FROM tx", [], |r| r.get(0)).map_err(fault)?;
-    let last_time: i64 = conn.query_row("SELECT COALESCE(MAX(instant), 0) FROM tx", [], |r| r.get(0)).map_err(fault)?;
+    let next_tx: i64 = conn
+        .query_row("SELECT COALESCE(MAX(t), 0) + 1 FROM tx", [], |r| r.get(0))
+        .map_err(fault)?;
+    let last_time: i64 = conn
+        .query_row("SELECT COALESCE(MAX(instant), 0) FROM tx", [], |r| r.get(0))
+        .map_err(fault)?;
     std::thread::Builder::new()
         .name("flint-writer".into())
-        .spawn(move || Writer { conn, next_tx: next_tx as u64, last_time }.run(receiver))
+        .spawn(move || {
+            Writer {
+                conn,
+                next_tx: next_tx as u64,
+                last_time,
+            }
+            .run(receiver)
+        })
         .map_err(|e| Error::internal(format!("cannot start the writer thread: {e}")))?;
     Ok(sender)
 }
@@ -66,7 +77,9 @@ struct Writer {
 }
 
 fn now_micros() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_micros() as i64)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as i64)
 }
 
 impl Writer {
@@ -123,7 +136,13 @@ impl Writer {
             return Box::new(move |_| done(Some(&msg)));
         }
         let now = now_micros().max(self.last_time + 1);
-        let mut txn = SqliteTransaction { conn: &self.conn, tx: self.next_tx, now, wrote: false, failed: None };
+        let mut txn = SqliteTransaction {
+            conn: &self.conn,
+            tx: self.next_tx,
+            now,
+            wrote: false,
+            failed: None,
+        };
         let ran = catch_unwind(AssertUnwindSafe(|| job(&mut txn)));
         let (wrote, failed) = (txn.wrote, txn.failed.take());
         let keep = match &ran {
@@ -147,7 +166,9 @@ impl Writer {
             let _ = self.conn.execute_batch("ROLLBACK TO job; RELEASE job");
         }
         match ran {
-            Ok((_, done)) if keep && !recorded => Box::new(move |_| done(Some("cannot record the transaction"))),
+            Ok((_, done)) if keep && !recorded => {
+                Box::new(move |_| done(Some("cannot record the transaction")))
+            }
             Ok((_, done)) => match failed {
                 // The job swallowed a backend error but returned Ok: report the fault.
                 Some(msg) if keep => Box::new(move |_| done(Some(&msg))),
@@ -268,7 +289,9 @@ impl Transaction for SqliteTransaction<'_> {
     fn delete_history(&mut self, resource_type: &str, id: &str) -> Result<u64> {
         let r = self
             .conn
-            .prepare_cached("DELETE FROM resource WHERE type = ?1 AND id = ?2 AND t_end IS NOT NULL")
+            .prepare_cached(
+                "DELETE FROM resource WHERE type = ?1 AND id = ?2 AND t_end IS NOT NULL",
+            )
             .and_then(|mut s| s.execute((resource_type, id)));
         let n = self.check(r)?;
         if n > 0 {

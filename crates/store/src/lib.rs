@@ -4,8 +4,8 @@
 //! runs a job inside a backend transaction, so that resource versions, search indexes and
 //! (later) change events commit or roll back together.
 
-use std::future::Future;
 use bytes::Bytes;
+use std::future::Future;
 
 pub use flint_fhir::{Error, Result};
 

@@ -1,0 +1,293 @@
+//! The configuration: one struct with its defaults in one place, read from a TOML file and
+//! overridden by `FLINT_...` environment variables, with unknown keys and bad values refused.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// The documented default configuration, printed by `flint config`.
+pub const EXAMPLE: &str = include_str!("../flint.example.toml");
+
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub server: Server,
+    pub storage: Storage,
+    pub history: History,
+    pub apps: Apps,
+    pub log: Log,
+}
+
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Server {
+    pub host: String,
+    pub port: u16,
+    pub context_path: String,
+    pub base_url: String,
+    pub max_body_bytes: usize,
+}
+
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Storage {
+    pub data_dir: PathBuf,
+}
+
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct History {
+    pub default_page_size: usize,
+    pub max_page_size: usize,
+}
+
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Apps {
+    pub enabled: bool,
+    pub max_operations_per_app: u32,
+    pub operation_timeout_seconds: u64,
+    pub webhook_timeout_seconds: u64,
+    pub webhook_max_retries: u32,
+    pub sandbox: Sandbox,
+}
+
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Sandbox {
+    pub max_memory_mb: u64,
+    pub max_execution_ms: u64,
+}
+
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Log {
+    pub level: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            server: Server::default(),
+            storage: Storage::default(),
+            history: History::default(),
+            apps: Apps::default(),
+            log: Log::default(),
+        }
+    }
+}
+
+impl Default for Server {
+    fn default() -> Self {
+        Server {
+            host: "127.0.0.1".into(),
+            port: 8080,
+            context_path: "/fhir".into(),
+            base_url: String::new(),
+            max_body_bytes: 16 * 1024 * 1024,
+        }
+    }
+}
+
+impl Default for Storage {
+    fn default() -> Self {
+        Storage {
+            data_dir: PathBuf::from("./flint-data"),
+        }
+    }
+}
+
+impl Default for History {
+    fn default() -> Self {
+        History {
+            default_page_size: 50,
+            max_page_size: 1000,
+        }
+    }
+}
+
+impl Default for Apps {
+    fn default() -> Self {
+        Apps {
+            enabled: true,
+            max_operations_per_app: 50,
+            operation_timeout_seconds: 30,
+            webhook_timeout_seconds: 10,
+            webhook_max_retries: 5,
+            sandbox: Sandbox::default(),
+        }
+    }
+}
+
+impl Default for Sandbox {
+    fn default() -> Self {
+        Sandbox {
+            max_memory_mb: 64,
+            max_execution_ms: 5000,
+        }
+    }
+}
+
+impl Default for Log {
+    fn default() -> Self {
+        Log {
+            level: "info".into(),
+        }
+    }
+}
+
+impl Config {
+    /// Loads the file (if any), applies `FLINT_*` variables from `env`, and checks the result.
+    ///
+    /// # Errors
+    /// A message naming the file, key or variable at fault.
+    pub fn load(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, String> {
+        let mut table = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|e| {
+                    format!("cannot read configuration file {}: {e}", path.display())
+                })?;
+                text.parse::<toml::Table>()
+                    .map_err(|e| format!("configuration file {}: {e}", path.display()))?
+            }
+            None => toml::Table::new(),
+        };
+        for (name, value) in env {
+            let Some(path) = name.strip_prefix("FLINT_") else {
+                continue;
+            };
+            if path == "CONFIG" {
+                continue;
+            }
+            let keys: Vec<String> = path.split("__").map(str::to_ascii_lowercase).collect();
+            if keys.iter().any(String::is_empty) {
+                return Err(format!("environment variable {name}: malformed key path"));
+            }
+            set_path(&mut table, &keys, parse_env_value(&value))
+                .map_err(|e| format!("environment variable {name}: {e}"))?;
+        }
+        let config: Config = toml::Value::Table(table)
+            .try_into()
+            .map_err(|e: toml::de::Error| format!("configuration: {}", e.message().trim()))?;
+        config.check()?;
+        Ok(config)
+    }
+
+    fn check(&self) -> Result<(), String> {
+        if !self.server.context_path.is_empty() && !self.server.context_path.starts_with('/') {
+            return Err(format!(
+                "server.context_path must start with '/', not '{}'",
+                self.server.context_path
+            ));
+        }
+        let base = &self.server.base_url;
+        if !base.is_empty() && !(base.starts_with("http://") || base.starts_with("https://")) {
+            return Err(format!(
+                "server.base_url must be an absolute http(s) URL, not '{base}'"
+            ));
+        }
+        if self.server.max_body_bytes == 0 {
+            return Err("server.max_body_bytes must be positive".into());
+        }
+        if self.history.default_page_size == 0
+            || self.history.max_page_size < self.history.default_page_size
+        {
+            return Err(
+                "history.default_page_size must be positive and at most history.max_page_size"
+                    .into(),
+            );
+        }
+        if !matches!(
+            self.log.level.as_str(),
+            "error" | "warn" | "info" | "debug" | "trace"
+        ) {
+            return Err(format!(
+                "log.level must be error, warn, info, debug or trace, not '{}'",
+                self.log.level
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Environment values are TOML literals when they parse as one (numbers, booleans), else strings.
+fn parse_env_value(raw: &str) -> toml::Value {
+    match format!("v = {raw}").parse::<toml::Table>() {
+        Ok(mut t) => match t.remove("v") {
+            Some(
+                v @ (toml::Value::Integer(_) | toml::Value::Float(_) | toml::Value::Boolean(_)),
+            ) => v,
+            _ => toml::Value::String(raw.to_string()),
+        },
+        Err(_) => toml::Value::String(raw.to_string()),
+    }
+}
+
+fn set_path(table: &mut toml::Table, keys: &[String], value: toml::Value) -> Result<(), String> {
+    let (last, parents) = keys.split_last().ok_or("empty key")?;
+    let mut current = table;
+    for key in parents {
+        let entry = current
+            .entry(key.clone())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        current = entry
+            .as_table_mut()
+            .ok_or_else(|| format!("'{key}' is not a section"))?;
+    }
+    current.insert(last.clone(), value);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn the_example_file_is_the_default() {
+        let parsed: Config = toml::from_str(EXAMPLE).unwrap();
+        assert_eq!(parsed, Config::default());
+    }
+
+    #[test]
+    fn environment_overrides_nested_keys() {
+        let c = Config::load(
+            None,
+            env(&[
+                ("FLINT_SERVER__PORT", "9090"),
+                ("FLINT_APPS__SANDBOX__MAX_EXECUTION_MS", "250"),
+                ("FLINT_SERVER__BASE_URL", "https://x.org/fhir"),
+                ("OTHER", "1"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.server.port, 9090);
+        assert_eq!(c.apps.sandbox.max_execution_ms, 250);
+        assert_eq!(c.server.base_url, "https://x.org/fhir");
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_refused() {
+        assert!(Config::load(None, env(&[("FLINT_SERVER__PROT", "1")]))
+            .unwrap_err()
+            .contains("prot"));
+        assert!(Config::load(None, env(&[("FLINT_SERVER__PORT", "99999")])).is_err());
+        assert!(Config::load(None, env(&[("FLINT_SERVER__PORT", "abc")])).is_err());
+        assert!(Config::load(None, env(&[("FLINT_LOG__LEVEL", "loud")])).is_err());
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("f.toml");
+        std::fs::write(&file, "[server]\nport = 1\n[nope]\nx = 1\n").unwrap();
+        assert!(Config::load(Some(&file), env(&[]))
+            .unwrap_err()
+            .contains("nope"));
+    }
+}

@@ -1,0 +1,186 @@
+//! The `flint` command: `serve` runs the server on the embedded store, `import` loads
+//! Bundles and NDJSON into a data directory, `config` prints the documented defaults.
+
+mod config;
+mod import;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand};
+use flint_engine::Engine;
+use flint_http::HttpConfig;
+use flint_store_sqlite::SqliteStore;
+
+use config::Config;
+
+#[derive(Parser)]
+#[command(name = "flint", version, about = "Flint, a FHIR R4 server")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(clap::Args)]
+struct Common {
+    /// Configuration file (TOML); also FLINT_CONFIG.
+    #[arg(long, env = "FLINT_CONFIG")]
+    config: Option<PathBuf>,
+    /// Directory of the embedded store (default ./flint-data).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the FHIR server.
+    Serve {
+        #[command(flatten)]
+        common: Common,
+        /// Port to listen on (default 8080; 0 picks a free one).
+        #[arg(long)]
+        port: Option<u16>,
+        /// Address to listen on (default 127.0.0.1).
+        #[arg(long)]
+        host: Option<String>,
+        /// Absolute base URL used in links and Location headers.
+        #[arg(long)]
+        base_url: Option<String>,
+    },
+    /// Load transaction/batch/collection Bundles and NDJSON files or folders into the store.
+    Import {
+        #[command(flatten)]
+        common: Common,
+        /// Files or folders (*.json Bundles or resources, *.ndjson).
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// Bundles processed at once.
+        #[arg(long, default_value_t = 4)]
+        concurrency: usize,
+    },
+    /// Print the documented default configuration.
+    Config,
+}
+
+fn load(common: &Common) -> Result<Config, String> {
+    let mut config = Config::load(common.config.as_deref(), std::env::vars())?;
+    if let Some(dir) = &common.data_dir {
+        config.storage.data_dir = dir.clone();
+    }
+    Ok(config)
+}
+
+fn init_logging(level: &str) {
+    let level = level.parse().unwrap_or(tracing::Level::INFO);
+    let _ = tracing_subscriber::fmt()
+        .with_max_level(level)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Config => {
+            print!("{}", config::EXAMPLE);
+            Ok(())
+        }
+        Command::Serve {
+            common,
+            port,
+            host,
+            base_url,
+        } => load(&common).and_then(|mut config| {
+            if let Some(port) = port {
+                config.server.port = port;
+            }
+            if let Some(host) = host {
+                config.server.host = host;
+            }
+            if let Some(base) = base_url {
+                config.server.base_url = base;
+            }
+            init_logging(&config.log.level);
+            runtime()?.block_on(serve(config))
+        }),
+        Command::Import {
+            common,
+            paths,
+            concurrency,
+        } => load(&common).and_then(|config| {
+            init_logging("warn");
+            runtime()?.block_on(import::run(&config, &paths, concurrency.max(1)))
+        }),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("flint: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, String> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the runtime: {e}"))
+}
+
+async fn serve(config: Config) -> Result<(), String> {
+    let store = SqliteStore::open(&config.storage.data_dir)
+        .map_err(|e| format!("cannot open the store: {e}"))?;
+    // Parse the embedded definitions now rather than on the first request.
+    let model = flint_fhir::model::r4();
+    tracing::debug!(types = model.resource_types().len(), "definitions loaded");
+    let engine = Engine::new(store.clone());
+    let http = HttpConfig {
+        base_url: (!config.server.base_url.is_empty()).then(|| config.server.base_url.clone()),
+        context_path: config.server.context_path.clone(),
+        max_body_bytes: config.server.max_body_bytes,
+        default_page_size: config.history.default_page_size,
+        max_page_size: config.history.max_page_size,
+    };
+    let app = flint_http::router(Arc::clone(&engine), http);
+    let address = format!("{}:{}", config.server.host, config.server.port);
+    let listener = tokio::net::TcpListener::bind(&address)
+        .await
+        .map_err(|e| format!("cannot listen on {address}: {e}"))?;
+    let local = listener.local_addr().map_err(|e| e.to_string())?;
+    // Tests and scripts read this line to learn the port.
+    println!(
+        "Flint listening on http://{local}{}",
+        config.server.context_path
+    );
+    tracing::info!(address = %local, data_dir = %config.storage.data_dir.display(), "Flint started");
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .map_err(|e| format!("server error: {e}"))?;
+    store.close();
+    tracing::info!("Flint stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+}

@@ -1,0 +1,716 @@
+//! The only crate that speaks HTTP: the axum router for the FHIR REST API, request context
+//! extraction, content negotiation, FHIR headers (ETag, Location, conditional reads, Prefer)
+//! and the mapping of every error — ours, axum's rejections, panics, unknown routes — to an
+//! `OperationOutcome` with the right status.
+
+mod capabilities;
+pub mod format;
+mod subset;
+
+use std::sync::Arc;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, RawQuery, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use flint_engine::{BundleOptions, Context, Engine, PreferReturn};
+use flint_fhir::datetime::{
+    format_http_date, format_instant, parse_date_time_lenient, parse_http_date,
+};
+use flint_fhir::Error;
+use flint_store::{HistoryQuery, Store, Version};
+use serde_json::Value;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::compression::CompressionLayer;
+use tower_http::decompression::RequestDecompressionLayer;
+
+use format::{negotiate, param, parse_query, MediaType, Output, Params};
+
+/// Settings of the HTTP layer.
+#[derive(Clone, Debug)]
+pub struct HttpConfig {
+    /// Absolute base URL to use in links; `None` derives it from each request.
+    pub base_url: Option<String>,
+    /// Where the FHIR API is mounted (`/fhir`).
+    pub context_path: String,
+    /// Largest accepted request body.
+    pub max_body_bytes: usize,
+    /// Default and largest page size of history.
+    pub default_page_size: usize,
+    pub max_page_size: usize,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            base_url: None,
+            context_path: "/fhir".into(),
+            max_body_bytes: 16 * 1024 * 1024,
+            default_page_size: 50,
+            max_page_size: 1000,
+        }
+    }
+}
+
+struct AppState<S> {
+    engine: Arc<Engine<S>>,
+    config: HttpConfig,
+}
+
+type Shared<S> = Arc<AppState<S>>;
+
+/// An error on its way to the client as an `OperationOutcome`.
+pub struct ApiError(pub Error);
+
+impl From<Error> for ApiError {
+    fn from(e: Error) -> Self {
+        ApiError(e)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let e = self.0;
+        if e.is_server_fault() {
+            tracing::error!(error = ?e, "request failed");
+        }
+        let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        fhir_json(status, e.to_operation_outcome().to_string())
+    }
+}
+
+type ApiResult = Result<Response, ApiError>;
+
+fn fhir_json(status: StatusCode, body: String) -> Response {
+    let mut r = Response::new(Body::from(body));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(MediaType::FhirJson.content_type()),
+    );
+    r
+}
+
+/// Builds the router with the FHIR API under the configured context path.
+pub fn router<S: Store>(engine: Arc<Engine<S>>, config: HttpConfig) -> Router {
+    let context_path = normalize_context_path(&config.context_path);
+    let state: Shared<S> = Arc::new(AppState {
+        engine,
+        config: HttpConfig {
+            context_path: context_path.clone(),
+            ..config
+        },
+    });
+    let api = Router::new()
+        .route("/", get(root_get).post(system_post::<S>))
+        .route("/metadata", get(metadata::<S>))
+        .route("/_history", get(system_history::<S>))
+        .route("/{rt}", get(type_search::<S>).post(create::<S>))
+        .route("/{rt}/_history", get(type_history::<S>))
+        .route(
+            "/{rt}/{id}",
+            get(read::<S>)
+                .put(update::<S>)
+                .patch(patch::<S>)
+                .delete(delete::<S>),
+        )
+        .route(
+            "/{rt}/{id}/_history",
+            get(instance_history::<S>).delete(delete_history::<S>),
+        )
+        .route("/{rt}/{id}/_history/{vid}", get(vread::<S>))
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(state);
+    let app = if context_path.is_empty() {
+        api
+    } else {
+        Router::new().nest(&context_path, api)
+    };
+    app.fallback(not_found)
+        .layer(RequestDecompressionLayer::new())
+        .layer(CompressionLayer::new())
+        .layer(CatchPanicLayer::custom(
+            |_: Box<dyn std::any::Any + Send>| {
+                ApiError(Error::internal("a request handler panicked")).into_response()
+            },
+        ))
+}
+
+fn normalize_context_path(p: &str) -> String {
+    let trimmed = p.trim().trim_matches('/');
+    if trimmed.is_empty() {
+        String::new()
+    } else {
+        format!("/{trimmed}")
+    }
+}
+
+async fn not_found(request: Request) -> ApiError {
+    ApiError(Error::not_found(format!(
+        "no such endpoint: {} {}",
+        request.method(),
+        request.uri().path()
+    )))
+}
+
+async fn method_not_allowed(request: Request) -> ApiError {
+    ApiError(
+        Error::not_supported(format!(
+            "{} is not allowed on {}",
+            request.method(),
+            request.uri().path()
+        ))
+        .with_status(405),
+    )
+}
+
+/// What every handler needs from the request: its context, parameters and output format.
+struct Fhir {
+    ctx: Context,
+    params: Params,
+    output: Output,
+}
+
+fn fhir<S>(state: &AppState<S>, headers: &HeaderMap, query: Option<&str>) -> Result<Fhir, Error> {
+    let params = parse_query(query);
+    let output = negotiate(&params, headers)?;
+    let base = format::base_url(
+        state.config.base_url.as_deref(),
+        &state.config.context_path,
+        headers,
+    );
+    Ok(Fhir {
+        ctx: Context::new(base),
+        params,
+        output,
+    })
+}
+
+async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes, Error> {
+    let too_large = || {
+        Error::new(
+            flint_fhir::IssueType::TooLong,
+            format!("the request body exceeds {limit} bytes"),
+        )
+    };
+    if let Some(len) = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok())
+    {
+        if len > limit {
+            return Err(too_large());
+        }
+    }
+    axum::body::to_bytes(body, limit).await.map_err(|e| {
+        // axum reports an over-long body only through its message.
+        if e.to_string().contains("length limit") {
+            too_large()
+        } else {
+            Error::invalid(format!("cannot read the request body: {e}"))
+        }
+    })
+}
+
+fn parse_json(bytes: &[u8]) -> Result<Value, Error> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err(Error::invalid("the request has no body"));
+    }
+    serde_json::from_slice(bytes)
+        .map_err(|e| Error::invalid(format!("the body is not valid JSON: {e}")))
+}
+
+async fn resource_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Value, Error> {
+    format::check_content_type(headers, &[])?;
+    let bytes = read_body(headers, body, limit).await?;
+    let value = parse_json(&bytes)?;
+    if !value.is_object() {
+        return Err(Error::invalid(
+            "the body must be a JSON object (a FHIR resource)",
+        ));
+    }
+    Ok(value)
+}
+
+/// The body of a resource response: the stored bytes, or a reduced/pretty rendering.
+fn render(state_model: &flint_fhir::Model, output: &Output, json: &Bytes) -> Result<Bytes, Error> {
+    if output.is_verbatim() {
+        return Ok(json.clone());
+    }
+    let value: Value = serde_json::from_slice(json).map_err(Error::internal)?;
+    let value = subset::apply(
+        state_model,
+        value,
+        output.summary,
+        output.elements.as_deref(),
+    );
+    Ok(Bytes::from(to_text(&value, output.pretty)))
+}
+
+fn to_text(value: &Value, pretty: bool) -> String {
+    if pretty {
+        serde_json::to_string_pretty(value).unwrap_or_default()
+    } else {
+        value.to_string()
+    }
+}
+
+fn respond(output: &Output, status: StatusCode, body: Bytes) -> Response {
+    let mut r = Response::new(Body::from(body));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(output.media.content_type()),
+    );
+    r
+}
+
+fn respond_text(output: &Output, status: StatusCode, text: String) -> Response {
+    if output.pretty {
+        if let Ok(v) = serde_json::from_str::<Value>(&text) {
+            return respond(output, status, Bytes::from(to_text(&v, true)));
+        }
+    }
+    respond(output, status, Bytes::from(text))
+}
+
+fn version_headers(r: &mut Response, v: &Version) {
+    let h = r.headers_mut();
+    if let Ok(etag) = HeaderValue::from_str(&format!("W/\"{}\"", v.version)) {
+        h.insert(header::ETAG, etag);
+    }
+    if let Ok(lm) = HeaderValue::from_str(&format_http_date(v.last_updated)) {
+        h.insert(header::LAST_MODIFIED, lm);
+    }
+}
+
+fn if_match(headers: &HeaderMap) -> Result<Option<u64>, Error> {
+    match headers.get(header::IF_MATCH).and_then(|v| v.to_str().ok()) {
+        None => Ok(None),
+        Some(s) => flint_engine::parse_etag_header(s).map(Some).ok_or_else(|| {
+            Error::invalid(format!(
+                "If-Match '{s}' is not a version ETag such as W/\"3\""
+            ))
+        }),
+    }
+}
+
+async fn root_get(RawQuery(query): RawQuery) -> ApiError {
+    let what = if query.is_some() {
+        "system search"
+    } else {
+        "GET on the base"
+    };
+    ApiError(Error::not_supported(format!("{what} is not supported yet")))
+}
+
+async fn metadata<S: Store>(
+    State(state): State<Shared<S>>,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+) -> ApiResult {
+    let f = fhir(&state, &headers, q.as_deref())?;
+    let date = format_instant(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_micros() as i64),
+    );
+    let cs = capabilities::capability_statement(state.engine.model(), &f.ctx.base_url, &date[..10]);
+    Ok(respond(
+        &f.output,
+        StatusCode::OK,
+        Bytes::from(to_text(&cs, f.output.pretty)),
+    ))
+}
+
+async fn read<S: Store>(
+    State(state): State<Shared<S>>,
+    Path((rt, id)): Path<(String, String)>,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+) -> ApiResult {
+    let f = fhir(&state, &headers, q.as_deref())?;
+    let v = state.engine.read(&rt, &id)?;
+    if not_modified(&headers, &v) {
+        let mut r = StatusCode::NOT_MODIFIED.into_response();
+        version_headers(&mut r, &v);
+        return Ok(r);
+    }
+    resource_response(&state, &f.output, StatusCode::OK, &v)
+}
+
+/// `If-None-Match` (an ETag or `*`) and `If-Modified-Since` on reads.
+fn not_modified(headers: &HeaderMap, v: &Version) -> bool {
+    if let Some(inm) = headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|h| h.to_str().ok())
+    {
+        return inm.split(',').any(|tag| {
+            tag.trim() == "*" || flint_engine::parse_etag_header(tag) == Some(v.version)
+        });
+    }
+    if let Some(ims) = headers
+        .get(header::IF_MODIFIED_SINCE)
+        .and_then(|h| h.to_str().ok())
+        .and_then(parse_http_date)
+    {
+        // HTTP dates have second precision.
+        return v.last_updated / 1_000_000 <= ims / 1_000_000;
+    }
+    false
+}
+
+fn resource_response<S: Store>(
+    state: &AppState<S>,
+    output: &Output,
+    status: StatusCode,
+    v: &Version,
+) -> ApiResult {
+    let json = v.json.as_ref().ok_or_else(|| Error::gone("deleted"))?;
+    let mut r = respond(output, status, render(state.engine.model(), output, json)?);
+    version_headers(&mut r, v);
+    Ok(r)
+}
+
+async fn vread<S: Store>(
+    State(state): State<Shared<S>>,
+    Path((rt, id, vid)): Path<(String, String, String)>,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+) -> ApiResult {
+    let f = fhir(&state, &headers, q.as_deref())?;
+    let v = state.engine.vread(&rt, &id, &vid)?;
+    resource_response(&state, &f.output, StatusCode::OK, &v)
+}
+
+/// The response to a successful write, shaped by `Prefer: return`.
+fn write_response<S: Store>(
+    state: &AppState<S>,
+    f: &Fhir,
+    status: StatusCode,
+    v: &Version,
+) -> ApiResult {
+    let mut r = match f.output.prefer {
+        PreferReturn::Representation => resource_response(state, &f.output, status, v)?,
+        PreferReturn::Minimal => {
+            let mut r = status.into_response();
+            version_headers(&mut r, v);
+            r
+        }
+        PreferReturn::OperationOutcome => {
+            let oo = flint_fhir::error::information(format!(
+                "{}/{} written as version {}",
+                v.resource_type, v.id, v.version
+            ));
+            let mut r = respond(
+                &f.output,
+                status,
+                Bytes::from(to_text(&oo, f.output.pretty)),
+            );
+            version_headers(&mut r, v);
+            r
+        }
+    };
+    if let Ok(location) =
+        HeaderValue::from_str(&f.ctx.versioned_url(&v.resource_type, &v.id, v.version))
+    {
+        r.headers_mut().insert(header::LOCATION, location.clone());
+        if status == StatusCode::CREATED {
+            r.headers_mut().insert(header::CONTENT_LOCATION, location);
+        }
+    }
+    Ok(r)
+}
+
+async fn create<S: Store>(
+    State(state): State<Shared<S>>,
+    Path(rt): Path<String>,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+    body: Body,
+) -> ApiResult {
+    let f = fhir(&state, &headers, q.as_deref())?;
+    state.engine.check_type(&rt)?;
+    if headers.contains_key("if-none-exist") {
+        return Err(Error::not_supported(
+            "conditional create (If-None-Exist) needs search, which this server does not offer yet",
+        )
+        .into());
+    }
+    let resource = resource_body(&headers, body, state.config.max_body_bytes).await?;
+    let v = state.engine.create(&rt, resource).await?;
+    write_response(&state, &f, StatusCode::CREATED, &v)
+}
+
+async fn update<S: Store>(
+    State(state): State<Shared<S>>,
+    Path((rt, id)): Path<(String, String)>,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+    body: Body,
+) -> ApiResult {
+    let f = fhir(&state, &headers, q.as_deref())?;
+    state.engine.check_type(&rt)?;
+    let expected = if_match(&headers)?;
+    let resource = resource_body(&headers, body, state.config.max_body_bytes).await?;
+    let w = state.engine.update(&rt, &id, resource, expected).await?;
+    let status = if w.created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    write_response(&state, &f, status, &w.version)
+}
+
+async fn patch<S: Store>(
+    State(state): State<Shared<S>>,
+    Path((rt, id)): Path<(String, String)>,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+    body: Body,
+) -> ApiResult {
+    let f = fhir(&state, &headers, q.as_deref())?;
+    state.engine.check_type(&rt)?;
+    let ct = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if !ct
+        .to_ascii_lowercase()
+        .starts_with("application/json-patch+json")
+    {
+        let hint = if ct.contains("fhir+json") {
+            " (FHIRPath Patch is not supported yet)"
+        } else {
+            ""
+        };
+        return Err(Error::not_supported(format!(
+            "PATCH needs Content-Type application/json-patch+json, not '{ct}'{hint}"
+        ))
+        .with_status(415)
+        .into());
+    }
+    let expected = if_match(&headers)?;
+    let bytes = read_body(&headers, body, state.config.max_body_bytes).await?;
+    let document = parse_json(&bytes)?;
+    let w = state.engine.patch(&rt, &id, &document, expected).await?;
+    write_response(&state, &f, StatusCode::OK, &w.version)
+}
+
+async fn delete<S: Store>(
+    State(state): State<Shared<S>>,
+    Path((rt, id)): Path<(String, String)>,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+) -> ApiResult {
+    let f = fhir(&state, &headers, q.as_deref())?;
+    let expected = if_match(&headers)?;
+    let deleted = state.engine.delete(&rt, &id, expected).await?;
+    let mut r = if f.output.prefer == PreferReturn::OperationOutcome {
+        let message = match &deleted {
+            Some(v) => format!("{rt}/{id} deleted (version {})", v.version),
+            None => format!("{rt}/{id} did not exist or was already deleted"),
+        };
+        let oo = flint_fhir::error::information(message);
+        respond(
+            &f.output,
+            StatusCode::OK,
+            Bytes::from(to_text(&oo, f.output.pretty)),
+        )
+    } else {
+        StatusCode::NO_CONTENT.into_response()
+    };
+    if let Some(v) = &deleted {
+        if let Ok(etag) = HeaderValue::from_str(&format!("W/\"{}\"", v.version)) {
+            r.headers_mut().insert(header::ETAG, etag);
+        }
+    }
+    Ok(r)
+}
+
+async fn delete_history<S: Store>(
+    State(state): State<Shared<S>>,
+    Path((rt, id)): Path<(String, String)>,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+) -> ApiResult {
+    let f = fhir(&state, &headers, q.as_deref())?;
+    let removed = state.engine.delete_history(&rt, &id).await?;
+    if f.output.prefer == PreferReturn::OperationOutcome {
+        let oo = flint_fhir::error::information(format!(
+            "{removed} earlier versions of {rt}/{id} removed"
+        ));
+        return Ok(respond(
+            &f.output,
+            StatusCode::OK,
+            Bytes::from(to_text(&oo, f.output.pretty)),
+        ));
+    }
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn type_search<S: Store>(
+    State(state): State<Shared<S>>,
+    Path(rt): Path<String>,
+) -> ApiResult {
+    state.engine.check_type(&rt)?;
+    Err(Error::not_supported(format!("search on {rt} is not supported yet")).into())
+}
+
+async fn system_post<S: Store>(
+    State(state): State<Shared<S>>,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+    body: Body,
+) -> ApiResult {
+    let f = fhir(&state, &headers, q.as_deref())?;
+    let bundle = resource_body(&headers, body, state.config.max_body_bytes).await?;
+    let text = state
+        .engine
+        .process_bundle(
+            &f.ctx,
+            bundle,
+            BundleOptions {
+                prefer: f.output.prefer,
+            },
+        )
+        .await?;
+    Ok(respond_text(&f.output, StatusCode::OK, text))
+}
+
+async fn system_history<S: Store>(
+    State(state): State<Shared<S>>,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+) -> ApiResult {
+    history(&state, &headers, q.as_deref(), None, None)
+}
+
+async fn type_history<S: Store>(
+    State(state): State<Shared<S>>,
+    Path(rt): Path<String>,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+) -> ApiResult {
+    history(&state, &headers, q.as_deref(), Some(rt), None)
+}
+
+async fn instance_history<S: Store>(
+    State(state): State<Shared<S>>,
+    Path((rt, id)): Path<(String, String)>,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+) -> ApiResult {
+    history(&state, &headers, q.as_deref(), Some(rt), Some(id))
+}
+
+fn instant_param(params: &Params, name: &str) -> Result<Option<(i64, i64)>, Error> {
+    match param(params, name) {
+        None => Ok(None),
+        Some(s) => parse_date_time_lenient(s)
+            .map(|d| Some((d.start_micros(), d.end_micros())))
+            .ok_or_else(|| {
+                Error::invalid(format!("{name} '{s}' is not a FHIR instant or dateTime"))
+            }),
+    }
+}
+
+fn history<S: Store>(
+    state: &AppState<S>,
+    headers: &HeaderMap,
+    query: Option<&str>,
+    resource_type: Option<String>,
+    id: Option<String>,
+) -> ApiResult {
+    let f = fhir(state, headers, query)?;
+    let count = match param(&f.params, "_count") {
+        None => state.config.default_page_size,
+        Some(c) => c
+            .parse::<usize>()
+            .map_err(|_| Error::invalid(format!("_count '{c}' is not a non-negative integer")))?
+            .min(state.config.max_page_size),
+    };
+    // The snapshot and keyset position of later pages travel in the page links.
+    let snapshot = match param(&f.params, "__snapshot") {
+        Some(s) => Some(
+            s.parse::<u64>()
+                .map_err(|_| Error::invalid("bad paging link"))?,
+        ),
+        None => Some(state.engine.store().last_tx()?),
+    };
+    let after = match param(&f.params, "__after") {
+        Some(s) => {
+            let (t, seq) = s
+                .split_once('.')
+                .ok_or_else(|| Error::invalid("bad paging link"))?;
+            Some((
+                t.parse().map_err(|_| Error::invalid("bad paging link"))?,
+                seq.parse().map_err(|_| Error::invalid("bad paging link"))?,
+            ))
+        }
+        None => None,
+    };
+    let q = HistoryQuery {
+        resource_type: resource_type.clone(),
+        id: id.clone(),
+        since: instant_param(&f.params, "_since")?.map(|(start, _)| start),
+        at: instant_param(&f.params, "_at")?,
+        snapshot,
+        after,
+        limit: count,
+    };
+    let (page, total) = state.engine.history(&q)?;
+    let mut path = f.ctx.base_url.clone();
+    if let Some(rt) = &resource_type {
+        path.push('/');
+        path.push_str(rt);
+    }
+    if let Some(id) = &id {
+        path.push('/');
+        path.push_str(id);
+    }
+    path.push_str("/_history");
+    let kept: Vec<String> = f
+        .params
+        .iter()
+        .filter(|(k, _)| matches!(k.as_str(), "_since" | "_at" | "_format" | "_pretty"))
+        .map(|(k, v)| {
+            format!(
+                "{k}={}",
+                percent_encoding::utf8_percent_encode(v, percent_encoding::NON_ALPHANUMERIC)
+            )
+        })
+        .collect();
+    let link = |extra: &str| {
+        let mut parts = kept.clone();
+        parts.push(format!("_count={count}"));
+        if !extra.is_empty() {
+            parts.push(extra.to_string());
+        }
+        format!("{path}?{}", parts.join("&"))
+    };
+    let mut links = vec![(
+        "self",
+        link(
+            &after
+                .map(|(t, s)| format!("__snapshot={}&__after={t}.{s}", snapshot.unwrap_or(0)))
+                .unwrap_or_default(),
+        ),
+    )];
+    if let Some((t, seq)) = page.next {
+        links.push((
+            "next",
+            link(&format!(
+                "__snapshot={}&__after={t}.{seq}",
+                snapshot.unwrap_or(0)
+            )),
+        ));
+    }
+    let mut bundle = flint_engine::bundle::BundleBuilder::new("history", Some(total), &links);
+    for v in &page.versions {
+        bundle.history_entry(&f.ctx, v);
+    }
+    Ok(respond_text(&f.output, StatusCode::OK, bundle.finish()))
+}
