@@ -91,7 +91,10 @@ pub enum NodeKind {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TypeOpKind {
     Is,
+    /// The `as` operator: filters a collection (R4 SearchParameters apply it to collections).
     As,
+    /// The `as()` function: one item at most.
+    AsFunction,
     OfType,
 }
 

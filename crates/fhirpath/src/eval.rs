@@ -466,8 +466,8 @@ impl<'a, 'c> Evaluator<'a, 'c> {
                 }
                 Err(Error::execution(pos, "is() needs a single item"))
             }
-            TypeOpKind::As => {
-                if input.len() > 1 {
+            TypeOpKind::As | TypeOpKind::AsFunction => {
+                if input.len() > 1 && op == TypeOpKind::AsFunction {
                     return Err(Error::execution(pos, "as() needs a single item"));
                 }
                 Ok(input

@@ -265,7 +265,7 @@ impl Parser {
         let target = target.map(Box::new);
         let type_op = match name.as_str() {
             "is" => Some(TypeOpKind::Is),
-            "as" => Some(TypeOpKind::As),
+            "as" => Some(TypeOpKind::AsFunction),
             "ofType" => Some(TypeOpKind::OfType),
             _ => None,
         };

@@ -1,0 +1,1160 @@
+//! Index extraction: for a resource, the values of every SearchParameter whose `base` covers
+//! its type, evaluated by the parameter's FHIRPath expression and turned into typed values a
+//! store writes as they are (normalised strings, tokens, reference parts, date ranges in
+//! microseconds, numbers and quantities with the range their precision implies, URIs and
+//! composite tuples).
+//!
+//! A [`Registry`] holds, per resource type, the parameters that apply with their expressions
+//! compiled once and cut down to that type (`Patient.name | Practitioner.name` becomes
+//! `Patient.name` for Patients). [`Registry::r4`] is the core R4 set, built on first use;
+//! [`Registry::with`] adds custom SearchParameters on top of it.
+
+use std::collections::HashMap;
+use std::sync::OnceLock;
+
+use flint_fhir::datetime;
+use flint_fhir::model::{self, Model};
+use flint_fhirpath::{ucum, Context, Elem, Expression, Item, Resolver};
+use serde_json::Value;
+
+use crate::normalize::normalize_string;
+
+/// The type of a search parameter.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ParamType {
+    Number,
+    Date,
+    String,
+    Token,
+    Reference,
+    Composite,
+    Quantity,
+    Uri,
+    Special,
+}
+
+impl ParamType {
+    pub fn parse(code: &str) -> Option<ParamType> {
+        Some(match code {
+            "number" => ParamType::Number,
+            "date" => ParamType::Date,
+            "string" => ParamType::String,
+            "token" => ParamType::Token,
+            "reference" => ParamType::Reference,
+            "composite" => ParamType::Composite,
+            "quantity" => ParamType::Quantity,
+            "uri" => ParamType::Uri,
+            "special" => ParamType::Special,
+            _ => return None,
+        })
+    }
+
+    pub fn code(self) -> &'static str {
+        match self {
+            ParamType::Number => "number",
+            ParamType::Date => "date",
+            ParamType::String => "string",
+            ParamType::Token => "token",
+            ParamType::Reference => "reference",
+            ParamType::Composite => "composite",
+            ParamType::Quantity => "quantity",
+            ParamType::Uri => "uri",
+            ParamType::Special => "special",
+        }
+    }
+}
+
+/// A quantity converted to UCUM base units (`1 mg/dL` is `10 g.m-3`), so that searches in one
+/// unit find values stored in another.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CanonicalQuantity {
+    pub value: f64,
+    pub low: f64,
+    pub high: f64,
+    /// The base-unit expression (`g.m-3`).
+    pub unit: String,
+}
+
+/// One index value, ready to store.
+#[derive(Clone, Debug, PartialEq)]
+pub enum IndexValue {
+    /// `normalized` is lowercased with accents folded (for the default and `:contains`
+    /// matches); `original` is as written (for `:exact`).
+    String {
+        normalized: String,
+        original: String,
+    },
+    /// A code with its system; `text` is a display or `CodeableConcept.text` (for `:text`).
+    /// A `CodeableConcept.text` alone is a token with neither system nor code.
+    Token {
+        system: Option<String>,
+        code: Option<String>,
+        text: Option<String>,
+    },
+    /// A reference's parts: `Patient/1/_history/2` gives type, id and version; an absolute
+    /// reference keeps its `url` too; canonical references are `url` with `version` (from
+    /// `url|version`); a logical reference has its `identifier` (system, value).
+    Reference {
+        resource_type: Option<String>,
+        id: Option<String>,
+        version: Option<String>,
+        url: Option<String>,
+        identifier: Option<(Option<String>, String)>,
+    },
+    /// The instants a date, period or timing covers: `[start, end)` in microseconds since the
+    /// epoch, UTC. Open ends are `i64::MIN` / `i64::MAX`.
+    Date {
+        start: i64,
+        end: i64,
+    },
+    /// A number as written and the range its precision implies (`100` is `[99.5, 100.5)`).
+    Number {
+        value: String,
+        low: f64,
+        high: f64,
+    },
+    /// A quantity: value as written with its precision range, system, code and unit, and its
+    /// UCUM canonical form when the unit converts.
+    Quantity {
+        value: String,
+        low: f64,
+        high: f64,
+        system: Option<String>,
+        code: Option<String>,
+        unit: Option<String>,
+        canonical: Option<CanonicalQuantity>,
+    },
+    Uri(String),
+    /// One tuple of a composite parameter: a value per component, in component order.
+    Composite(Vec<IndexValue>),
+}
+
+/// A component of a composite search parameter.
+#[derive(Debug)]
+pub struct Component {
+    /// The canonical URL of the component's own SearchParameter.
+    pub definition: String,
+    pub kind: ParamType,
+    /// Evaluated with each item the composite's expression selects as its focus.
+    pub expression: Expression,
+}
+
+/// A search parameter as it applies to one resource type.
+#[derive(Debug)]
+pub struct SearchParam {
+    pub code: String,
+    pub url: String,
+    pub kind: ParamType,
+    /// The expression restricted to this resource type.
+    pub expression: Expression,
+    pub components: Vec<Component>,
+    /// For reference parameters: the allowed target types (empty: any).
+    pub targets: Vec<String>,
+}
+
+/// A SearchParameter left out of the registry, and why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Skipped {
+    pub url: String,
+    pub code: String,
+    pub reason: String,
+}
+
+/// The values one parameter extracted from a resource. Parameters that extracted nothing are
+/// included too (with no values), so that `:missing` can be indexed.
+#[derive(Debug)]
+pub struct Extracted<'r> {
+    pub param: &'r SearchParam,
+    pub values: Vec<IndexValue>,
+    /// An evaluation error, when the expression failed on this resource (no values then).
+    pub error: Option<String>,
+}
+
+/// The search parameters that apply to each resource type, compiled.
+#[derive(Debug, Default)]
+pub struct Registry {
+    by_type: HashMap<String, Vec<SearchParam>>,
+    skipped: Vec<Skipped>,
+}
+
+impl Registry {
+    /// The core R4 SearchParameters, compiled on first use.
+    pub fn r4() -> &'static Registry {
+        static REGISTRY: OnceLock<Registry> = OnceLock::new();
+        REGISTRY.get_or_init(|| {
+            Registry::from_search_parameters(flint_fhir::definitions::search_parameters().iter())
+        })
+    }
+
+    /// The core R4 parameters plus `custom` ones; a custom parameter with the URL of a core one
+    /// replaces it.
+    pub fn with(custom: &[Value]) -> Registry {
+        let urls: Vec<&str> = custom
+            .iter()
+            .filter_map(|p| p.get("url").and_then(Value::as_str))
+            .collect();
+        let core = flint_fhir::definitions::search_parameters()
+            .iter()
+            .filter(|p| {
+                !p.get("url")
+                    .and_then(Value::as_str)
+                    .is_some_and(|u| urls.contains(&u))
+            });
+        Registry::from_search_parameters(core.chain(custom.iter()))
+    }
+
+    /// Builds a registry from SearchParameter resources.
+    pub fn from_search_parameters<'v>(params: impl Iterator<Item = &'v Value> + Clone) -> Registry {
+        let model = model::r4();
+        let kinds: HashMap<&str, ParamType> = params
+            .clone()
+            .filter_map(|p| {
+                let url = p.get("url")?.as_str()?;
+                Some((url, ParamType::parse(p.get("type")?.as_str()?)?))
+            })
+            .collect();
+        let mut registry = Registry::default();
+        for p in params {
+            registry.add(model, p, &kinds);
+        }
+        registry
+    }
+
+    fn add(&mut self, model: &Model, p: &Value, kinds: &HashMap<&str, ParamType>) {
+        let text = |k: &str| p.get(k).and_then(Value::as_str).unwrap_or("").to_string();
+        let (url, code) = (text("url"), text("code"));
+        let skip = |reason: &str| Skipped {
+            url: url.clone(),
+            code: code.clone(),
+            reason: reason.to_string(),
+        };
+        let Some(kind) = p
+            .get("type")
+            .and_then(Value::as_str)
+            .and_then(ParamType::parse)
+        else {
+            self.skipped.push(skip("unknown type"));
+            return;
+        };
+        if kind == ParamType::Special {
+            self.skipped.push(skip(
+                "special parameters are evaluated by the search engine, not indexed",
+            ));
+            return;
+        }
+        let Some(expression) = p
+            .get("expression")
+            .and_then(Value::as_str)
+            .filter(|e| !e.trim().is_empty())
+        else {
+            self.skipped.push(skip("no FHIRPath expression"));
+            return;
+        };
+        let mut components = Vec::new();
+        for c in p
+            .get("component")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            let definition = c.get("definition").and_then(Value::as_str).unwrap_or("");
+            let Some(&kind) = kinds.get(definition) else {
+                self.skipped
+                    .push(skip(&format!("unknown component {definition}")));
+                return;
+            };
+            let compiled = match c
+                .get("expression")
+                .and_then(Value::as_str)
+                .map(Expression::compile)
+            {
+                Some(Ok(e)) => e,
+                Some(Err(e)) => {
+                    self.skipped
+                        .push(skip(&format!("component expression: {e}")));
+                    return;
+                }
+                None => {
+                    self.skipped.push(skip("component without expression"));
+                    return;
+                }
+            };
+            components.push((definition.to_string(), kind, compiled));
+        }
+        if kind == ParamType::Composite && components.is_empty() {
+            self.skipped.push(skip("composite without components"));
+            return;
+        }
+        let targets: Vec<String> = p
+            .get("target")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .map(str::to_string)
+            .collect();
+        let bases: Vec<&str> = p
+            .get("base")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .collect();
+        let mut types: Vec<&str> = Vec::new();
+        for base in bases {
+            if model.is_resource_type(base) {
+                types.push(base);
+            } else {
+                types.extend(
+                    model
+                        .resource_types()
+                        .iter()
+                        .map(String::as_str)
+                        .filter(|t| model.is_subtype_of(t, base)),
+                );
+            }
+        }
+        types.sort_unstable();
+        types.dedup();
+        for ty in types {
+            let Some(restricted) = restrict(model, expression, ty) else {
+                continue;
+            };
+            let compiled = match Expression::compile(&restricted) {
+                Ok(e) => e,
+                Err(e) => {
+                    self.skipped.push(skip(&format!("{ty}: {e}")));
+                    continue;
+                }
+            };
+            let list = self.by_type.entry(ty.to_string()).or_default();
+            list.retain(|existing| existing.code != code);
+            list.push(SearchParam {
+                code: code.clone(),
+                url: url.clone(),
+                kind,
+                expression: compiled,
+                components: components
+                    .iter()
+                    .map(|(definition, kind, e)| Component {
+                        definition: definition.clone(),
+                        kind: *kind,
+                        expression: e.clone(),
+                    })
+                    .collect(),
+                targets: targets.clone(),
+            });
+        }
+    }
+
+    /// The parameters that apply to a resource type.
+    pub fn params(&self, resource_type: &str) -> &[SearchParam] {
+        self.by_type.get(resource_type).map_or(&[], Vec::as_slice)
+    }
+
+    /// The parameter with this code for a resource type.
+    pub fn param(&self, resource_type: &str, code: &str) -> Option<&SearchParam> {
+        self.params(resource_type).iter().find(|p| p.code == code)
+    }
+
+    /// The SearchParameters that could not be used, with the reason.
+    pub fn skipped(&self) -> &[Skipped] {
+        &self.skipped
+    }
+
+    /// Extracts the index values of every parameter that applies to the resource.
+    pub fn extract<'r>(&'r self, resource: &Value) -> Vec<Extracted<'r>> {
+        let ty = resource
+            .get("resourceType")
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        let params = self.params(ty);
+        let ctx = Context::new().resolver(stubs());
+        let model = model::r4();
+        let mut out = Vec::with_capacity(params.len());
+        for param in params {
+            let mut values = Vec::new();
+            let error = match param.expression.evaluate_with(resource, &ctx) {
+                Ok(items) => {
+                    if param.kind == ParamType::Composite {
+                        composite(model, param, resource, &ctx, &items, &mut values);
+                    } else {
+                        for item in &items {
+                            index_values(model, param.kind, item, &mut values);
+                        }
+                    }
+                    None
+                }
+                Err(e) => Some(e.to_string()),
+            };
+            out.push(Extracted {
+                param,
+                values,
+                error,
+            });
+        }
+        out
+    }
+}
+
+/// Extracts the index values of a resource with the core R4 parameters.
+pub fn extract(resource: &Value) -> Vec<Extracted<'static>> {
+    Registry::r4().extract(resource)
+}
+
+/// Keeps the `|`-separated parts of an expression that can apply to `ty`: a part starting
+/// with another resource type's name (`Practitioner.name`) is dropped. `None` when no part
+/// remains.
+fn restrict(model: &Model, expression: &str, ty: &str) -> Option<String> {
+    let mut parts = Vec::new();
+    let (mut depth, mut quote, mut start) = (0i32, false, 0usize);
+    let bytes = expression.as_bytes();
+    for (i, &b) in bytes.iter().enumerate() {
+        match b {
+            b'\'' => quote = !quote,
+            b'(' if !quote => depth += 1,
+            b')' if !quote => depth -= 1,
+            b'|' if !quote && depth == 0 => {
+                parts.push(&expression[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    parts.push(&expression[start..]);
+    let kept: Vec<&str> = parts
+        .into_iter()
+        .map(str::trim)
+        .filter(|part| {
+            let head = part.trim_start_matches('(');
+            let name: String = head
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric())
+                .collect();
+            let names_a_type = name.starts_with(|c: char| c.is_ascii_uppercase())
+                && model
+                    .get(&name)
+                    .is_some_and(|t| t.kind == model::TypeKind::Resource);
+            !names_a_type || model.is_subtype_of(ty, &name)
+        })
+        .collect();
+    (!kept.is_empty()).then(|| kept.join(" | "))
+}
+
+/// A resolver that answers `Type/id` references with a stub `{"resourceType": Type}`, so that
+/// expressions such as `subject.where(resolve() is Patient)` index by the reference's type
+/// without reading the target.
+struct TypeStubs {
+    stubs: HashMap<String, Value>,
+}
+
+fn stubs() -> &'static TypeStubs {
+    static STUBS: OnceLock<TypeStubs> = OnceLock::new();
+    STUBS.get_or_init(|| TypeStubs {
+        stubs: model::r4()
+            .resource_types()
+            .iter()
+            .map(|t| (t.clone(), serde_json::json!({ "resourceType": t })))
+            .collect(),
+    })
+}
+
+impl Resolver for TypeStubs {
+    fn resolve(&self, reference: &str) -> Option<&Value> {
+        let ty = parse_reference(reference).0?;
+        self.stubs.get(ty)
+    }
+}
+
+/// Splits a literal reference into (type, id, version), for relative (`Patient/1`,
+/// `Patient/1/_history/2`) and absolute (`http://x/fhir/Patient/1`) forms.
+fn parse_reference(reference: &str) -> (Option<&str>, Option<&str>, Option<&str>) {
+    let model = model::r4();
+    let reference = reference.split(['?', '#']).next().unwrap_or(reference);
+    let segments: Vec<&str> = reference.split('/').collect();
+    let n = segments.len();
+    let (body, version) = if n >= 4 && segments[n - 2] == "_history" {
+        (&segments[..n - 2], Some(segments[n - 1]))
+    } else {
+        (&segments[..], None)
+    };
+    let m = body.len();
+    if m >= 2 && model.is_resource_type(body[m - 2]) && !body[m - 1].is_empty() {
+        return (Some(body[m - 2]), Some(body[m - 1]), version);
+    }
+    (None, None, None)
+}
+
+fn text(v: &Value, key: &str) -> Option<String> {
+    v.get(key).and_then(Value::as_str).map(str::to_string)
+}
+
+/// The value of an Extension (`value[x]`) as an element.
+fn extension_value<'a>(model: &'static Model, e: &Elem<'a>) -> Option<Item<'a>> {
+    let obj = e.value?.as_object()?;
+    let (key, value) = obj.iter().find(|(k, _)| k.starts_with("value"))?;
+    let ty = model.child("Extension", key)?.type_code;
+    Some(Item::Elem(Elem {
+        value: Some(value),
+        ext: None,
+        ty,
+    }))
+}
+
+fn index_values(
+    model: &'static Model,
+    kind: ParamType,
+    item: &Item<'_>,
+    out: &mut Vec<IndexValue>,
+) {
+    let e = match item {
+        Item::Elem(e) if e.ty == "Extension" => {
+            if let Some(v) = extension_value(model, e) {
+                index_values(model, kind, &v, out);
+            }
+            return;
+        }
+        Item::Elem(e) => *e,
+        other => {
+            system_value(kind, other, out);
+            return;
+        }
+    };
+    let Some(v) = e.value else { return };
+    match kind {
+        ParamType::String => string_values(&e, v, out),
+        ParamType::Token => token_values(&e, v, out),
+        ParamType::Reference => reference_values(&e, v, out),
+        ParamType::Date => {
+            if let Some((start, end)) = date_range(e.ty, v) {
+                out.push(IndexValue::Date { start, end });
+            }
+        }
+        ParamType::Number => {
+            if let Value::Number(n) = v {
+                out.push(number(&n.to_string()));
+            }
+        }
+        ParamType::Quantity => {
+            if flint_fhirpath_quantity(e.ty) {
+                quantity_value(v, out);
+            }
+        }
+        ParamType::Uri => {
+            if let Some(s) = v.as_str() {
+                out.push(IndexValue::Uri(s.to_string()));
+            }
+        }
+        ParamType::Composite | ParamType::Special => {}
+    }
+}
+
+fn flint_fhirpath_quantity(ty: &str) -> bool {
+    matches!(
+        ty,
+        "Quantity" | "Age" | "Duration" | "Count" | "Distance" | "SimpleQuantity" | "MoneyQuantity"
+    )
+}
+
+/// Values computed by an expression rather than read from the resource (`toString()` ...).
+fn system_value(kind: ParamType, item: &Item<'_>, out: &mut Vec<IndexValue>) {
+    let json = item.to_typed_json();
+    let value = &json["value"];
+    match (kind, value) {
+        (ParamType::String, Value::String(s)) => out.push(IndexValue::String {
+            normalized: normalize_string(s),
+            original: s.clone(),
+        }),
+        (ParamType::Token, Value::String(s)) => out.push(IndexValue::Token {
+            system: None,
+            code: Some(s.clone()),
+            text: None,
+        }),
+        (ParamType::Token, Value::Bool(b)) => out.push(IndexValue::Token {
+            system: None,
+            code: Some(b.to_string()),
+            text: None,
+        }),
+        (ParamType::Uri, Value::String(s)) => out.push(IndexValue::Uri(s.clone())),
+        (ParamType::Number, Value::Number(n)) => out.push(number(&n.to_string())),
+        (ParamType::Date, Value::String(s)) => {
+            if let Some(d) = datetime::parse_date_time_lenient(s) {
+                out.push(IndexValue::Date {
+                    start: d.start_micros(),
+                    end: d.end_micros(),
+                });
+            }
+        }
+        _ => {}
+    }
+}
+
+fn push_string(out: &mut Vec<IndexValue>, s: &str) {
+    if !s.trim().is_empty() {
+        out.push(IndexValue::String {
+            normalized: normalize_string(s),
+            original: s.to_string(),
+        });
+    }
+}
+
+fn string_values(e: &Elem<'_>, v: &Value, out: &mut Vec<IndexValue>) {
+    match (e.ty, v) {
+        (_, Value::String(s)) => push_string(out, s),
+        ("HumanName", _) | ("Address", _) => {
+            let keys: &[&str] = if e.ty == "HumanName" {
+                &["family", "given", "prefix", "suffix", "text"]
+            } else {
+                &[
+                    "line",
+                    "city",
+                    "district",
+                    "state",
+                    "postalCode",
+                    "country",
+                    "text",
+                ]
+            };
+            for key in keys {
+                match v.get(*key) {
+                    Some(Value::String(s)) => push_string(out, s),
+                    Some(Value::Array(a)) => a
+                        .iter()
+                        .filter_map(Value::as_str)
+                        .for_each(|s| push_string(out, s)),
+                    _ => {}
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+fn token_values(e: &Elem<'_>, v: &Value, out: &mut Vec<IndexValue>) {
+    let coding = |c: &Value| IndexValue::Token {
+        system: text(c, "system"),
+        code: text(c, "code"),
+        text: text(c, "display"),
+    };
+    match (e.ty, v) {
+        ("Coding", _) => out.push(coding(v)),
+        ("CodeableConcept", _) => {
+            for c in v
+                .get("coding")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                out.push(coding(c));
+            }
+            if let Some(t) = text(v, "text") {
+                out.push(IndexValue::Token {
+                    system: None,
+                    code: None,
+                    text: Some(t),
+                });
+            }
+        }
+        ("Identifier", _) => out.push(IndexValue::Token {
+            system: text(v, "system"),
+            code: text(v, "value"),
+            text: v.get("type").and_then(|t| text(t, "text")),
+        }),
+        ("ContactPoint", _) => out.push(IndexValue::Token {
+            system: text(v, "system"),
+            code: text(v, "value"),
+            text: None,
+        }),
+        (_, Value::String(s)) => out.push(IndexValue::Token {
+            system: None,
+            code: Some(s.clone()),
+            text: None,
+        }),
+        (_, Value::Bool(b)) => out.push(IndexValue::Token {
+            system: None,
+            code: Some(b.to_string()),
+            text: None,
+        }),
+        _ => {}
+    }
+}
+
+fn reference_values(e: &Elem<'_>, v: &Value, out: &mut Vec<IndexValue>) {
+    match (e.ty, v) {
+        ("Reference", _) => {
+            let identifier = v
+                .get("identifier")
+                .and_then(|i| Some((text(i, "system"), text(i, "value")?)));
+            let reference = v.get("reference").and_then(Value::as_str);
+            let (mut ty, id, version) =
+                reference.map(parse_reference).unwrap_or((None, None, None));
+            if ty.is_none() {
+                ty = v.get("type").and_then(Value::as_str);
+            }
+            let absolute = reference.filter(|r| r.contains(':') || r.starts_with('#'));
+            if reference.is_none() && identifier.is_none() {
+                return;
+            }
+            out.push(IndexValue::Reference {
+                resource_type: ty.map(str::to_string),
+                id: id.map(str::to_string),
+                version: version.map(str::to_string),
+                url: absolute.map(str::to_string),
+                identifier,
+            });
+        }
+        (_, Value::String(s)) => {
+            // canonical / uri: `url|version`
+            let (url, version) = match s.split_once('|') {
+                Some((u, ver)) => (u, Some(ver.to_string())),
+                None => (s.as_str(), None),
+            };
+            let (ty, id, _) = parse_reference(url);
+            out.push(IndexValue::Reference {
+                resource_type: ty.map(str::to_string),
+                id: id.map(str::to_string),
+                version,
+                url: Some(url.to_string()),
+                identifier: None,
+            });
+        }
+        _ => {}
+    }
+}
+
+fn instant_range(s: &str) -> Option<(i64, i64)> {
+    let d = datetime::parse_date_time_lenient(s)?;
+    Some((d.start_micros(), d.end_micros()))
+}
+
+fn date_range(ty: &str, v: &Value) -> Option<(i64, i64)> {
+    match ty {
+        "Period" => {
+            let start = v
+                .get("start")
+                .and_then(Value::as_str)
+                .and_then(instant_range)
+                .map_or(i64::MIN, |r| r.0);
+            let end = v
+                .get("end")
+                .and_then(Value::as_str)
+                .and_then(instant_range)
+                .map_or(i64::MAX, |r| r.1);
+            (start != i64::MIN || end != i64::MAX).then_some((start, end))
+        }
+        "Timing" => {
+            let events: Vec<(i64, i64)> = v
+                .get("event")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .filter_map(instant_range)
+                .collect();
+            if !events.is_empty() {
+                let start = events.iter().map(|r| r.0).min()?;
+                let end = events.iter().map(|r| r.1).max()?;
+                return Some((start, end));
+            }
+            let bounds = v.get("repeat")?.get("boundsPeriod")?;
+            date_range("Period", bounds)
+        }
+        _ => instant_range(v.as_str()?),
+    }
+}
+
+/// The half-width of the precision of a number as written: `100` → 0.5, `1.50` → 0.005.
+fn half_step(text: &str) -> f64 {
+    let mantissa = text.split(['e', 'E']).next().unwrap_or(text);
+    let exp: i32 = text
+        .split_once(['e', 'E'])
+        .and_then(|(_, e)| e.parse().ok())
+        .unwrap_or(0);
+    let decimals = mantissa.split_once('.').map_or(0, |(_, f)| f.len() as i32);
+    0.5 * 10f64.powi(exp - decimals)
+}
+
+fn number(text: &str) -> IndexValue {
+    let v: f64 = text.parse().unwrap_or(f64::NAN);
+    let h = half_step(text);
+    IndexValue::Number {
+        value: text.to_string(),
+        low: v - h,
+        high: v + h,
+    }
+}
+
+fn quantity_value(v: &Value, out: &mut Vec<IndexValue>) {
+    let Some(Value::Number(n)) = v.get("value") else {
+        return;
+    };
+    let value = n.to_string();
+    let f: f64 = value.parse().unwrap_or(f64::NAN);
+    let h = half_step(&value);
+    let system = text(v, "system");
+    let code = text(v, "code");
+    let canonical = match (system.as_deref(), code.as_deref()) {
+        (Some("http://unitsofmeasure.org"), Some(c)) => {
+            ucum::canonical(f, c).and_then(|(cv, unit)| {
+                let factor = if f != 0.0 {
+                    cv / f
+                } else {
+                    ucum::canonical(1.0, c)?.0
+                };
+                Some(CanonicalQuantity {
+                    value: cv,
+                    low: (f - h) * factor,
+                    high: (f + h) * factor,
+                    unit,
+                })
+            })
+        }
+        _ => None,
+    };
+    out.push(IndexValue::Quantity {
+        value,
+        low: f - h,
+        high: f + h,
+        system,
+        code,
+        unit: text(v, "unit"),
+        canonical,
+    });
+}
+
+/// The tuples of a composite parameter: for each item the expression selects, the cartesian
+/// product of its components' values (bounded, as real composites have one value each).
+fn composite<'a>(
+    model: &'static Model,
+    param: &SearchParam,
+    resource: &'a Value,
+    ctx: &Context<'a>,
+    items: &[Item<'a>],
+    out: &mut Vec<IndexValue>,
+) {
+    const MAX_TUPLES: usize = 64;
+    for item in items {
+        let mut tuples: Vec<Vec<IndexValue>> = vec![Vec::new()];
+        for component in &param.components {
+            let mut values = Vec::new();
+            if let Ok(found) =
+                component
+                    .expression
+                    .evaluate_items(resource, std::slice::from_ref(item), ctx)
+            {
+                for f in &found {
+                    index_values(model, component.kind, f, &mut values);
+                }
+            }
+            if values.is_empty() {
+                tuples.clear();
+                break;
+            }
+            let mut next = Vec::new();
+            for t in &tuples {
+                for v in &values {
+                    if next.len() < MAX_TUPLES {
+                        let mut t = t.clone();
+                        t.push(v.clone());
+                        next.push(t);
+                    }
+                }
+            }
+            tuples = next;
+        }
+        out.extend(tuples.into_iter().map(IndexValue::Composite));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn values<'r>(extracted: &'r [Extracted<'r>], code: &str) -> &'r [IndexValue] {
+        extracted
+            .iter()
+            .find(|e| e.param.code == code)
+            .map_or(&[], |e| e.values.as_slice())
+    }
+
+    fn observation() -> Value {
+        serde_json::from_str(include_str!("../../fhirpath/benches/observation.json")).unwrap()
+    }
+
+    #[test]
+    fn registry_covers_the_core_parameters() {
+        let r = Registry::r4();
+        let obs = r.params("Observation");
+        assert!(obs.len() >= 40, "{}", obs.len());
+        assert!(r.param("Patient", "name").is_some());
+        assert!(r.param("Patient", "_id").is_some());
+        assert!(r.param("Patient", "_lastUpdated").is_some());
+        // `Patient.name | Practitioner.name`-style expressions are cut down to the type.
+        let identifier = r.param("Patient", "identifier").unwrap();
+        assert_eq!(identifier.expression.text(), "Patient.identifier");
+        assert!(r.skipped().iter().any(|s| s.code == "_text"));
+        assert!(r.skipped().len() < 40, "{:?}", r.skipped());
+    }
+
+    #[test]
+    fn observation_tokens_references_dates_and_quantities() {
+        let obs = observation();
+        let x = extract(&obs);
+        assert!(
+            x.iter().all(|e| e.error.is_none()),
+            "{:?}",
+            x.iter().filter(|e| e.error.is_some()).collect::<Vec<_>>()
+        );
+        assert!(values(&x, "code").contains(&IndexValue::Token {
+            system: Some("http://loinc.org".into()),
+            code: Some("85354-9".into()),
+            text: Some("Blood pressure panel with all children optional".into()),
+        }));
+        assert!(values(&x, "code").contains(&IndexValue::Token {
+            system: None,
+            code: None,
+            text: Some("Blood pressure systolic & diastolic".into())
+        }));
+        assert_eq!(
+            values(&x, "status"),
+            &[IndexValue::Token {
+                system: None,
+                code: Some("final".into()),
+                text: None
+            }]
+        );
+        assert_eq!(
+            values(&x, "subject"),
+            &[IndexValue::Reference {
+                resource_type: Some("Patient".into()),
+                id: Some("example".into()),
+                version: None,
+                url: None,
+                identifier: None
+            }]
+        );
+        // `subject.where(resolve() is Patient)` works without reading the target.
+        assert_eq!(values(&x, "patient").len(), 1);
+        let day = datetime::parse_date("2012-09-17").unwrap();
+        assert_eq!(
+            values(&x, "date"),
+            &[IndexValue::Date {
+                start: day.start_micros(),
+                end: day.end_micros()
+            }]
+        );
+        let IndexValue::Quantity {
+            value,
+            low,
+            high,
+            code,
+            canonical,
+            ..
+        } = &values(&x, "value-quantity")[0]
+        else {
+            panic!()
+        };
+        assert_eq!((value.as_str(), code.as_deref()), ("146.5", Some("mm[Hg]")));
+        assert!((low - 146.45).abs() < 1e-9 && (high - 146.55).abs() < 1e-9);
+        let c = canonical.as_ref().unwrap();
+        assert_eq!(c.unit, "m-1.g.s-2");
+        assert!((c.value - 146.5 * 133_322.387_415).abs() < 1e-3);
+        assert_eq!(values(&x, "component-value-quantity").len(), 2);
+        assert_eq!(values(&x, "combo-code").len(), 4);
+        let cvq = values(&x, "component-code-value-quantity");
+        assert_eq!(cvq.len(), 2);
+        let IndexValue::Composite(parts) = &cvq[0] else {
+            panic!()
+        };
+        assert!(matches!(&parts[0], IndexValue::Token { code: Some(c), .. } if c == "8480-6"));
+        assert!(matches!(&parts[1], IndexValue::Quantity { value, .. } if value == "107"));
+        assert_eq!(
+            values(&x, "_id"),
+            &[IndexValue::Token {
+                system: None,
+                code: Some("blood-pressure".into()),
+                text: None
+            }]
+        );
+        assert!(matches!(
+            values(&x, "_lastUpdated"),
+            [IndexValue::Date { .. }]
+        ));
+        assert_eq!(
+            values(&x, "_profile"),
+            &[IndexValue::Uri(
+                "http://hl7.org/fhir/StructureDefinition/vitalsigns".into()
+            )]
+        );
+        assert_eq!(
+            values(&x, "based-on"),
+            &[IndexValue::Reference {
+                resource_type: None,
+                id: None,
+                version: None,
+                url: None,
+                identifier: Some((Some("https://acme.org/identifiers".into()), "1234".into())),
+            }]
+        );
+    }
+
+    #[test]
+    fn patient_strings_tokens_and_dates() {
+        let patient = json!({
+            "resourceType": "Patient",
+            "id": "p1",
+            "active": true,
+            "identifier": [{"system": "urn:oid:1.2.36.146.595.217.0.1", "value": "12345", "type": {"text": "MRN"}}],
+            "name": [{"use": "official", "family": "Chalmers", "given": ["Peter", "James"]}, {"family": "Zoë"}],
+            "telecom": [{"system": "phone", "value": "(03) 5555 6473"}],
+            "gender": "male",
+            "birthDate": "1974-12",
+            "deceasedBoolean": false,
+            "address": [{"line": ["534 Erewhon St"], "city": "PleasantVille", "postalCode": "3999"}],
+            "generalPractitioner": [{"reference": "http://example.org/fhir/Practitioner/gp/_history/3"}],
+            "managingOrganization": {"reference": "Organization/1"}
+        });
+        let x = extract(&patient);
+        let names = values(&x, "name");
+        assert!(names.contains(&IndexValue::String {
+            normalized: "zoe".into(),
+            original: "Zoë".into()
+        }));
+        assert!(names.contains(&IndexValue::String {
+            normalized: "peter".into(),
+            original: "Peter".into()
+        }));
+        assert_eq!(values(&x, "family").len(), 2);
+        assert_eq!(
+            values(&x, "active"),
+            &[IndexValue::Token {
+                system: None,
+                code: Some("true".into()),
+                text: None
+            }]
+        );
+        assert_eq!(
+            values(&x, "deceased"),
+            &[IndexValue::Token {
+                system: None,
+                code: Some("false".into()),
+                text: None
+            }]
+        );
+        assert_eq!(
+            values(&x, "identifier"),
+            &[IndexValue::Token {
+                system: Some("urn:oid:1.2.36.146.595.217.0.1".into()),
+                code: Some("12345".into()),
+                text: Some("MRN".into())
+            }]
+        );
+        assert_eq!(
+            values(&x, "phone"),
+            &[IndexValue::Token {
+                system: Some("phone".into()),
+                code: Some("(03) 5555 6473".into()),
+                text: None
+            }]
+        );
+        let month = datetime::parse_date("1974-12").unwrap();
+        assert_eq!(
+            values(&x, "birthdate"),
+            &[IndexValue::Date {
+                start: month.start_micros(),
+                end: month.end_micros()
+            }]
+        );
+        assert_eq!(
+            values(&x, "general-practitioner"),
+            &[IndexValue::Reference {
+                resource_type: Some("Practitioner".into()),
+                id: Some("gp".into()),
+                version: Some("3".into()),
+                url: Some("http://example.org/fhir/Practitioner/gp/_history/3".into()),
+                identifier: None,
+            }]
+        );
+        assert!(values(&x, "address-city").contains(&IndexValue::String {
+            normalized: "pleasantville".into(),
+            original: "PleasantVille".into()
+        }));
+        assert!(values(&x, "address").len() >= 3);
+    }
+
+    #[test]
+    fn periods_numbers_uris_and_canonicals() {
+        let encounter = json!({"resourceType": "Encounter", "status": "finished", "period": {"start": "2020-01-01T10:00:00Z"}, "length": {"value": 90, "unit": "min", "system": "http://unitsofmeasure.org", "code": "min"}});
+        let x = extract(&encounter);
+        let start = datetime::parse_date_time("2020-01-01T10:00:00Z")
+            .unwrap()
+            .start_micros();
+        assert_eq!(
+            values(&x, "date"),
+            &[IndexValue::Date {
+                start,
+                end: i64::MAX
+            }]
+        );
+        let IndexValue::Quantity {
+            canonical: Some(c), ..
+        } = &values(&x, "length")[0]
+        else {
+            panic!()
+        };
+        assert_eq!((c.value, c.unit.as_str()), (5400.0, "s"));
+
+        let risk = json!({"resourceType": "RiskAssessment", "status": "final", "subject": {"reference": "Patient/1"}, "prediction": [{"probabilityDecimal": 0.25}]});
+        let x = extract(&risk);
+        let IndexValue::Number { value, low, high } = &values(&x, "probability")[0] else {
+            panic!()
+        };
+        assert_eq!(value, "0.25");
+        assert!((low - 0.245).abs() < 1e-12 && (high - 0.255).abs() < 1e-12);
+
+        let vs = json!({"resourceType": "ValueSet", "url": "http://example.org/vs", "status": "active", "compose": {"include": [{"system": "http://loinc.org"}]}});
+        let x = extract(&vs);
+        assert_eq!(
+            values(&x, "url"),
+            &[IndexValue::Uri("http://example.org/vs".into())]
+        );
+        assert_eq!(
+            values(&x, "reference"),
+            &[IndexValue::Uri("http://loinc.org".into())]
+        );
+
+        let plan = json!({"resourceType": "CarePlan", "status": "active", "intent": "plan", "subject": {"reference": "Patient/1"}, "instantiatesCanonical": ["http://example.org/PlanDefinition/x|2.0"]});
+        let x = extract(&plan);
+        assert_eq!(
+            values(&x, "instantiates-canonical"),
+            &[IndexValue::Reference {
+                resource_type: Some("PlanDefinition".into()),
+                id: Some("x".into()),
+                version: Some("2.0".into()),
+                url: Some("http://example.org/PlanDefinition/x".into()),
+                identifier: None
+            }]
+        );
+    }
+
+    #[test]
+    fn custom_parameters_join_the_registry() {
+        let custom = json!({
+            "resourceType": "SearchParameter", "url": "http://example.org/SearchParameter/patient-nickname",
+            "code": "nickname", "base": ["Patient"], "type": "string",
+            "expression": "Patient.name.where(use = 'nickname').given"
+        });
+        let r = Registry::with(std::slice::from_ref(&custom));
+        let p = json!({"resourceType": "Patient", "name": [{"use": "nickname", "given": ["Bob"]}]});
+        let x = r.extract(&p);
+        assert_eq!(
+            values(&x, "nickname"),
+            &[IndexValue::String {
+                normalized: "bob".into(),
+                original: "Bob".into()
+            }]
+        );
+        assert!(Registry::r4().param("Patient", "nickname").is_none());
+    }
+}

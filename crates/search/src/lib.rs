@@ -1,0 +1,9 @@
+//! Search for Flint. For now: [`index`], the values every SearchParameter that applies to a
+//! resource extracts from it (by its FHIRPath expression), typed and normalised so a store can
+//! write them as they are.
+
+pub mod index;
+mod normalize;
+
+pub use index::{extract, Extracted, IndexValue, ParamType, Registry, SearchParam, Skipped};
+pub use normalize::normalize_string;
