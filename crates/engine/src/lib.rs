@@ -328,7 +328,7 @@ impl<S: Store> Engine<S> {
     }
 }
 
-fn gone(v: &Version) -> Error {
+pub(crate) fn gone(v: &Version) -> Error {
     Error::gone(format!(
         "{}/{} was deleted (version {})",
         v.resource_type, v.id, v.version

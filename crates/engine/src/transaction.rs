@@ -207,7 +207,7 @@ impl<S: Store> Engine<S> {
             .iter()
             .map(|&i| (i, entries[i].action.clone(), entries[i].resource.take()))
             .collect();
-        let mut outcomes: Vec<Option<Outcome>> = self
+        let outcomes: Vec<Option<Outcome>> = self
             .store()
             .write(move |txn| {
                 let mut outcomes: Vec<Option<Outcome>> = (0..jobs.len()).map(|_| None).collect();
@@ -218,19 +218,6 @@ impl<S: Store> Engine<S> {
                 Ok(outcomes)
             })
             .await?;
-        // Reads see the committed state, this transaction's writes included.
-        for (i, entry) in entries.iter().enumerate() {
-            if let Action::Read { rt, id, version } = &entry.action {
-                let read = match version {
-                    Some(v) => self.vread(rt, id, v),
-                    None => self.read(rt, id),
-                };
-                outcomes[i] = Some(match read {
-                    Ok(v) => Outcome::Read(v),
-                    Err(e) => return Err(in_entry(e, i)),
-                });
-            }
-        }
         let mut out = BundleBuilder::new("transaction-response", None, &[]);
         for outcome in outcomes.into_iter().flatten() {
             response_entry(&mut out, ctx, outcome, options);
@@ -419,7 +406,24 @@ fn write_entry(
             }
             Ok(Some(Outcome::Deleted))
         }
-        Action::Read { .. } => Ok(None),
+        // Reads run last, inside the transaction: they see its writes, and a failing read
+        // fails the whole.
+        Action::Read { rt, id, version } => {
+            let found = match &version {
+                Some(v) => {
+                    let number = v.parse().map_err(|_| {
+                        Error::not_found(format!("{rt}/{id}/_history/{v} is not known"))
+                    })?;
+                    txn.version(&rt, &id, number)?
+                }
+                None => txn.current(&rt, &id)?,
+            };
+            match found {
+                None => Err(Error::not_found(format!("{rt}/{id} is not known"))),
+                Some(v) if v.is_deleted() => Err(crate::gone(&v)),
+                Some(v) => Ok(Some(Outcome::Read(v))),
+            }
+        }
     }
 }
 
@@ -516,62 +520,63 @@ fn parse_entry(ctx: &Context, mut raw: Value, in_transaction: bool) -> Result<En
             Err(Error::not_found(format!("unknown resource type '{rt}'")))
         }
     };
-    let action =
-        match (method, parts.as_slice()) {
-            ("POST", [rt]) => {
-                if request.get("ifNoneExist").is_some() || query.is_some() {
-                    return Err(conditional("create"));
-                }
-                let rt = known(rt)?;
-                if resource
-                    .as_ref()
-                    .and_then(|r| r.get("resourceType"))
-                    .and_then(Value::as_str)
-                    != Some(rt.as_str())
-                {
-                    return Err(Error::invalid(format!(
-                        "the entry's resource is not a {rt}"
-                    )));
-                }
-                Action::Create { rt, id: new_id() }
+    let action = match (method, parts.as_slice()) {
+        ("POST", [rt]) => {
+            if request.get("ifNoneExist").is_some() || query.is_some() {
+                return Err(conditional("create"));
             }
-            ("PUT", [_]) if query.is_some() => return Err(conditional("update")),
-            ("PUT", [rt, id]) => Action::Update {
-                rt: known(rt)?,
-                id: (*id).to_string(),
-                if_match,
-            },
-            ("PATCH", [_]) if query.is_some() => return Err(conditional("patch")),
-            ("PATCH", [rt, id]) => Action::Patch {
-                rt: known(rt)?,
-                id: (*id).to_string(),
-                if_match,
-            },
-            ("DELETE", [_]) if query.is_some() => return Err(conditional("delete")),
-            ("DELETE", [rt, id]) => Action::Delete {
-                rt: known(rt)?,
-                id: (*id).to_string(),
-                if_match,
-            },
-            ("GET", [rt, id]) if query.is_none() => Action::Read {
-                rt: known(rt)?,
-                id: (*id).to_string(),
-                version: None,
-            },
-            ("GET", [rt, id, "_history", v]) => Action::Read {
-                rt: known(rt)?,
-                id: (*id).to_string(),
-                version: Some((*v).to_string()),
-            },
-            ("GET", _) => return Err(Error::not_supported(format!(
-                "'GET {url}' (search, history, operations) is not supported inside a Bundle yet"
-            ))),
-            (m, _) => {
+            let rt = known(rt)?;
+            if resource
+                .as_ref()
+                .and_then(|r| r.get("resourceType"))
+                .and_then(Value::as_str)
+                != Some(rt.as_str())
+            {
                 return Err(Error::invalid(format!(
-                    "cannot process '{m} {url}' in a Bundle"
-                )))
+                    "the entry's resource is not a {rt}"
+                )));
             }
-        };
+            Action::Create { rt, id: new_id() }
+        }
+        ("PUT", [_]) if query.is_some() => return Err(conditional("update")),
+        ("PUT", [rt, id]) => Action::Update {
+            rt: known(rt)?,
+            id: (*id).to_string(),
+            if_match,
+        },
+        ("PATCH", [_]) if query.is_some() => return Err(conditional("patch")),
+        ("PATCH", [rt, id]) => Action::Patch {
+            rt: known(rt)?,
+            id: (*id).to_string(),
+            if_match,
+        },
+        ("DELETE", [_]) if query.is_some() => return Err(conditional("delete")),
+        ("DELETE", [rt, id]) => Action::Delete {
+            rt: known(rt)?,
+            id: (*id).to_string(),
+            if_match,
+        },
+        ("GET", [rt, id]) if query.is_none() => Action::Read {
+            rt: known(rt)?,
+            id: (*id).to_string(),
+            version: None,
+        },
+        ("GET", [rt, id, "_history", v]) => Action::Read {
+            rt: known(rt)?,
+            id: (*id).to_string(),
+            version: Some((*v).to_string()),
+        },
+        ("GET", _) => {
+            return Err(Error::not_supported(format!(
+                "'GET {url}' (search, history, operations) is not supported inside a Bundle yet"
+            )))
+        }
+        (m, _) => {
+            return Err(Error::invalid(format!(
+                "cannot process '{m} {url}' in a Bundle"
+            )))
+        }
+    };
     if let Action::Update { id, .. } = &action {
         if !flint_fhir::validate::is_valid_id(id) {
             return Err(Error::invalid(format!("'{id}' is not a valid resource id")));

@@ -103,32 +103,34 @@ pub fn router<S: Store>(engine: Arc<Engine<S>>, config: HttpConfig) -> Router {
             ..config
         },
     });
-    let api = Router::new()
-        .route("/", get(root_get).post(system_post::<S>))
-        .route("/metadata", get(metadata::<S>))
-        .route("/_history", get(system_history::<S>))
-        .route("/{rt}", get(type_search::<S>).post(create::<S>))
-        .route("/{rt}/_history", get(type_history::<S>))
+    // Routes carry the context path themselves (rather than `nest`) so that the base answers
+    // with and without a trailing slash.
+    let cp = context_path.as_str();
+    let at = |path: &str| format!("{cp}{path}");
+    let mut app = Router::new()
+        .route(&at("/"), get(root_get).post(system_post::<S>))
+        .route(&at("/metadata"), get(metadata::<S>))
+        .route(&at("/_history"), get(system_history::<S>))
+        .route(&at("/{rt}"), get(type_search::<S>).post(create::<S>))
+        .route(&at("/{rt}/_history"), get(type_history::<S>))
         .route(
-            "/{rt}/{id}",
+            &at("/{rt}/{id}"),
             get(read::<S>)
                 .put(update::<S>)
                 .patch(patch::<S>)
                 .delete(delete::<S>),
         )
         .route(
-            "/{rt}/{id}/_history",
+            &at("/{rt}/{id}/_history"),
             get(instance_history::<S>).delete(delete_history::<S>),
         )
-        .route("/{rt}/{id}/_history/{vid}", get(vread::<S>))
-        .method_not_allowed_fallback(method_not_allowed)
-        .with_state(state);
-    let app = if context_path.is_empty() {
-        api
-    } else {
-        Router::new().nest(&context_path, api)
-    };
-    app.fallback(not_found)
+        .route(&at("/{rt}/{id}/_history/{vid}"), get(vread::<S>));
+    if !cp.is_empty() {
+        app = app.route(cp, get(root_get).post(system_post::<S>));
+    }
+    app.method_not_allowed_fallback(method_not_allowed)
+        .with_state(state)
+        .fallback(not_found)
         .layer(RequestDecompressionLayer::new())
         .layer(CompressionLayer::new())
         .layer(CatchPanicLayer::custom(

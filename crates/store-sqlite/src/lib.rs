@@ -120,18 +120,38 @@ pub(crate) fn read_current(
     .optional()
 }
 
+pub(crate) fn read_version(
+    conn: &Connection,
+    resource_type: &str,
+    id: &str,
+    version: u64,
+) -> rusqlite::Result<Option<Version>> {
+    conn.prepare_cached(&format!(
+        "SELECT {VERSION_COLUMNS} FROM resource WHERE type = ?1 AND id = ?2 AND version = ?3"
+    ))?
+    .query_row((resource_type, id, version as i64), version_from_row)
+    .optional()
+}
+
 /// Builds the WHERE clause and parameters of a history query.
 fn history_filter(q: &HistoryQuery, with_keyset: bool) -> (String, Vec<rusqlite::types::Value>) {
     use rusqlite::types::Value as V;
     let mut clauses: Vec<String> = Vec::new();
     let mut params: Vec<V> = Vec::new();
     let mut bind = |clause: &str, values: Vec<V>, params: &mut Vec<V>| {
-        let mut c = clause.to_string();
-        for v in values {
-            params.push(v);
-            c = c.replacen('?', &format!("?{}", params.len()), 1);
+        // Number each `?` in turn: `?N` refers to the N-th bound value.
+        let mut numbered = String::with_capacity(clause.len() + 8);
+        let mut values = values.into_iter();
+        for (i, piece) in clause.split('?').enumerate() {
+            if i > 0 {
+                if let Some(v) = values.next() {
+                    params.push(v);
+                }
+                numbered.push_str(&format!("?{}", params.len()));
+            }
+            numbered.push_str(piece);
         }
-        clauses.push(c);
+        clauses.push(numbered);
     };
     if let Some(t) = &q.resource_type {
         bind("type = ?", vec![V::Text(t.clone())], &mut params);
@@ -179,13 +199,7 @@ impl Store for SqliteStore {
     }
 
     fn vread(&self, resource_type: &str, id: &str, version: u64) -> Result<Option<Version>> {
-        self.with_reader(|c| {
-            c.prepare_cached(&format!(
-                "SELECT {VERSION_COLUMNS} FROM resource WHERE type = ?1 AND id = ?2 AND version = ?3"
-            ))?
-            .query_row((resource_type, id, version as i64), version_from_row)
-            .optional()
-        })
+        self.with_reader(|c| read_version(c, resource_type, id, version))
     }
 
     fn history(&self, q: &HistoryQuery) -> Result<HistoryPage> {

@@ -195,6 +195,9 @@ impl Transaction for Refused {
     fn current(&mut self, _: &str, _: &str) -> Result<Option<Version>> {
         Err(Error::internal("the store cannot start a transaction"))
     }
+    fn version(&mut self, _: &str, _: &str, _: u64) -> Result<Option<Version>> {
+        Err(Error::internal("the store cannot start a transaction"))
+    }
     fn put(&mut self, _: NewVersion) -> Result<Version> {
         Err(Error::internal("the store cannot start a transaction"))
     }
@@ -233,6 +236,11 @@ impl Transaction for SqliteTransaction<'_> {
     fn current(&mut self, resource_type: &str, id: &str) -> Result<Option<Version>> {
         let r = read_current(self.conn, resource_type, id);
         Ok(self.check(r)?.map(|(v, _)| v))
+    }
+
+    fn version(&mut self, resource_type: &str, id: &str, version: u64) -> Result<Option<Version>> {
+        let r = crate::read_version(self.conn, resource_type, id, version);
+        self.check(r)
     }
 
     fn put(&mut self, new: NewVersion) -> Result<Version> {

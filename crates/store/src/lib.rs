@@ -123,6 +123,12 @@ pub trait Transaction {
     /// A backend fault.
     fn current(&mut self, resource_type: &str, id: &str) -> Result<Option<Version>>;
 
+    /// One version of a resource as this transaction sees it.
+    ///
+    /// # Errors
+    /// A backend fault.
+    fn version(&mut self, resource_type: &str, id: &str, version: u64) -> Result<Option<Version>>;
+
     /// Writes a new version and retires the previous one.
     ///
     /// # Errors

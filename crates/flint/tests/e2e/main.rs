@@ -1,0 +1,10 @@
+//! End-to-end tests: the real `flint` binary on a loopback port, spoken to over HTTP.
+
+mod bundles;
+mod cli;
+mod crud;
+mod durability;
+mod history;
+mod http_behaviour;
+mod server;
+mod validation;
