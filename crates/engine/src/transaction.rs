@@ -107,7 +107,7 @@ impl<S: Store> Engine<S> {
     pub async fn process_bundle(
         self: &Arc<Self>,
         ctx: &Context,
-        bundle: Value,
+        mut bundle: Value,
         options: BundleOptions,
     ) -> Result<String> {
         if bundle.get("resourceType").and_then(Value::as_str) != Some("Bundle") {
@@ -116,14 +116,15 @@ impl<S: Store> Engine<S> {
             );
         }
         let kind = bundle.get("type").and_then(Value::as_str).unwrap_or("");
-        let mut raw_entries = match bundle.get("entry") {
+        let kind = kind.to_string();
+        let mut raw_entries = match bundle.get_mut("entry").map(Value::take) {
             None => Vec::new(),
-            Some(Value::Array(a)) => a.clone(),
+            Some(Value::Array(a)) => a,
             Some(_) => {
                 return Err(Error::invalid("Bundle.entry must be an array").at("Bundle.entry"))
             }
         };
-        match kind {
+        match kind.as_str() {
             "transaction" => {
                 let mut entries = Vec::with_capacity(raw_entries.len());
                 for (i, raw) in raw_entries.iter_mut().enumerate() {

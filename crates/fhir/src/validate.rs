@@ -24,7 +24,7 @@ pub fn validate_resource(model: &Model, resource: &Value) -> Result<(), Error> {
         model,
         issues: Vec::new(),
     };
-    v.resource(resource, "", 0);
+    v.resource(resource, &mut Vec::new(), 0);
     if v.issues.is_empty() {
         Ok(())
     } else {
@@ -40,74 +40,119 @@ pub fn is_valid_id(s: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
 }
 
+/// One step of a location: rendered to FHIRPath text only when a problem is reported, so that
+/// valid resources (the common case) allocate no path strings.
+#[derive(Clone, Copy)]
+enum Seg<'v> {
+    Name(&'v str),
+    Index(usize),
+}
+
 struct Validator<'m> {
     model: &'m Model,
     issues: Vec<Issue>,
 }
 
-impl Validator<'_> {
-    fn report(&mut self, code: IssueType, path: &str, message: String) {
+fn render(path: &[Seg], last: Option<&str>) -> String {
+    let mut out = String::new();
+    for seg in path {
+        match seg {
+            Seg::Name(n) => {
+                if !out.is_empty() {
+                    out.push('.');
+                }
+                out.push_str(n);
+            }
+            Seg::Index(i) => {
+                out.push('[');
+                out.push_str(&i.to_string());
+                out.push(']');
+            }
+        }
+    }
+    if let Some(last) = last {
+        if !out.is_empty() {
+            out.push('.');
+        }
+        out.push_str(last);
+    }
+    if out.is_empty() {
+        out.push_str("$this");
+    }
+    out
+}
+
+impl<'v> Validator<'_> {
+    fn report(&mut self, code: IssueType, path: &[Seg<'v>], message: String) {
+        self.report_at(code, path, None, message);
+    }
+
+    fn report_at(
+        &mut self,
+        code: IssueType,
+        path: &[Seg<'v>],
+        last: Option<&str>,
+        message: String,
+    ) {
         if self.issues.len() < MAX_ISSUES {
-            self.issues.push(Issue::error(code, message).at(path));
+            self.issues
+                .push(Issue::error(code, message).at(render(path, last)));
         }
     }
 
-    /// `prefix` is the location of the resource within its parent (empty at the root).
-    fn resource(&mut self, value: &Value, prefix: &str, depth: usize) {
+    /// `path` is the location of the resource within its parent (empty at the root).
+    fn resource(&mut self, value: &'v Value, path: &mut Vec<Seg<'v>>, depth: usize) {
         let Some(obj) = value.as_object() else {
-            let at = if prefix.is_empty() { "$this" } else { prefix };
             self.report(
                 IssueType::Structure,
-                at,
+                path,
                 "a resource must be a JSON object".into(),
             );
             return;
         };
         let Some(rt) = obj.get("resourceType") else {
-            let at = if prefix.is_empty() { "$this" } else { prefix };
             self.report(
                 IssueType::Required,
-                at,
+                path,
                 "the resource has no resourceType".into(),
             );
             return;
         };
         let Some(rt) = rt.as_str().filter(|t| self.model.is_resource_type(t)) else {
-            let at = if prefix.is_empty() {
-                "resourceType".to_string()
-            } else {
-                format!("{prefix}.resourceType")
-            };
-            self.report(
+            self.report_at(
                 IssueType::Invalid,
-                &at,
+                path,
+                Some("resourceType"),
                 format!("unknown resource type {rt}"),
             );
             return;
         };
         // Inside a parent the location reads `Bundle.entry[0].resource`; at the root, `Patient`.
-        let path = if prefix.is_empty() {
-            rt.to_string()
-        } else {
-            prefix.to_string()
-        };
+        let at_root = path.is_empty();
+        if at_root {
+            path.push(Seg::Name(rt));
+        }
         if let Some(id) = obj.get("id") {
             if !id.as_str().is_some_and(is_valid_id) {
-                self.report(
+                self.report_at(
                     IssueType::Value,
-                    &format!("{path}.id"),
+                    path,
+                    Some("id"),
                     format!("invalid resource id {id}"),
                 );
             }
         }
-        self.object(rt, obj, &path, depth + 1, true);
+        self.object(rt, obj, path, depth + 1, true);
+        if at_root {
+            path.pop();
+        }
     }
 
     fn object(
         &mut self,
         type_name: &str,
-        obj: &Map<String, Value>,
-        path: &str,
+        obj: &'v Map<String, Value>,
+        path: &mut Vec<Seg<'v>>,
         depth: usize,
         is_resource: bool,
     ) {
@@ -140,91 +185,19 @@ impl Validator<'_> {
             if is_resource && key == "resourceType" {
                 continue;
             }
-            let child_path = format!("{path}.{key}");
-            if let Some(base) = key.strip_prefix('_') {
-                self.primitive_companion(type_name, base, value, obj.get(base), &child_path, depth);
-                continue;
-            }
-            let Some(child) = self.model.child(type_name, key) else {
-                self.report(
-                    IssueType::Structure,
-                    &child_path,
-                    format!("unknown element '{key}' in {}", ty.name),
-                );
-                continue;
-            };
-            if child.element.is_choice {
-                if let Some((_, other)) =
-                    choices_seen.iter().find(|(n, _)| *n == child.element.name)
-                {
-                    self.report(
-                        IssueType::Structure,
-                        &child_path,
-                        format!(
-                            "only one of {}[x] may be present (also {other})",
-                            child.element.name
-                        ),
-                    );
-                }
-                choices_seen.push((&child.element.name, key));
-            }
-            let type_code = child.type_code;
-            if child.element.is_array() {
-                let Some(items) = value.as_array() else {
-                    self.report(
-                        IssueType::Structure,
-                        &child_path,
-                        format!("'{key}' must be an array"),
-                    );
-                    continue;
-                };
-                if items.is_empty() {
-                    self.report(
-                        IssueType::Structure,
-                        &child_path,
-                        "empty arrays are not allowed".into(),
-                    );
-                }
-                if let Some(max) = child.element.max {
-                    if items.len() > max as usize {
-                        self.report(
-                            IssueType::Structure,
-                            &child_path,
-                            format!("'{key}' allows at most {max} items"),
-                        );
-                    }
-                }
-                let primitive = self.model.is_primitive(type_code);
-                for (i, item) in items.iter().enumerate() {
-                    let item_path = format!("{child_path}[{i}]");
-                    // A null stands for an item present only through its `_key` companion.
-                    if item.is_null() && primitive {
-                        let companion = obj.get(&format!("_{key}")).and_then(|c| c.get(i));
-                        if companion.is_none_or(Value::is_null) {
-                            self.report(
-                                IssueType::Structure,
-                                &item_path,
-                                "null items need a matching _ extension".into(),
-                            );
-                        }
-                        continue;
-                    }
-                    self.value(type_code, item, &item_path, depth);
-                }
-            } else {
-                if value.is_array() {
-                    self.report(
-                        IssueType::Structure,
-                        &child_path,
-                        format!("'{key}' must be a single value, not an array"),
-                    );
-                    continue;
-                }
-                if key == "id" && is_resource {
-                    continue; // checked as a resource id
-                }
-                self.value(type_code, value, &child_path, depth);
-            }
+            path.push(Seg::Name(key));
+            self.property(
+                type_name,
+                &ty.name,
+                obj,
+                key,
+                value,
+                path,
+                depth,
+                is_resource,
+                &mut choices_seen,
+            );
+            path.pop();
         }
         // Required elements (present directly, or for primitives through `_key` alone).
         for element in ty.elements.iter().filter(|e| e.min > 0) {
@@ -239,12 +212,109 @@ impl Validator<'_> {
             };
             if !present {
                 let suffix = if element.is_choice { "[x]" } else { "" };
-                self.report(
+                let name = format!("{}{suffix}", element.name);
+                self.report_at(
                     IssueType::Required,
-                    &format!("{path}.{}{suffix}", element.name),
-                    format!("missing required element '{}{suffix}'", element.name),
+                    path,
+                    Some(&name),
+                    format!("missing required element '{name}'"),
                 );
             }
+        }
+    }
+
+    /// One property `key` of `obj`; `path` already ends with `key`.
+    #[allow(clippy::too_many_arguments)]
+    fn property<'c>(
+        &mut self,
+        type_name: &str,
+        type_label: &str,
+        obj: &'v Map<String, Value>,
+        key: &'v str,
+        value: &'v Value,
+        path: &mut Vec<Seg<'v>>,
+        depth: usize,
+        is_resource: bool,
+        choices_seen: &mut Vec<(&'c str, &'c str)>,
+    ) where
+        'v: 'c,
+    {
+        if let Some(base) = key.strip_prefix('_') {
+            self.primitive_companion(type_name, base, value, obj.get(base), path, depth);
+            return;
+        }
+        let Some(child) = self.model.child(type_name, key) else {
+            self.report(
+                IssueType::Structure,
+                path,
+                format!("unknown element '{key}' in {type_label}"),
+            );
+            return;
+        };
+        if child.element.is_choice {
+            if let Some((_, other)) = choices_seen.iter().find(|(n, _)| *n == child.element.name) {
+                let message = format!(
+                    "only one of {}[x] may be present (also {other})",
+                    child.element.name
+                );
+                self.report(IssueType::Structure, path, message);
+            }
+            let name: &'c str = choice_name(key, &child.element.name);
+            choices_seen.push((name, key));
+        }
+        let type_code = child.type_code;
+        if child.element.is_array() {
+            let Some(items) = value.as_array() else {
+                self.report(
+                    IssueType::Structure,
+                    path,
+                    format!("'{key}' must be an array"),
+                );
+                return;
+            };
+            if items.is_empty() {
+                self.report(
+                    IssueType::Structure,
+                    path,
+                    "empty arrays are not allowed".into(),
+                );
+            }
+            if let Some(max) = child.element.max {
+                if items.len() > max as usize {
+                    self.report(
+                        IssueType::Structure,
+                        path,
+                        format!("'{key}' allows at most {max} items"),
+                    );
+                }
+            }
+            let primitive = self.model.is_primitive(type_code);
+            for (i, item) in items.iter().enumerate() {
+                path.push(Seg::Index(i));
+                // A null stands for an item present only through its `_key` companion.
+                if item.is_null() && primitive {
+                    let companion = obj.get(&format!("_{key}")).and_then(|c| c.get(i));
+                    if companion.is_none_or(Value::is_null) {
+                        self.report(
+                            IssueType::Structure,
+                            path,
+                            "null items need a matching _ extension".into(),
+                        );
+                    }
+                } else {
+                    self.value(type_code, item, path, depth);
+                }
+                path.pop();
+            }
+        } else if value.is_array() {
+            self.report(
+                IssueType::Structure,
+                path,
+                format!("'{key}' must be a single value, not an array"),
+            );
+        } else if !(key == "id" && is_resource) {
+            // A resource's id was checked as an id already.
+            self.value(type_code, value, path, depth);
         }
     }
 
@@ -254,9 +324,9 @@ impl Validator<'_> {
         &mut self,
         owner: &str,
         base: &str,
-        value: &Value,
+        value: &'v Value,
         primitive: Option<&Value>,
-        path: &str,
+        path: &mut Vec<Seg<'v>>,
         depth: usize,
     ) {
         let Some(child) = self.model.child(owner, base) else {
@@ -275,14 +345,6 @@ impl Validator<'_> {
             );
             return;
         }
-        let check = |v: &mut Self, item: &Value, at: &str| match item.as_object() {
-            Some(o) => v.object("Element", o, at, depth + 1, false),
-            None => v.report(
-                IssueType::Structure,
-                at,
-                "primitive extensions must be objects".into(),
-            ),
-        };
         if child.element.is_array() {
             let Some(items) = value.as_array() else {
                 self.report(
@@ -302,15 +364,28 @@ impl Validator<'_> {
             }
             for (i, item) in items.iter().enumerate() {
                 if !item.is_null() {
-                    check(self, item, &format!("{path}[{i}]"));
+                    path.push(Seg::Index(i));
+                    self.element_extensions(item, path, depth);
+                    path.pop();
                 }
             }
         } else {
-            check(self, value, path);
+            self.element_extensions(value, path, depth);
         }
     }
 
-    fn value(&mut self, type_code: &str, value: &Value, path: &str, depth: usize) {
+    fn element_extensions(&mut self, item: &'v Value, path: &mut Vec<Seg<'v>>, depth: usize) {
+        match item.as_object() {
+            Some(o) => self.object("Element", o, path, depth + 1, false),
+            None => self.report(
+                IssueType::Structure,
+                path,
+                "primitive extensions must be objects".into(),
+            ),
+        }
+    }
+
+    fn value(&mut self, type_code: &str, value: &'v Value, path: &mut Vec<Seg<'v>>, depth: usize) {
         if type_code == "Resource" {
             self.resource(value, path, depth);
             return;
@@ -335,7 +410,7 @@ impl Validator<'_> {
         }
     }
 
-    fn primitive(&mut self, type_code: &str, value: &Value, path: &str) {
+    fn primitive(&mut self, type_code: &str, value: &Value, path: &[Seg<'v>]) {
         let problem = match type_code {
             "boolean" | "System.Boolean" => {
                 (!value.is_boolean()).then(|| "expected true or false".to_string())
@@ -359,6 +434,12 @@ impl Validator<'_> {
             );
         }
     }
+}
+
+/// The name a choice element is tracked by: the element name, borrowed from the JSON key
+/// (`value` out of `valueQuantity`) so that it lives as long as the resource.
+fn choice_name<'k>(key: &'k str, element_name: &str) -> &'k str {
+    &key[..element_name.len().min(key.len())]
 }
 
 fn integer_problem(type_code: &str, value: &Value) -> Option<String> {
