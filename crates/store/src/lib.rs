@@ -5,6 +5,8 @@
 //! (later) change events commit or roll back together.
 
 use bytes::Bytes;
+pub mod conformance;
+
 use std::future::Future;
 
 pub use flint_fhir::{Error, Result};

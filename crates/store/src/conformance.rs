@@ -1,0 +1,192 @@
+//! The storage contract as a story every backend must pass: versions and transaction numbers,
+//! atomic jobs, history queries, snapshots and keyset paging, delete-history. Each backend's
+//! tests call [`run`] with a fresh store.
+
+use crate::{Error, HistoryQuery, Method, NewVersion, Store};
+
+fn put(rt: &str, id: &str, version: u64, json: Option<&str>) -> NewVersion {
+    let method = match (version, json) {
+        (_, None) => Method::Delete,
+        (1, _) => Method::Create,
+        _ => Method::Update,
+    };
+    NewVersion {
+        resource_type: rt.into(),
+        id: id.into(),
+        version,
+        method,
+        json: json.map(str::to_string),
+    }
+}
+
+fn all(rt: Option<&str>, id: Option<&str>) -> HistoryQuery {
+    HistoryQuery {
+        resource_type: rt.map(str::to_string),
+        id: id.map(str::to_string),
+        limit: 100,
+        ..Default::default()
+    }
+}
+
+/// Runs the whole story against an empty store.
+///
+/// # Panics
+/// When the backend breaks the contract.
+pub async fn run<S: Store>(store: &S) {
+    assert_eq!(
+        store.last_tx().unwrap(),
+        0,
+        "a new store has committed nothing"
+    );
+    assert!(store.read("Patient", "a").unwrap().is_none());
+
+    // Versions chain and carry increasing transaction numbers and times.
+    let v1 = store
+        .write(|t| t.put(put("Patient", "a", 1, Some(r#"{"v":1}"#))))
+        .await
+        .unwrap();
+    let v2 = store
+        .write(|t| t.put(put("Patient", "a", 2, Some(r#"{"v":2}"#))))
+        .await
+        .unwrap();
+    assert!(v2.tx > v1.tx && v2.last_updated > v1.last_updated);
+    assert_eq!(store.last_tx().unwrap(), v2.tx);
+    let current = store.read("Patient", "a").unwrap().unwrap();
+    assert_eq!(
+        (current.version, current.json.as_deref()),
+        (2, Some(&b"{\"v\":2}"[..]))
+    );
+    assert_eq!(
+        store
+            .vread("Patient", "a", 1)
+            .unwrap()
+            .unwrap()
+            .json
+            .as_deref(),
+        Some(&b"{\"v\":1}"[..])
+    );
+    assert!(store.vread("Patient", "a", 3).unwrap().is_none());
+
+    // Only the successor of the current version may be written.
+    let skipped = store
+        .write(|t| t.put(put("Patient", "a", 5, Some("{}"))))
+        .await;
+    assert!(skipped.is_err());
+
+    // A failing job leaves no trace, even after it wrote.
+    let failed: Result<(), Error> = store
+        .write(|t| {
+            t.put(put("Patient", "b", 1, Some("{}")))?;
+            Err(Error::invalid("changed my mind"))
+        })
+        .await;
+    assert!(failed.is_err());
+    assert!(store.read("Patient", "b").unwrap().is_none());
+    assert_eq!(
+        store.last_tx().unwrap(),
+        v2.tx,
+        "a failed job commits no transaction"
+    );
+
+    // A job sees its own writes.
+    let seen = store
+        .write(|t| {
+            t.put(put("Patient", "c", 1, Some("{}")))?;
+            Ok(t.current("Patient", "c")?.map(|v| v.version))
+        })
+        .await
+        .unwrap();
+    assert_eq!(seen, Some(1));
+
+    // Concurrent jobs each commit atomically with their own transaction number.
+    let jobs = (0..50)
+        .map(|i| store.write(move |t| t.put(put("Observation", &format!("o{i}"), 1, Some("{}")))));
+    let mut txs: Vec<u64> = Vec::new();
+    for job in jobs.collect::<Vec<_>>() {
+        txs.push(job.await.unwrap().tx);
+    }
+    txs.sort_unstable();
+    txs.dedup();
+    assert_eq!(txs.len(), 50);
+
+    // Deletion is a version without content.
+    let del = store
+        .write(|t| t.put(put("Patient", "c", 2, None)))
+        .await
+        .unwrap();
+    assert!(store.read("Patient", "c").unwrap().unwrap().is_deleted());
+
+    // History: newest first, per instance, type and system; counts agree.
+    let page = store.history(&all(Some("Patient"), Some("a"))).unwrap();
+    assert_eq!(
+        page.versions.iter().map(|v| v.version).collect::<Vec<_>>(),
+        vec![2, 1]
+    );
+    assert_eq!(store.history_count(&all(Some("Patient"), None)).unwrap(), 4);
+    assert_eq!(store.history_count(&all(None, None)).unwrap(), 54);
+    let system = store.history(&all(None, None)).unwrap();
+    assert_eq!(system.versions[0].tx, del.tx);
+    assert!(system.versions.windows(2).all(|w| w[0].tx >= w[1].tx));
+
+    // _since and _at.
+    let since = HistoryQuery {
+        since: Some(v2.last_updated),
+        ..all(Some("Patient"), Some("a"))
+    };
+    assert_eq!(store.history(&since).unwrap().versions.len(), 1);
+    let at = HistoryQuery {
+        at: Some((v1.last_updated, v1.last_updated + 1)),
+        ..all(Some("Patient"), Some("a"))
+    };
+    assert_eq!(
+        store
+            .history(&at)
+            .unwrap()
+            .versions
+            .iter()
+            .map(|v| v.version)
+            .collect::<Vec<_>>(),
+        vec![1]
+    );
+
+    // Snapshots and keyset paging: later writes do not show in an earlier snapshot.
+    let snapshot = store.last_tx().unwrap();
+    store
+        .write(|t| t.put(put("Patient", "a", 3, Some("{}"))))
+        .await
+        .unwrap();
+    let mut q = HistoryQuery {
+        snapshot: Some(snapshot),
+        limit: 20,
+        ..all(None, None)
+    };
+    let mut seen = 0;
+    loop {
+        let page = store.history(&q).unwrap();
+        seen += page.versions.len();
+        assert!(page.versions.iter().all(|v| v.tx <= snapshot));
+        match page.next {
+            Some(next) => q.after = Some(next),
+            None => break,
+        }
+    }
+    assert_eq!(seen, 54);
+
+    // Delete-history keeps only the current version, and versions continue.
+    let removed = store
+        .write(|t| t.delete_history("Patient", "a"))
+        .await
+        .unwrap();
+    assert_eq!(removed, 2);
+    assert!(store.vread("Patient", "a", 1).unwrap().is_none());
+    assert_eq!(
+        store
+            .history_count(&all(Some("Patient"), Some("a")))
+            .unwrap(),
+        1
+    );
+    store
+        .write(|t| t.put(put("Patient", "a", 4, Some("{}"))))
+        .await
+        .unwrap();
+}
