@@ -232,7 +232,12 @@ impl Decimal {
     }
 
     pub fn to_f64(&self) -> f64 {
-        self.to_string().parse().unwrap_or(f64::NAN)
+        // Exact for mantissas up to 2^53; beyond that the nearest float is close enough for
+        // the conversions and tolerance comparisons it serves.
+        match i32::try_from(self.scale) {
+            Ok(s) if self.mant.unsigned_abs() < (1u128 << 53) => self.mant as f64 / 10f64.powi(s),
+            _ => self.to_string().parse().unwrap_or(f64::NAN),
+        }
     }
 
     /// Converts a float result (of `exp`, `ln`, `sqrt`...) keeping 8 decimal digits, as the

@@ -7,12 +7,13 @@ use std::borrow::Cow;
 use std::cell::{Cell, RefCell};
 use std::cmp::Ordering;
 
-use flint_fhir::model::{self, Model, TypeKind};
+use flint_fhir::model::{self, Model};
 use serde_json::Value;
 
 use crate::ast::{BinOp, Func, Literal, Node, NodeKind, TypeOpKind, TypeSpec};
 use crate::decimal::Decimal;
 use crate::error::{Error, Result};
+use crate::nav;
 use crate::ops;
 use crate::temporal::{Precision, Temporal, TemporalKind};
 use crate::value::{prim_kind, Elem, Item, Quantity};
@@ -34,10 +35,6 @@ pub(crate) struct Evaluator<'a, 'c> {
     now: Cell<Option<Temporal>>,
     defined: RefCell<Vec<(String, Coll<'a>)>>,
 }
-
-const SYSTEM_TYPES: [&str; 9] = [
-    "Boolean", "Integer", "Long", "Decimal", "String", "Date", "DateTime", "Time", "Quantity",
-];
 
 fn boolean<'a>(b: bool) -> Coll<'a> {
     vec![Item::Bool(b)]
@@ -245,11 +242,11 @@ impl<'a, 'c> Evaluator<'a, 'c> {
         let mut out = Vec::new();
         // A type name as the first step (`Patient.name`) selects the focus when it is of that type.
         if at_focus && name.starts_with(|c: char| c.is_ascii_uppercase()) {
-            let is_type = self.model.get(name).is_some();
+            let is_type = nav::type_index(name).is_some() || self.model.get(name).is_some();
             if is_type {
                 for item in input {
                     if let Item::Elem(e) = item {
-                        if self.model.is_subtype_of(e.ty, name) {
+                        if nav::is_subtype(e.ty, name) {
                             out.push(item.clone());
                         }
                     }
@@ -275,7 +272,6 @@ impl<'a, 'c> Evaluator<'a, 'c> {
     }
 
     fn child(&self, e: &Elem<'a>, name: &str, pos: usize, out: &mut Coll<'a>) -> Result<()> {
-        let model = self.model;
         let obj = match e.value {
             Some(Value::Object(o)) => o,
             _ => {
@@ -283,30 +279,30 @@ impl<'a, 'c> Evaluator<'a, 'c> {
                 if let Some(Value::Object(x)) = e.ext {
                     if name == "extension" || name == "id" {
                         let ty = if name == "id" { "string" } else { "Extension" };
-                        push_values(x.get(name), None, ty, out);
+                        push_values(nav::get(x, name), None, ty, out);
                     }
                 }
                 return Ok(());
             }
         };
-        let Some(td) = model.get(e.ty) else {
+        let Some(ti) = nav::type_index(e.ty) else {
             // Data outside the model: navigate the JSON as it is.
-            push_values(obj.get(name), obj.get(&underscore(name) as &str), "", out);
+            push_values(
+                nav::get(obj, name),
+                nav::get(obj, &underscore(name)),
+                "",
+                out,
+            );
             return Ok(());
         };
-        if let Some(el) = td.element(name) {
-            if !el.is_choice {
-                let mut ty = el.types.first().map(String::as_str).unwrap_or("");
-                // The R4 snapshots type `Resource.id` as a System string; FHIR says `id`.
-                if name == "id" && td.kind == TypeKind::Resource {
-                    ty = "id";
-                }
-                let ext = if model.is_primitive(ty) {
-                    obj.get(&underscore(name) as &str)
+        if let Some(c) = ti.children.get(name) {
+            if c.choices.is_empty() {
+                if c.primitive {
+                    let (value, ext) = nav::get_with_ext(obj, name);
+                    push_values(value, ext, c.ty, out);
                 } else {
-                    None
-                };
-                push_values(obj.get(name), ext, ty, out);
+                    push_values(nav::get(obj, name), None, c.ty, out);
+                }
                 return Ok(());
             }
             // A choice element: whichever `name[Type]` key is present.
@@ -318,41 +314,41 @@ impl<'a, 'c> Evaluator<'a, 'c> {
                 if base.len() <= name.len() || !base.starts_with(name) {
                     continue;
                 }
-                let Some(c) = model.child(e.ty, base) else {
+                let Some(&(element, ty, primitive)) = ti.choice_keys.get(base) else {
                     continue;
                 };
-                if c.element.name != name {
+                if element != name {
                     continue;
                 }
                 if is_ext {
-                    if !obj.contains_key(base) {
-                        push_values(None, Some(value), c.type_code, out);
+                    if nav::get(obj, base).is_none() {
+                        push_values(None, Some(value), ty, out);
                     }
                 } else {
-                    let ext = if model.is_primitive(c.type_code) {
-                        obj.get(&underscore(key) as &str)
+                    let ext = if primitive {
+                        nav::get(obj, &underscore(key))
                     } else {
                         None
                     };
-                    push_values(Some(value), ext, c.type_code, out);
+                    push_values(Some(value), ext, ty, out);
                 }
             }
             return Ok(());
         }
         // `valueQuantity`: a choice element named with its type, allowed unless strict.
-        if let Some(c) = model.child(e.ty, name) {
+        if let Some(&(element, ty, primitive)) = ti.choice_keys.get(name) {
             if self.ctx.strict {
                 return Err(Error::semantic(
                     pos,
-                    format!("use '{}' rather than '{name}'", c.element.name),
+                    format!("use '{element}' rather than '{name}'"),
                 ));
             }
-            let ext = if model.is_primitive(c.type_code) {
-                obj.get(&underscore(name) as &str)
+            let ext = if primitive {
+                nav::get(obj, &underscore(name))
             } else {
                 None
             };
-            push_values(obj.get(name), ext, c.type_code, out);
+            push_values(nav::get(obj, name), ext, ty, out);
             return Ok(());
         }
         if self.ctx.strict {
@@ -372,20 +368,29 @@ impl<'a, 'c> Evaluator<'a, 'c> {
             }
             return;
         };
+        let ti = nav::type_index(e.ty);
+        let resolve = |key: &str| -> (&'static str, bool) {
+            let Some(ti) = ti else { return ("", true) };
+            if let Some(c) = ti.children.get(key) {
+                return (c.ty, c.primitive);
+            }
+            ti.choice_keys
+                .get(key)
+                .map_or(("", true), |&(_, ty, primitive)| (ty, primitive))
+        };
         for (key, value) in obj {
             if key == "resourceType" {
                 continue;
             }
             if let Some(base) = key.strip_prefix('_') {
-                if !obj.contains_key(base) {
-                    let ty = self.model.child(e.ty, base).map_or("", |c| c.type_code);
-                    push_values(None, Some(value), ty, out);
+                if nav::get(obj, base).is_none() {
+                    push_values(None, Some(value), resolve(base).0, out);
                 }
                 continue;
             }
-            let ty = self.model.child(e.ty, key).map_or("", |c| c.type_code);
-            let ext = if !ty.is_empty() && self.model.is_primitive(ty) || ty.is_empty() {
-                obj.get(&underscore(key) as &str)
+            let (ty, primitive) = resolve(key);
+            let ext = if primitive {
+                nav::get(obj, &underscore(key))
             } else {
                 None
             };
@@ -401,31 +406,17 @@ impl<'a, 'c> Evaluator<'a, 'c> {
         let ns = ty.namespace.as_deref();
         match item {
             Item::Elem(e) => {
-                if ns == Some("System") {
+                if ns == Some("System") || e.ty.is_empty() {
                     return false;
                 }
-                if e.ty.is_empty() {
-                    return false;
-                }
-                // FHIR primitives match only their own type: a `code` is not `as(string)`.
-                if exact_primitives && self.model.is_primitive(e.ty) {
+                let Some(ti) = nav::type_index(e.ty) else {
+                    return e.ty == ty.name;
+                };
+                if exact_primitives && ti.primitive {
                     return e.ty == ty.name;
                 }
-                if self.model.is_subtype_of(e.ty, &ty.name) {
-                    return true;
-                }
-                // Backbone elements are BackboneElements/Elements; `Resource` matches resources.
-                self.model
-                    .get(e.ty)
-                    .is_some_and(|t| t.kind == TypeKind::Backbone)
-                    && (ty.name == "BackboneElement" || ty.name == "Element")
-                    && self.model.is_subtype_of(
-                        self.model
-                            .get(e.ty)
-                            .and_then(|t| t.base.as_deref())
-                            .unwrap_or(""),
-                        &ty.name,
-                    )
+                // Backbone elements have BackboneElement/Element among their ancestors.
+                ti.ancestors.contains(&ty.name.as_str())
             }
             other => {
                 if ns == Some("FHIR") {
@@ -444,13 +435,6 @@ impl<'a, 'c> Evaluator<'a, 'c> {
         pos: usize,
         operator: bool,
     ) -> Result<Coll<'a>> {
-        if ty.namespace.as_deref().is_none_or(|n| n == "FHIR")
-            && self.model.get(&ty.name).is_none()
-            && !SYSTEM_TYPES.contains(&ty.name.as_str())
-            && ty.namespace.as_deref() != Some("System")
-        {
-            return Err(Error::semantic(pos, format!("unknown type '{}'", ty.name)));
-        }
         match op {
             TypeOpKind::OfType => Ok(input
                 .iter()
@@ -524,25 +508,39 @@ impl<'a, 'c> Evaluator<'a, 'c> {
                 };
                 Ok(opt_bool(v))
             }
-            _ => {
+            BinOp::Union => {
                 let a = self.eval(l, focus, fr)?;
                 let b = self.eval(r, focus, fr)?;
                 self.apply_binary(op, a, b, pos)
+            }
+            _ => {
+                let a = self.eval(l, focus, fr)?;
+                // A literal operand (`code = '85354-9'`, `value > 140`) needs no collection.
+                if let NodeKind::Lit(lit) = &r.kind {
+                    return self.apply_to(op, &a, std::slice::from_ref(&literal(lit)), pos);
+                }
+                let b = self.eval(r, focus, fr)?;
+                self.apply_to(op, &a, &b, pos)
             }
         }
     }
 
     fn apply_binary(&self, op: BinOp, a: Coll<'a>, b: Coll<'a>, pos: usize) -> Result<Coll<'a>> {
-        match op {
-            BinOp::Union => {
-                let mut out: Coll<'a> = Vec::with_capacity(a.len() + b.len());
-                for item in a.into_iter().chain(b) {
-                    if !contains(&out, &item) {
-                        out.push(item);
-                    }
-                }
-                Ok(out)
+        if op != BinOp::Union {
+            return self.apply_to(op, &a, &b, pos);
+        }
+        let mut out: Coll<'a> = Vec::with_capacity(a.len() + b.len());
+        for item in a.into_iter().chain(b) {
+            if !contains(&out, &item) {
+                out.push(item);
             }
+        }
+        Ok(out)
+    }
+
+    /// The operators other than union, on borrowed operands.
+    fn apply_to(&self, op: BinOp, a: &[Item<'a>], b: &[Item<'a>], pos: usize) -> Result<Coll<'a>> {
+        match op {
             BinOp::Eq | BinOp::Ne => {
                 if a.is_empty() || b.is_empty() {
                     return Ok(Vec::new());
@@ -1498,12 +1496,12 @@ fn coding_of<'i>(item: &'i Item<'_>) -> Option<(Option<&'i str>, &'i str)> {
 }
 
 /// `_name` for the JSON key of a primitive's extensions, built on the stack when short.
-fn underscore(name: &str) -> UnderscoreKey {
+pub(crate) fn underscore(name: &str) -> UnderscoreKey {
     UnderscoreKey::new(name)
 }
 
 /// A `_`-prefixed key without a heap allocation for names up to 63 bytes.
-struct UnderscoreKey {
+pub(crate) struct UnderscoreKey {
     buf: [u8; 64],
     len: usize,
     heap: Option<String>,
@@ -1621,6 +1619,23 @@ fn literal(l: &Literal) -> Item<'_> {
 }
 
 fn item_equal(a: &Item, b: &Item) -> Option<bool> {
+    // The same node of the resource is equal to itself (union of overlapping paths).
+    if let (Item::Elem(x), Item::Elem(y)) = (a, b) {
+        if let (Some(p), Some(q)) = (x.value, y.value) {
+            if std::ptr::eq(p, q) {
+                return Some(true);
+            }
+            if p.is_object() && q.is_object() {
+                if x.ty != y.ty {
+                    return Some(false);
+                }
+                // Same type, same JSON: equal without converting (quantities included).
+                if p == q {
+                    return Some(true);
+                }
+            }
+        }
+    }
     match (a.to_system(), b.to_system()) {
         (Some(x), Some(y)) => ops::equal(&x, &y),
         (None, None) => Some(true),

@@ -15,6 +15,7 @@ mod decimal;
 mod error;
 mod eval;
 mod lexer;
+mod nav;
 mod ops;
 mod parser;
 pub mod temporal;

@@ -116,10 +116,7 @@ pub fn equal(a: &Item, b: &Item) -> Option<bool> {
 fn json_equal(a: &Value, b: &Value) -> bool {
     match (a, b) {
         (Value::Number(x), Value::Number(y)) => {
-            match (
-                Decimal::parse(&x.to_string()),
-                Decimal::parse(&y.to_string()),
-            ) {
+            match (Decimal::parse(x.as_str()), Decimal::parse(y.as_str())) {
                 (Some(p), Some(q)) => p == q,
                 _ => x == y,
             }

@@ -161,6 +161,13 @@ impl Parser {
     }
 
     fn type_specifier(&mut self) -> Result<TypeSpec> {
+        let pos = self.peek().pos;
+        let spec = self.type_name()?;
+        check_type(&spec, pos)?;
+        Ok(spec)
+    }
+
+    fn type_name(&mut self) -> Result<TypeSpec> {
         let t = self.next();
         let Tok::Ident(first, _) = t.tok else {
             return Err(Error::syntax(t.pos, "expected a type name"));
@@ -279,6 +286,7 @@ impl Parser {
             let ty = type_of_arg(&args[0]).ok_or_else(|| {
                 Error::semantic(args[0].pos, format!("{name}() expects a type name"))
             })?;
+            check_type(&ty, args[0].pos)?;
             return Ok(Node {
                 kind: NodeKind::TypeOp { target, op, ty },
                 pos,
@@ -407,5 +415,28 @@ fn type_of_arg(node: &Node) -> Option<TypeSpec> {
             _ => None,
         },
         _ => None,
+    }
+}
+
+const SYSTEM_TYPES: [&str; 9] = [
+    "Boolean", "Integer", "Long", "Decimal", "String", "Date", "DateTime", "Time", "Quantity",
+];
+
+/// A type name must name a System type or a type of the R4 model.
+fn check_type(ty: &TypeSpec, pos: usize) -> Result<()> {
+    let known = match ty.namespace.as_deref() {
+        // `is(System.Patient)` is legal and false.
+        Some("System") => true,
+        Some("FHIR") => flint_fhir::model::r4().get(&ty.name).is_some(),
+        None => {
+            SYSTEM_TYPES.contains(&ty.name.as_str())
+                || flint_fhir::model::r4().get(&ty.name).is_some()
+        }
+        Some(_) => false,
+    };
+    if known {
+        Ok(())
+    } else {
+        Err(Error::semantic(pos, format!("unknown type '{}'", ty.name)))
     }
 }

@@ -105,8 +105,8 @@ impl<'a> Item<'a> {
                 Value::String(s) => return Some(Item::Str(Cow::Borrowed(s))),
                 Value::Number(n) => {
                     return Some(match n.as_i64() {
-                        Some(i) if !n.to_string().contains(['.', 'e', 'E']) => Item::Int(i),
-                        _ => Decimal::parse(&n.to_string()).map_or(Item::Elem(*e), Item::Dec),
+                        Some(i) if !n.as_str().contains(['.', 'e', 'E']) => Item::Int(i),
+                        _ => Decimal::parse(n.as_str()).map_or(Item::Elem(*e), Item::Dec),
                     })
                 }
                 _ => return Some(self.clone()),
@@ -119,7 +119,7 @@ impl<'a> Item<'a> {
             (PrimKind::Long, Value::Number(n)) => n.as_i64().map_or(Item::Elem(*e), Item::Long),
             (PrimKind::Long, Value::String(s)) => s.parse().map_or(Item::Elem(*e), Item::Long),
             (PrimKind::Dec, Value::Number(n)) => {
-                Decimal::parse(&n.to_string()).map_or(Item::Elem(*e), Item::Dec)
+                Decimal::parse(n.as_str()).map_or(Item::Elem(*e), Item::Dec)
             }
             (PrimKind::Str, Value::String(s)) => Item::Str(Cow::Borrowed(s)),
             (PrimKind::Date, Value::String(s)) => {
@@ -249,7 +249,7 @@ pub fn is_calendar_unit(u: &str) -> bool {
 /// the human unit.
 pub(crate) fn quantity_of(v: &Value) -> Option<Box<Quantity<'_>>> {
     let value = match v.get("value")? {
-        Value::Number(n) => Decimal::parse(&n.to_string())?,
+        Value::Number(n) => Decimal::parse(n.as_str())?,
         _ => return None,
     };
     let code = v.get("code").and_then(Value::as_str);

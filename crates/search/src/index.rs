@@ -371,10 +371,11 @@ impl Registry {
         let params = self.params(ty);
         let ctx = Context::new().resolver(stubs());
         let model = model::r4();
+        let focus = flint_fhirpath::json_items(resource);
         let mut out = Vec::with_capacity(params.len());
         for param in params {
             let mut values = Vec::new();
-            let error = match param.expression.evaluate_with(resource, &ctx) {
+            let error = match param.expression.evaluate_items(resource, &focus, &ctx) {
                 Ok(items) => {
                     if param.kind == ParamType::Composite {
                         composite(model, param, resource, &ctx, &items, &mut values);
@@ -532,7 +533,7 @@ fn index_values(
         }
         ParamType::Number => {
             if let Value::Number(n) = v {
-                out.push(number(&n.to_string()));
+                out.push(number(n.as_str()));
             }
         }
         ParamType::Quantity => {
@@ -576,7 +577,7 @@ fn system_value(kind: ParamType, item: &Item<'_>, out: &mut Vec<IndexValue>) {
             text: None,
         }),
         (ParamType::Uri, Value::String(s)) => out.push(IndexValue::Uri(s.clone())),
-        (ParamType::Number, Value::Number(n)) => out.push(number(&n.to_string())),
+        (ParamType::Number, Value::Number(n)) => out.push(number(n.as_str())),
         (ParamType::Date, Value::String(s)) => {
             if let Some(d) = datetime::parse_date_time_lenient(s) {
                 out.push(IndexValue::Date {
@@ -788,7 +789,7 @@ fn quantity_value(v: &Value, out: &mut Vec<IndexValue>) {
     let Some(Value::Number(n)) = v.get("value") else {
         return;
     };
-    let value = n.to_string();
+    let value = n.as_str().to_string();
     let f: f64 = value.parse().unwrap_or(f64::NAN);
     let h = half_step(&value);
     let system = text(v, "system");
@@ -834,7 +835,7 @@ fn composite<'a>(
 ) {
     const MAX_TUPLES: usize = 64;
     for item in items {
-        let mut tuples: Vec<Vec<IndexValue>> = vec![Vec::new()];
+        let mut per_component: Vec<Vec<IndexValue>> = Vec::with_capacity(param.components.len());
         for component in &param.components {
             let mut values = Vec::new();
             if let Ok(found) =
@@ -847,12 +848,25 @@ fn composite<'a>(
                 }
             }
             if values.is_empty() {
-                tuples.clear();
                 break;
             }
+            per_component.push(values);
+        }
+        if per_component.len() != param.components.len() {
+            continue;
+        }
+        // The usual case, one value per component, is one tuple: move the values in.
+        if per_component.iter().all(|v| v.len() == 1) {
+            out.push(IndexValue::Composite(
+                per_component.into_iter().flatten().collect(),
+            ));
+            continue;
+        }
+        let mut tuples: Vec<Vec<IndexValue>> = vec![Vec::new()];
+        for values in &per_component {
             let mut next = Vec::new();
             for t in &tuples {
-                for v in &values {
+                for v in values {
                     if next.len() < MAX_TUPLES {
                         let mut t = t.clone();
                         t.push(v.clone());
