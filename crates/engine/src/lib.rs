@@ -131,9 +131,10 @@ impl<S: Store> Engine<S> {
         self.check_resource(resource_type, &resource)?;
         let id = new_id();
         let rt = resource_type.to_string();
+        let stamped = Stamped::new(resource, &id, 1);
         self.store
             .write(move |txn| {
-                let json = stamp(resource, &id, 1, txn.now());
+                let json = stamped.finish(&id, 1, txn.now())?;
                 txn.put(NewVersion {
                     resource_type: rt,
                     id,
@@ -175,6 +176,13 @@ impl<S: Store> Engine<S> {
             Some(_) => {}
         }
         self.check_resource(resource_type, &resource)?;
+        // Serialize here for the version expected next; the job re-stamps only if another
+        // write came in between.
+        let guess = self
+            .store
+            .read(resource_type, id)?
+            .map_or(1, |v| v.version + 1);
+        let stamped = Stamped::new(resource, id, guess);
         let (rt, id) = (resource_type.to_string(), id.to_string());
         self.store
             .write(move |txn| {
@@ -182,7 +190,7 @@ impl<S: Store> Engine<S> {
                 check_if_match(&rt, &id, current.as_ref(), if_match)?;
                 let created = current.as_ref().is_none_or(Version::is_deleted);
                 let version = current.map_or(1, |c| c.version + 1);
-                let json = stamp(resource, &id, version, txn.now());
+                let json = stamped.finish(&id, version, txn.now())?;
                 let v = txn.put(NewVersion {
                     resource_type: rt,
                     id,
@@ -228,6 +236,7 @@ impl<S: Store> Engine<S> {
             }
             self.check_resource(resource_type, &resource)?;
             let (rt, rid, base) = (resource_type.to_string(), id.to_string(), current.version);
+            let stamped = Stamped::new(resource, id, base + 1);
             let result = self
                 .store
                 .write(move |txn| {
@@ -236,7 +245,7 @@ impl<S: Store> Engine<S> {
                         return Err(Error::new(IssueType::Conflict, "changed while patching")
                             .with_status(409));
                     }
-                    let json = stamp(resource, &rid, base + 1, txn.now());
+                    let json = stamped.finish(&rid, base + 1, txn.now())?;
                     let v = txn.put(NewVersion {
                         resource_type: rt,
                         id: rid,
@@ -370,9 +379,61 @@ pub fn parse_stored(v: &Version) -> Result<Value> {
     serde_json::from_slice(json).map_err(Error::internal)
 }
 
+/// A resource serialized with its id and version, waiting only for its transaction's time:
+/// serialization happens on the caller's thread, and the write job only copies the time in.
+pub struct Stamped {
+    json: String,
+    version: u64,
+    /// Where the `meta.lastUpdated` placeholder starts.
+    at: Option<usize>,
+}
+
+const TIME_PLACEHOLDER: &str = "0000-01-01T00:00:00.000Z";
+
+impl Stamped {
+    /// Serializes `resource` as version `version` of `id`.
+    pub fn new(resource: Value, id: &str, version: u64) -> Stamped {
+        let json = stamp_with(resource, id, version, TIME_PLACEHOLDER);
+        // The placeholder's first occurrence is `meta.lastUpdated`: it follows only
+        // `resourceType` and `id`, neither of which can contain it.
+        let at = json.find(TIME_PLACEHOLDER);
+        Stamped { json, version, at }
+    }
+
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+
+    /// The final JSON as `version` written at `now`; re-stamps if the version differs from the
+    /// one prepared (another write came in between).
+    pub fn finish(mut self, id: &str, version: u64, now: i64) -> Result<String> {
+        let time = datetime::format_instant(now);
+        match self.at {
+            Some(at) if version == self.version && time.len() == TIME_PLACEHOLDER.len() => {
+                self.json
+                    .replace_range(at..at + TIME_PLACEHOLDER.len(), &time);
+                Ok(self.json)
+            }
+            _ => {
+                let value: Value = serde_json::from_str(&self.json).map_err(Error::internal)?;
+                Ok(stamp(value, id, version, now))
+            }
+        }
+    }
+}
+
 /// Sets `id`, `meta.versionId` and `meta.lastUpdated` and serializes the resource with
 /// `resourceType`, `id` and `meta` first.
 pub fn stamp(resource: Value, id: &str, version: u64, last_updated: i64) -> String {
+    stamp_with(
+        resource,
+        id,
+        version,
+        &datetime::format_instant(last_updated),
+    )
+}
+
+fn stamp_with(resource: Value, id: &str, version: u64, last_updated: &str) -> String {
     let Value::Object(mut fields) = resource else {
         return resource.to_string();
     };
@@ -392,10 +453,35 @@ pub fn stamp(resource: Value, id: &str, version: u64, last_updated: i64) -> Stri
     new_meta.insert("versionId".into(), Value::String(version.to_string()));
     new_meta.insert(
         "lastUpdated".into(),
-        Value::String(datetime::format_instant(last_updated)),
+        Value::String(last_updated.to_string()),
     );
     new_meta.extend(meta);
     out.insert("meta".into(), Value::Object(new_meta));
     out.extend(fields);
     Value::Object(out).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn stamping_puts_id_and_meta_first_and_keeps_other_meta() {
+        let r = json!({"name": [{"family": "x"}], "meta": {"profile": ["p"], "versionId": "9"}, "resourceType": "Patient", "id": "old"});
+        let s = stamp(r.clone(), "new", 2, 0);
+        assert_eq!(
+            s,
+            r#"{"resourceType":"Patient","id":"new","meta":{"versionId":"2","lastUpdated":"1970-01-01T00:00:00.000Z","profile":["p"]},"name":[{"family":"x"}]}"#
+        );
+        assert_eq!(
+            Stamped::new(r.clone(), "new", 2)
+                .finish("new", 2, 0)
+                .unwrap(),
+            s
+        );
+        // A different final version re-stamps.
+        let again = Stamped::new(r, "new", 2).finish("new", 3, 0).unwrap();
+        assert!(again.contains(r#""versionId":"3""#));
+    }
 }

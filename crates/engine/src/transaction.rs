@@ -12,7 +12,7 @@ use flint_store::{Method, NewVersion, Store, Transaction, Version};
 use serde_json::{json, Value};
 
 use crate::bundle::{status_line, BundleBuilder};
-use crate::{check_if_match, new_id, parse_stored, patch, stamp, Context, Engine};
+use crate::{check_if_match, new_id, parse_stored, patch, stamp, Context, Engine, Stamped};
 
 /// What `Prefer: return=` asks to see of written resources.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -204,16 +204,27 @@ impl<S: Store> Engine<S> {
 
         let mut order: Vec<usize> = (0..entries.len()).collect();
         order.sort_by_key(|&i| entries[i].action.order());
-        let jobs: Vec<(usize, Action, Option<Value>)> = order
-            .iter()
-            .map(|&i| (i, entries[i].action.clone(), entries[i].resource.take()))
-            .collect();
+        // Serialize created and updated resources here, not in the write job.
+        let mut jobs: Vec<(usize, Action, Payload)> = Vec::with_capacity(order.len());
+        for &i in &order {
+            let entry = &mut entries[i];
+            let payload = match (&entry.action, entry.resource.take()) {
+                (Action::Create { id, .. }, Some(r)) => Payload::Stamped(Stamped::new(r, id, 1)),
+                (Action::Update { rt, id, .. }, Some(r)) => {
+                    let guess = self.store().read(rt, id)?.map_or(1, |v| v.version + 1);
+                    Payload::Stamped(Stamped::new(r, id, guess))
+                }
+                (_, Some(r)) => Payload::Json(r),
+                (_, None) => Payload::None,
+            };
+            jobs.push((i, entry.action.clone(), payload));
+        }
         let outcomes: Vec<Option<Outcome>> = self
             .store()
             .write(move |txn| {
                 let mut outcomes: Vec<Option<Outcome>> = (0..jobs.len()).map(|_| None).collect();
-                for (i, action, resource) in jobs {
-                    let outcome = write_entry(txn, action, resource).map_err(|e| in_entry(e, i))?;
+                for (i, action, payload) in jobs {
+                    let outcome = write_entry(txn, action, payload).map_err(|e| in_entry(e, i))?;
                     outcomes[i] = outcome;
                 }
                 Ok(outcomes)
@@ -320,17 +331,38 @@ fn in_entry(e: Error, i: usize) -> Error {
     e
 }
 
+/// What an entry brings to the write job.
+enum Payload {
+    None,
+    Json(Value),
+    Stamped(Stamped),
+}
+
+impl Payload {
+    fn stamped(self, what: &str) -> Result<Stamped> {
+        match self {
+            Payload::Stamped(s) => Ok(s),
+            _ => Err(Error::invalid(format!("a {what} entry needs a resource"))),
+        }
+    }
+
+    fn json(self) -> Option<Value> {
+        match self {
+            Payload::Json(v) => Some(v),
+            _ => None,
+        }
+    }
+}
+
 /// Runs one write entry of a transaction inside the store job.
 fn write_entry(
     txn: &mut dyn Transaction,
     action: Action,
-    resource: Option<Value>,
+    payload: Payload,
 ) -> Result<Option<Outcome>> {
     match action {
         Action::Create { rt, id } => {
-            let resource =
-                resource.ok_or_else(|| Error::invalid("a POST entry needs a resource"))?;
-            let json = stamp(resource, &id, 1, txn.now());
+            let json = payload.stamped("POST")?.finish(&id, 1, txn.now())?;
             let version = txn.put(NewVersion {
                 resource_type: rt,
                 id,
@@ -344,13 +376,12 @@ fn write_entry(
             }))
         }
         Action::Update { rt, id, if_match } => {
-            let resource =
-                resource.ok_or_else(|| Error::invalid("a PUT entry needs a resource"))?;
+            let stamped = payload.stamped("PUT")?;
             let current = txn.current(&rt, &id)?;
             check_if_match(&rt, &id, current.as_ref(), if_match)?;
             let created = current.as_ref().is_none_or(Version::is_deleted);
             let next = current.map_or(1, |c| c.version + 1);
-            let json = stamp(resource, &id, next, txn.now());
+            let json = stamped.finish(&id, next, txn.now())?;
             let version = txn.put(NewVersion {
                 resource_type: rt,
                 id,
@@ -365,8 +396,8 @@ fn write_entry(
         }
         Action::Patch { rt, id, if_match } => {
             let document = patch_document(
-                resource
-                    .as_ref()
+                &payload
+                    .json()
                     .ok_or_else(|| Error::invalid("a PATCH entry needs a resource"))?,
             )?;
             let current = txn

@@ -173,16 +173,9 @@ fn history_filter(q: &HistoryQuery, with_keyset: bool) -> (String, Vec<rusqlite:
         bind("t <= ?", vec![V::Integer(snapshot as i64)], &mut params);
     }
     if with_keyset {
-        if let Some((t, seq)) = q.after {
-            bind(
-                "(t < ? OR (t = ? AND seq < ?))",
-                vec![
-                    V::Integer(t as i64),
-                    V::Integer(t as i64),
-                    V::Integer(seq as i64),
-                ],
-                &mut params,
-            );
+        // `seq` follows commit order, so it alone is the keyset position.
+        if let Some((_, seq)) = q.after {
+            bind("seq < ?", vec![V::Integer(seq as i64)], &mut params);
         }
     }
     let filter = if clauses.is_empty() {
@@ -205,7 +198,7 @@ impl Store for SqliteStore {
     fn history(&self, q: &HistoryQuery) -> Result<HistoryPage> {
         let (filter, params) = history_filter(q, true);
         let sql = format!(
-            "SELECT {VERSION_COLUMNS} FROM resource {filter} ORDER BY t DESC, seq DESC LIMIT {}",
+            "SELECT {VERSION_COLUMNS} FROM resource {filter} ORDER BY seq DESC LIMIT {}",
             q.limit + 1
         );
         self.with_reader(|c| {

@@ -41,9 +41,10 @@ pub fn migrate(conn: &Connection) -> rusqlite::Result<()> {
                  t       INTEGER PRIMARY KEY,
                  instant INTEGER NOT NULL
              );
-             -- Every version of every resource. `seq` orders versions within a transaction;
-             -- `t_end`/`ended_at` are set when a later version supersedes this one, so that a
-             -- snapshot at transaction T sees exactly the versions with t <= T < t_end.
+             -- Every version of every resource. `seq` grows with every version written, so
+             -- it orders versions exactly as their transactions committed; `t_end`/`ended_at`
+             -- are set when a later version supersedes this one, so that a snapshot at
+             -- transaction T sees exactly the versions with t <= T < t_end.
              CREATE TABLE resource (
                  seq          INTEGER PRIMARY KEY,
                  type         TEXT    NOT NULL,
@@ -57,8 +58,7 @@ pub fn migrate(conn: &Connection) -> rusqlite::Result<()> {
                  json         BLOB
              );
              CREATE UNIQUE INDEX resource_key ON resource (type, id, version);
-             CREATE INDEX resource_t ON resource (t, seq);
-             CREATE INDEX resource_type_t ON resource (type, t, seq);
+             CREATE INDEX resource_type_seq ON resource (type, seq);
              PRAGMA user_version = 1;
              COMMIT;",
         )?;

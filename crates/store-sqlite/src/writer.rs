@@ -244,8 +244,14 @@ impl Transaction for SqliteTransaction<'_> {
     }
 
     fn put(&mut self, new: NewVersion) -> Result<Version> {
-        let current = read_current(self.conn, &new.resource_type, &new.id);
-        let current = self.check(current)?;
+        // A first version needs no look-up: the unique (type, id, version) index refuses it
+        // if the resource exists after all.
+        let current = if new.version == 1 {
+            None
+        } else {
+            let r = read_current(self.conn, &new.resource_type, &new.id);
+            self.check(r)?
+        };
         let expected = current.as_ref().map_or(1, |(v, _)| v.version + 1);
         if new.version != expected {
             return Err(Error::conflict(format!(
@@ -254,8 +260,7 @@ impl Transaction for SqliteTransaction<'_> {
                 new.id,
                 expected - 1,
                 new.version
-            ))
-            .with_status(409));
+            )));
         }
         if let Some((_, seq)) = current {
             let r = self
@@ -281,6 +286,14 @@ impl Transaction for SqliteTransaction<'_> {
                     new.json.as_deref().map(str::as_bytes),
                 ))
             });
+        if let Err(rusqlite::Error::SqliteFailure(e, _)) = &r {
+            if e.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE {
+                return Err(Error::conflict(format!(
+                    "{}/{} already exists",
+                    new.resource_type, new.id
+                )));
+            }
+        }
         self.check(r)?;
         self.wrote = true;
         Ok(Version {
