@@ -545,11 +545,11 @@ impl<'a, 'c> Evaluator<'a, 'c> {
                 if a.is_empty() || b.is_empty() {
                     return Ok(Vec::new());
                 }
-                let eq = collections_equal(&a, &b);
+                let eq = collections_equal(a, b);
                 Ok(opt_bool(eq.map(|e| e == (op == BinOp::Eq))))
             }
             BinOp::Equiv | BinOp::NotEquiv => {
-                let eq = collections_equivalent(&a, &b);
+                let eq = collections_equivalent(a, b);
                 Ok(boolean(eq == (op == BinOp::Equiv)))
             }
             BinOp::In | BinOp::Contains => {
@@ -560,7 +560,7 @@ impl<'a, 'c> Evaluator<'a, 'c> {
                 Ok(boolean(contains(hay, item)))
             }
             BinOp::Lt | BinOp::Gt | BinOp::Le | BinOp::Ge => {
-                let (Some(x), Some(y)) = (self.single(&a, pos)?, self.single(&b, pos)?) else {
+                let (Some(x), Some(y)) = (self.single(a, pos)?, self.single(b, pos)?) else {
                     return Ok(Vec::new());
                 };
                 let (Some(x), Some(y)) = (x.to_system(), y.to_system()) else {
@@ -575,12 +575,12 @@ impl<'a, 'c> Evaluator<'a, 'c> {
                 })))
             }
             BinOp::Concat => {
-                let x = self.string(&a, pos)?.unwrap_or_default();
-                let y = self.string(&b, pos)?.unwrap_or_default();
+                let x = self.string(a, pos)?.unwrap_or_default();
+                let y = self.string(b, pos)?.unwrap_or_default();
                 Ok(vec![Item::Str(Cow::Owned(format!("{x}{y}")))])
             }
             _ => {
-                let (Some(x), Some(y)) = (self.single(&a, pos)?, self.single(&b, pos)?) else {
+                let (Some(x), Some(y)) = (self.single(a, pos)?, self.single(b, pos)?) else {
                     return Ok(Vec::new());
                 };
                 let (Some(x), Some(y)) = (x.to_system(), y.to_system()) else {
@@ -1633,6 +1633,10 @@ fn item_equal(a: &Item, b: &Item) -> Option<bool> {
                 if p == q {
                     return Some(true);
                 }
+                // Quantities in the same unit compare by value without conversion.
+                if let Some(same) = same_unit_quantities(x.ty, p, q) {
+                    return Some(same);
+                }
             }
         }
     }
@@ -1640,6 +1644,24 @@ fn item_equal(a: &Item, b: &Item) -> Option<bool> {
         (Some(x), Some(y)) => ops::equal(&x, &y),
         (None, None) => Some(true),
         _ => Some(false),
+    }
+}
+
+/// For two FHIR Quantities whose members other than `value` are identical: whether their
+/// values are equal. `None` when the shortcut does not apply.
+fn same_unit_quantities(ty: &str, p: &Value, q: &Value) -> Option<bool> {
+    if !crate::value::is_quantity_type(ty) {
+        return None;
+    }
+    let (a, b) = (p.as_object()?, q.as_object()?);
+    if a.len() != b.len() || a.iter().any(|(k, v)| k != "value" && b.get(k) != Some(v)) {
+        return None;
+    }
+    match (a.get("value")?, b.get("value")?) {
+        (Value::Number(x), Value::Number(y)) => {
+            Some(Decimal::parse(x.as_str())? == Decimal::parse(y.as_str())?)
+        }
+        _ => None,
     }
 }
 

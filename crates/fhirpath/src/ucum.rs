@@ -177,8 +177,29 @@ fn component(text: &str) -> Option<Unit> {
     })
 }
 
-/// Parses a UCUM unit expression made of components joined by `.` and `/`.
+/// Parses a UCUM unit expression made of components joined by `.` and `/`. Results are
+/// memoised per thread: a server sees the same few dozen units over and over.
 pub fn parse(code: &str) -> Option<Unit> {
+    use std::cell::RefCell;
+    thread_local! {
+        static CACHE: RefCell<crate::nav::FnvMap<String, Option<Unit>>> = RefCell::new(Default::default());
+    }
+    if let Some(hit) = CACHE.with(|c| c.borrow().get(code).copied()) {
+        return hit;
+    }
+    let parsed = parse_uncached(code);
+    CACHE.with(|c| {
+        let mut c = c.borrow_mut();
+        // Units come from data: keep the cache bounded.
+        if c.len() >= 4096 {
+            c.clear();
+        }
+        c.insert(code.to_string(), parsed);
+    });
+    parsed
+}
+
+fn parse_uncached(code: &str) -> Option<Unit> {
     if code.is_empty() {
         return Some(Unit {
             factor: 1.0,

@@ -372,13 +372,22 @@ impl Registry {
         let ctx = Context::new().resolver(stubs());
         let model = model::r4();
         let focus = flint_fhirpath::json_items(resource);
+        let mut cache = ComponentCache::new();
         let mut out = Vec::with_capacity(params.len());
         for param in params {
             let mut values = Vec::new();
             let error = match param.expression.evaluate_items(resource, &focus, &ctx) {
                 Ok(items) => {
                     if param.kind == ParamType::Composite {
-                        composite(model, param, resource, &ctx, &items, &mut values);
+                        composite(
+                            model,
+                            param,
+                            resource,
+                            &ctx,
+                            &items,
+                            &mut cache,
+                            &mut values,
+                        );
                     } else {
                         for item in &items {
                             index_values(model, param.kind, item, &mut values);
@@ -486,8 +495,18 @@ fn parse_reference(reference: &str) -> (Option<&str>, Option<&str>, Option<&str>
     (None, None, None)
 }
 
+/// A member of a JSON object. FHIR datatypes have a handful of members, which a scan finds
+/// faster than hashing the key.
+fn field<'v>(v: &'v Value, key: &str) -> Option<&'v Value> {
+    let obj = v.as_object()?;
+    if obj.len() > 16 {
+        return obj.get(key);
+    }
+    obj.iter().find(|(k, _)| k.as_str() == key).map(|(_, v)| v)
+}
+
 fn text(v: &Value, key: &str) -> Option<String> {
-    v.get(key).and_then(Value::as_str).map(str::to_string)
+    field(v, key).and_then(Value::as_str).map(str::to_string)
 }
 
 /// The value of an Extension (`value[x]`) as an element.
@@ -617,7 +636,7 @@ fn string_values(e: &Elem<'_>, v: &Value, out: &mut Vec<IndexValue>) {
                 ]
             };
             for key in keys {
-                match v.get(*key) {
+                match field(v, *key) {
                     Some(Value::String(s)) => push_string(out, s),
                     Some(Value::Array(a)) => a
                         .iter()
@@ -640,8 +659,7 @@ fn token_values(e: &Elem<'_>, v: &Value, out: &mut Vec<IndexValue>) {
     match (e.ty, v) {
         ("Coding", _) => out.push(coding(v)),
         ("CodeableConcept", _) => {
-            for c in v
-                .get("coding")
+            for c in field(v, "coding")
                 .and_then(Value::as_array)
                 .into_iter()
                 .flatten()
@@ -659,7 +677,7 @@ fn token_values(e: &Elem<'_>, v: &Value, out: &mut Vec<IndexValue>) {
         ("Identifier", _) => out.push(IndexValue::Token {
             system: text(v, "system"),
             code: text(v, "value"),
-            text: v.get("type").and_then(|t| text(t, "text")),
+            text: field(v, "type").and_then(|t| text(t, "text")),
         }),
         ("ContactPoint", _) => out.push(IndexValue::Token {
             system: text(v, "system"),
@@ -683,14 +701,13 @@ fn token_values(e: &Elem<'_>, v: &Value, out: &mut Vec<IndexValue>) {
 fn reference_values(e: &Elem<'_>, v: &Value, out: &mut Vec<IndexValue>) {
     match (e.ty, v) {
         ("Reference", _) => {
-            let identifier = v
-                .get("identifier")
-                .and_then(|i| Some((text(i, "system"), text(i, "value")?)));
-            let reference = v.get("reference").and_then(Value::as_str);
+            let identifier =
+                field(v, "identifier").and_then(|i| Some((text(i, "system"), text(i, "value")?)));
+            let reference = field(v, "reference").and_then(Value::as_str);
             let (mut ty, id, version) =
                 reference.map(parse_reference).unwrap_or((None, None, None));
             if ty.is_none() {
-                ty = v.get("type").and_then(Value::as_str);
+                ty = field(v, "type").and_then(Value::as_str);
             }
             let absolute = reference.filter(|r| r.contains(':') || r.starts_with('#'));
             if reference.is_none() && identifier.is_none() {
@@ -731,21 +748,18 @@ fn instant_range(s: &str) -> Option<(i64, i64)> {
 fn date_range(ty: &str, v: &Value) -> Option<(i64, i64)> {
     match ty {
         "Period" => {
-            let start = v
-                .get("start")
+            let start = field(v, "start")
                 .and_then(Value::as_str)
                 .and_then(instant_range)
                 .map_or(i64::MIN, |r| r.0);
-            let end = v
-                .get("end")
+            let end = field(v, "end")
                 .and_then(Value::as_str)
                 .and_then(instant_range)
                 .map_or(i64::MAX, |r| r.1);
             (start != i64::MIN || end != i64::MAX).then_some((start, end))
         }
         "Timing" => {
-            let events: Vec<(i64, i64)> = v
-                .get("event")
+            let events: Vec<(i64, i64)> = field(v, "event")
                 .and_then(Value::as_array)
                 .into_iter()
                 .flatten()
@@ -757,7 +771,7 @@ fn date_range(ty: &str, v: &Value) -> Option<(i64, i64)> {
                 let end = events.iter().map(|r| r.1).max()?;
                 return Some((start, end));
             }
-            let bounds = v.get("repeat")?.get("boundsPeriod")?;
+            let bounds = field(field(v, "repeat")?, "boundsPeriod")?;
             date_range("Period", bounds)
         }
         _ => instant_range(v.as_str()?),
@@ -786,7 +800,7 @@ fn number(text: &str) -> IndexValue {
 }
 
 fn quantity_value(v: &Value, out: &mut Vec<IndexValue>) {
-    let Some(Value::Number(n)) = v.get("value") else {
+    let Some(Value::Number(n)) = field(v, "value") else {
         return;
     };
     let value = n.as_str().to_string();
@@ -823,36 +837,61 @@ fn quantity_value(v: &Value, out: &mut Vec<IndexValue>) {
     });
 }
 
+/// Component values already computed during one extraction, keyed by component type,
+/// expression and item: composites share components (`code` on the same Observation).
+type ComponentCache<'r> = Vec<(ParamType, &'r str, *const Value, Vec<IndexValue>)>;
+
 /// The tuples of a composite parameter: for each item the expression selects, the cartesian
 /// product of its components' values (bounded, as real composites have one value each).
-fn composite<'a>(
+fn composite<'a, 'r>(
     model: &'static Model,
-    param: &SearchParam,
+    param: &'r SearchParam,
     resource: &'a Value,
     ctx: &Context<'a>,
     items: &[Item<'a>],
+    cache: &mut ComponentCache<'r>,
     out: &mut Vec<IndexValue>,
 ) {
     const MAX_TUPLES: usize = 64;
     for item in items {
-        let mut per_component: Vec<Vec<IndexValue>> = Vec::with_capacity(param.components.len());
-        for component in &param.components {
-            let mut values = Vec::new();
-            if let Ok(found) =
-                component
-                    .expression
-                    .evaluate_items(resource, std::slice::from_ref(item), ctx)
-            {
-                for f in &found {
-                    index_values(model, component.kind, f, &mut values);
+        let key = match item {
+            Item::Elem(Elem { value: Some(v), .. }) => *v as *const Value,
+            _ => std::ptr::null(),
+        };
+        let mut per_component: Vec<Vec<IndexValue>> = vec![Vec::new(); param.components.len()];
+        // The last components (`value.as(Quantity)`) are the selective ones: try them first.
+        let mut complete = true;
+        for (i, component) in param.components.iter().enumerate().rev() {
+            let text = component.expression.text();
+            let cached = cache.iter().find(|(k, t, p, _)| {
+                !key.is_null() && *k == component.kind && *p == key && *t == text
+            });
+            let values = match cached {
+                Some((_, _, _, v)) => v.clone(),
+                None => {
+                    let mut values = Vec::new();
+                    if let Ok(found) = component.expression.evaluate_items(
+                        resource,
+                        std::slice::from_ref(item),
+                        ctx,
+                    ) {
+                        for f in &found {
+                            index_values(model, component.kind, f, &mut values);
+                        }
+                    }
+                    if !key.is_null() {
+                        cache.push((component.kind, text, key, values.clone()));
+                    }
+                    values
                 }
-            }
+            };
             if values.is_empty() {
+                complete = false;
                 break;
             }
-            per_component.push(values);
+            per_component[i] = values;
         }
-        if per_component.len() != param.components.len() {
+        if !complete {
             continue;
         }
         // The usual case, one value per component, is one tuple: move the values in.
