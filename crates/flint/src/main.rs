@@ -66,6 +66,16 @@ enum Command {
     },
     /// Print the documented default configuration.
     Config,
+    /// Evaluate a FHIRPath expression against a resource and print the result as typed JSON.
+    Fhirpath {
+        /// The expression, e.g. `Patient.name.given.first()`.
+        expression: String,
+        /// A JSON resource file; `-` or nothing reads standard input.
+        file: Option<PathBuf>,
+        /// An environment variable `%name`: `--var name=value`, the value JSON or a string.
+        #[arg(long = "var", value_name = "NAME=VALUE")]
+        vars: Vec<String>,
+    },
 }
 
 fn load(common: &Common) -> Result<Config, String> {
@@ -109,6 +119,11 @@ fn main() -> ExitCode {
             init_logging(&config.log.level);
             runtime()?.block_on(serve(config))
         }),
+        Command::Fhirpath {
+            expression,
+            file,
+            vars,
+        } => fhirpath(&expression, file.as_deref(), &vars),
         Command::Import {
             common,
             paths,
@@ -125,6 +140,49 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn fhirpath(
+    expression: &str,
+    file: Option<&std::path::Path>,
+    vars: &[String],
+) -> Result<(), String> {
+    use std::io::Read;
+    let text = match file {
+        Some(path) if path != std::path::Path::new("-") => std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))?,
+        _ => {
+            let mut s = String::new();
+            std::io::stdin()
+                .read_to_string(&mut s)
+                .map_err(|e| format!("cannot read standard input: {e}"))?;
+            s
+        }
+    };
+    let resource: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| format!("the input is not JSON: {e}"))?;
+    let mut variables = Vec::new();
+    for var in vars {
+        let (name, value) = var
+            .split_once('=')
+            .ok_or_else(|| format!("--var {var}: expected NAME=VALUE"))?;
+        let value = serde_json::from_str(value)
+            .unwrap_or_else(|_| serde_json::Value::String(value.to_string()));
+        variables.push((name.to_string(), value));
+    }
+    let result =
+        flint_fhirpath::evaluate_to_json(expression, &resource, &variables).map_err(|e| {
+            e.issues
+                .iter()
+                .map(|i| i.diagnostics.clone())
+                .collect::<Vec<_>>()
+                .join("; ")
+        })?;
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&result).unwrap_or_default()
+    );
+    Ok(())
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, String> {

@@ -25,8 +25,14 @@ use writer::Job;
 /// How many idle read connections are kept.
 const MAX_IDLE_READERS: usize = 32;
 
-/// Columns of a version row, in the order [`version_from_row`] reads them.
-const VERSION_COLUMNS: &str = "type, id, version, t, last_updated, method, json, seq";
+/// Columns of a version row, in the order [`version_from_row`] reads them. A macro so that
+/// queries are string literals: `prepare_cached` then hashes no freshly formatted text.
+macro_rules! version_columns {
+    () => {
+        "type, id, version, t, last_updated, method, json, seq"
+    };
+}
+const VERSION_COLUMNS: &str = version_columns!();
 
 /// The embedded SQLite store.
 #[derive(Clone)]
@@ -113,10 +119,14 @@ pub(crate) fn read_current(
     resource_type: &str,
     id: &str,
 ) -> rusqlite::Result<Option<(Version, i64)>> {
-    conn.prepare_cached(&format!(
-        "SELECT {VERSION_COLUMNS} FROM resource WHERE type = ?1 AND id = ?2 ORDER BY version DESC LIMIT 1"
+    conn.prepare_cached(concat!(
+        "SELECT ",
+        version_columns!(),
+        " FROM resource WHERE type = ?1 AND id = ?2 ORDER BY version DESC LIMIT 1"
     ))?
-    .query_row((resource_type, id), |row| Ok((version_from_row(row)?, row.get::<_, i64>(7)?)))
+    .query_row((resource_type, id), |row| {
+        Ok((version_from_row(row)?, row.get::<_, i64>(7)?))
+    })
     .optional()
 }
 
@@ -126,8 +136,10 @@ pub(crate) fn read_version(
     id: &str,
     version: u64,
 ) -> rusqlite::Result<Option<Version>> {
-    conn.prepare_cached(&format!(
-        "SELECT {VERSION_COLUMNS} FROM resource WHERE type = ?1 AND id = ?2 AND version = ?3"
+    conn.prepare_cached(concat!(
+        "SELECT ",
+        version_columns!(),
+        " FROM resource WHERE type = ?1 AND id = ?2 AND version = ?3"
     ))?
     .query_row((resource_type, id, version as i64), version_from_row)
     .optional()

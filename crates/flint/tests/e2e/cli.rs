@@ -143,3 +143,58 @@ fn import_loads_bundles_and_ndjson_and_reports_rejections() {
         .unwrap();
     assert!(!missing.status.success());
 }
+
+#[test]
+fn fhirpath_evaluates_against_a_file_or_standard_input() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("p.json");
+    let patient = json!({"resourceType": "Patient", "birthDate": "1974-12-25", "name": [{"given": ["Peter", "James"]}]});
+    std::fs::write(&file, patient.to_string()).unwrap();
+    let out = flint()
+        .args(["fhirpath", "Patient.name.given"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v.as_array().unwrap().len(), 2);
+    assert_eq!(v[0]["value"], "Peter");
+
+    let mut child = flint()
+        .args(["fhirpath", "birthDate + 1 year", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(patient.to_string().as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v[0]["type"], "date");
+    assert_eq!(v[0]["value"], "1975-12-25");
+
+    let out = flint()
+        .args(["fhirpath", "%limit > 3", "--var", "limit=5"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v[0]["value"], true);
+
+    let out = flint()
+        .args(["fhirpath", "Patient.name.where("])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(!out.stderr.is_empty());
+}
