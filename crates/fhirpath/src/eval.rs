@@ -9,6 +9,7 @@ use std::cmp::Ordering;
 
 use flint_fhir::model::{self, Model};
 use serde_json::Value;
+use smallvec::{smallvec, SmallVec};
 
 use crate::ast::{BinOp, Func, Literal, Node, NodeKind, TypeOpKind, TypeSpec};
 use crate::decimal::Decimal;
@@ -19,7 +20,8 @@ use crate::temporal::{Precision, Temporal, TemporalKind};
 use crate::value::{prim_kind, Elem, Item, Quantity};
 use crate::Context;
 
-type Coll<'a> = Vec<Item<'a>>;
+/// A collection during evaluation: most are empty or hold one item, which stay inline.
+pub(crate) type Coll<'a> = SmallVec<[Item<'a>; 2]>;
 
 #[derive(Clone, Copy)]
 struct Frame<'f, 'a> {
@@ -37,7 +39,7 @@ pub(crate) struct Evaluator<'a, 'c> {
 }
 
 fn boolean<'a>(b: bool) -> Coll<'a> {
-    vec![Item::Bool(b)]
+    smallvec![Item::Bool(b)]
 }
 
 fn opt_bool<'a>(b: Option<bool>) -> Coll<'a> {
@@ -67,11 +69,11 @@ impl<'a, 'c> Evaluator<'a, 'c> {
     fn eval(&self, node: &'a Node, focus: &[Item<'a>], fr: Frame<'_, 'a>) -> Result<Coll<'a>> {
         let pos = node.pos;
         match &node.kind {
-            NodeKind::Empty => Ok(Vec::new()),
-            NodeKind::Lit(l) => Ok(vec![literal(l)]),
-            NodeKind::This => Ok(fr.this.to_vec()),
+            NodeKind::Empty => Ok(Coll::new()),
+            NodeKind::Lit(l) => Ok(smallvec![literal(l)]),
+            NodeKind::This => Ok(Coll::from(fr.this)),
             NodeKind::IndexVar => Ok(fr.index.map(Item::Int).into_iter().collect()),
-            NodeKind::Total => Ok(fr.total.map(<[Item]>::to_vec).unwrap_or_default()),
+            NodeKind::Total => Ok(fr.total.map(Coll::from).unwrap_or_default()),
             NodeKind::Env(name) => self.env(name, pos),
             NodeKind::Member(target, name) => match target {
                 Some(t) => {
@@ -84,7 +86,7 @@ impl<'a, 'c> Evaluator<'a, 'c> {
                 let input = self.eval(target, focus, fr)?;
                 let idx = self.eval(index, focus, fr)?;
                 let Some(i) = self.integer(&idx, index.pos)? else {
-                    return Ok(Vec::new());
+                    return Ok(Coll::new());
                 };
                 Ok(usize::try_from(i)
                     .ok()
@@ -95,14 +97,14 @@ impl<'a, 'c> Evaluator<'a, 'c> {
             NodeKind::Neg(inner) => {
                 let v = self.eval(inner, focus, fr)?;
                 let Some(item) = self.single(&v, pos)? else {
-                    return Ok(Vec::new());
+                    return Ok(Coll::new());
                 };
                 Ok(match item.to_system() {
-                    Some(Item::Int(i)) => vec![Item::Int(-i)],
-                    Some(Item::Long(i)) => vec![Item::Long(-i)],
-                    Some(Item::Dec(d)) => vec![Item::Dec(d.neg())],
+                    Some(Item::Int(i)) => smallvec![Item::Int(-i)],
+                    Some(Item::Long(i)) => smallvec![Item::Long(-i)],
+                    Some(Item::Dec(d)) => smallvec![Item::Dec(d.neg())],
                     Some(Item::Quantity(q)) => {
-                        vec![Item::Quantity(Box::new(Quantity {
+                        smallvec![Item::Quantity(Box::new(Quantity {
                             value: q.value.neg(),
                             unit: q.unit,
                         }))]
@@ -118,7 +120,7 @@ impl<'a, 'c> Evaluator<'a, 'c> {
             NodeKind::TypeOp { target, op, ty } => {
                 let input = match target {
                     Some(t) => self.eval(t, focus, fr)?,
-                    None => focus.to_vec(),
+                    None => Coll::from(focus),
                 };
                 self.type_op(
                     &input,
@@ -132,7 +134,7 @@ impl<'a, 'c> Evaluator<'a, 'c> {
             NodeKind::Call { target, func, args } => {
                 let input = match target {
                     Some(t) => self.eval(t, focus, fr)?,
-                    None => focus.to_vec(),
+                    None => Coll::from(focus),
                 };
                 if *func == Func::Iif && target.is_none() {
                     return self.iif(args, focus, fr, None);
@@ -147,31 +149,31 @@ impl<'a, 'c> Evaluator<'a, 'c> {
             return Ok(v.1.clone());
         }
         if let Some(v) = self.ctx.lookup(name) {
-            return Ok(v.to_vec());
+            return Ok(Coll::from(v));
         }
-        let s = |s: &'static str| Ok(vec![Item::Str(Cow::Borrowed(s))]);
+        let s = |s: &'static str| Ok(smallvec![Item::Str(Cow::Borrowed(s))]);
         match name {
-            "resource" => Ok(crate::json_items(
+            "resource" => Ok(Coll::from_vec(crate::json_items(
                 self.ctx.resource.unwrap_or(self.resource),
-            )),
-            "rootResource" => Ok(crate::json_items(
+            ))),
+            "rootResource" => Ok(Coll::from_vec(crate::json_items(
                 self.ctx
                     .root_resource
                     .or(self.ctx.resource)
                     .unwrap_or(self.resource),
-            )),
-            "context" => Ok(crate::json_items(self.resource)),
+            ))),
+            "context" => Ok(Coll::from_vec(crate::json_items(self.resource))),
             "ucum" => s("http://unitsofmeasure.org"),
             "sct" => s("http://snomed.info/sct"),
             "loinc" => s("http://loinc.org"),
             _ => {
                 if let Some(vs) = name.strip_prefix("vs-") {
-                    return Ok(vec![Item::Str(Cow::Owned(format!(
+                    return Ok(smallvec![Item::Str(Cow::Owned(format!(
                         "http://hl7.org/fhir/ValueSet/{vs}"
                     )))]);
                 }
                 if let Some(ext) = name.strip_prefix("ext-") {
-                    return Ok(vec![Item::Str(Cow::Owned(format!(
+                    return Ok(smallvec![Item::Str(Cow::Owned(format!(
                         "http://hl7.org/fhir/StructureDefinition/{ext}"
                     )))]);
                 }
@@ -239,14 +241,14 @@ impl<'a, 'c> Evaluator<'a, 'c> {
         pos: usize,
         at_focus: bool,
     ) -> Result<Coll<'a>> {
-        let mut out = Vec::new();
+        let mut out = Coll::new();
         // A type name as the first step (`Patient.name`) selects the focus when it is of that type.
         if at_focus && name.starts_with(|c: char| c.is_ascii_uppercase()) {
-            let is_type = nav::type_index(name).is_some() || self.model.get(name).is_some();
+            let is_type = nav::type_id(name) != nav::UNKNOWN || self.model.get(name).is_some();
             if is_type {
                 for item in input {
                     if let Item::Elem(e) = item {
-                        if nav::is_subtype(e.ty, name) {
+                        if nav::id_is_subtype(e.tid, e.ty, name) {
                             out.push(item.clone());
                         }
                     }
@@ -279,29 +281,25 @@ impl<'a, 'c> Evaluator<'a, 'c> {
                 if let Some(Value::Object(x)) = e.ext {
                     if name == "extension" || name == "id" {
                         let ty = if name == "id" { "string" } else { "Extension" };
-                        push_values(nav::get(x, name), None, ty, out);
+                        push_values(nav::get(x, name), None, ty, nav::type_id(ty), out);
                     }
                 }
                 return Ok(());
             }
         };
-        let Some(ti) = nav::type_index(e.ty) else {
+        let Some(ti) = nav::by_id(e.tid) else {
             // Data outside the model: navigate the JSON as it is.
-            push_values(
-                nav::get(obj, name),
-                nav::get(obj, &underscore(name)),
-                "",
-                out,
-            );
+            let (value, ext) = nav::get_with_ext(obj, name);
+            push_values(value, ext, "", nav::UNKNOWN, out);
             return Ok(());
         };
         if let Some(c) = ti.children.get(name) {
-            if c.choices.is_empty() {
+            if !c.choice {
                 if c.primitive {
                     let (value, ext) = nav::get_with_ext(obj, name);
-                    push_values(value, ext, c.ty, out);
+                    push_values(value, ext, c.ty, c.tid, out);
                 } else {
-                    push_values(nav::get(obj, name), None, c.ty, out);
+                    push_values(nav::get(obj, name), None, c.ty, c.tid, out);
                 }
                 return Ok(());
             }
@@ -314,7 +312,7 @@ impl<'a, 'c> Evaluator<'a, 'c> {
                 if base.len() <= name.len() || !base.starts_with(name) {
                     continue;
                 }
-                let Some(&(element, ty, primitive)) = ti.choice_keys.get(base) else {
+                let Some(&(element, ty, tid, primitive)) = ti.choice_keys.get(base) else {
                     continue;
                 };
                 if element != name {
@@ -322,7 +320,7 @@ impl<'a, 'c> Evaluator<'a, 'c> {
                 }
                 if is_ext {
                     if nav::get(obj, base).is_none() {
-                        push_values(None, Some(value), ty, out);
+                        push_values(None, Some(value), ty, tid, out);
                     }
                 } else {
                     let ext = if primitive {
@@ -330,25 +328,25 @@ impl<'a, 'c> Evaluator<'a, 'c> {
                     } else {
                         None
                     };
-                    push_values(Some(value), ext, ty, out);
+                    push_values(Some(value), ext, ty, tid, out);
                 }
             }
             return Ok(());
         }
         // `valueQuantity`: a choice element named with its type, allowed unless strict.
-        if let Some(&(element, ty, primitive)) = ti.choice_keys.get(name) {
+        if let Some(&(element, ty, tid, primitive)) = ti.choice_keys.get(name) {
             if self.ctx.strict {
                 return Err(Error::semantic(
                     pos,
                     format!("use '{element}' rather than '{name}'"),
                 ));
             }
-            let ext = if primitive {
-                nav::get(obj, &underscore(name))
+            let (value, ext) = if primitive {
+                nav::get_with_ext(obj, name)
             } else {
-                None
+                (nav::get(obj, name), None)
             };
-            push_values(nav::get(obj, name), ext, ty, out);
+            push_values(value, ext, ty, tid, out);
             return Ok(());
         }
         if self.ctx.strict {
@@ -364,19 +362,29 @@ impl<'a, 'c> Evaluator<'a, 'c> {
     fn children_of(&self, e: &Elem<'a>, out: &mut Coll<'a>) {
         let Some(Value::Object(obj)) = e.value else {
             if let Some(Value::Object(x)) = e.ext {
-                push_values(x.get("extension"), None, "Extension", out);
+                push_values(
+                    x.get("extension"),
+                    None,
+                    "Extension",
+                    nav::type_id("Extension"),
+                    out,
+                );
             }
             return;
         };
-        let ti = nav::type_index(e.ty);
-        let resolve = |key: &str| -> (&'static str, bool) {
-            let Some(ti) = ti else { return ("", true) };
+        let ti = nav::by_id(e.tid);
+        let resolve = |key: &str| -> (&'static str, nav::TypeId, bool) {
+            let Some(ti) = ti else {
+                return ("", nav::UNKNOWN, true);
+            };
             if let Some(c) = ti.children.get(key) {
-                return (c.ty, c.primitive);
+                return (c.ty, c.tid, c.primitive);
             }
             ti.choice_keys
                 .get(key)
-                .map_or(("", true), |&(_, ty, primitive)| (ty, primitive))
+                .map_or(("", nav::UNKNOWN, true), |&(_, ty, tid, primitive)| {
+                    (ty, tid, primitive)
+                })
         };
         for (key, value) in obj {
             if key == "resourceType" {
@@ -384,17 +392,18 @@ impl<'a, 'c> Evaluator<'a, 'c> {
             }
             if let Some(base) = key.strip_prefix('_') {
                 if nav::get(obj, base).is_none() {
-                    push_values(None, Some(value), resolve(base).0, out);
+                    let (ty, tid, _) = resolve(base);
+                    push_values(None, Some(value), ty, tid, out);
                 }
                 continue;
             }
-            let (ty, primitive) = resolve(key);
+            let (ty, tid, primitive) = resolve(key);
             let ext = if primitive {
                 nav::get(obj, &underscore(key))
             } else {
                 None
             };
-            push_values(Some(value), ext, ty, out);
+            push_values(Some(value), ext, ty, tid, out);
         }
     }
 
@@ -409,7 +418,7 @@ impl<'a, 'c> Evaluator<'a, 'c> {
                 if ns == Some("System") || e.ty.is_empty() {
                     return false;
                 }
-                let Some(ti) = nav::type_index(e.ty) else {
+                let Some(ti) = nav::by_id(e.tid) else {
                     return e.ty == ty.name;
                 };
                 if exact_primitives && ti.primitive {
@@ -444,7 +453,7 @@ impl<'a, 'c> Evaluator<'a, 'c> {
             TypeOpKind::Is => {
                 if operator || input.len() <= 1 {
                     let Some(item) = self.single(input, pos)? else {
-                        return Ok(Vec::new());
+                        return Ok(Coll::new());
                     };
                     return Ok(boolean(self.is_type(item, ty, false)));
                 }
@@ -529,7 +538,7 @@ impl<'a, 'c> Evaluator<'a, 'c> {
         if op != BinOp::Union {
             return self.apply_to(op, &a, &b, pos);
         }
-        let mut out: Coll<'a> = Vec::with_capacity(a.len() + b.len());
+        let mut out: Coll<'a> = Coll::with_capacity(a.len() + b.len());
         for item in a.into_iter().chain(b) {
             if !contains(&out, &item) {
                 out.push(item);
@@ -543,7 +552,7 @@ impl<'a, 'c> Evaluator<'a, 'c> {
         match op {
             BinOp::Eq | BinOp::Ne => {
                 if a.is_empty() || b.is_empty() {
-                    return Ok(Vec::new());
+                    return Ok(Coll::new());
                 }
                 let eq = collections_equal(a, b);
                 Ok(opt_bool(eq.map(|e| e == (op == BinOp::Eq))))
@@ -555,16 +564,16 @@ impl<'a, 'c> Evaluator<'a, 'c> {
             BinOp::In | BinOp::Contains => {
                 let (needle, hay) = if op == BinOp::In { (&a, &b) } else { (&b, &a) };
                 let Some(item) = self.single(needle, pos)? else {
-                    return Ok(Vec::new());
+                    return Ok(Coll::new());
                 };
                 Ok(boolean(contains(hay, item)))
             }
             BinOp::Lt | BinOp::Gt | BinOp::Le | BinOp::Ge => {
                 let (Some(x), Some(y)) = (self.single(a, pos)?, self.single(b, pos)?) else {
-                    return Ok(Vec::new());
+                    return Ok(Coll::new());
                 };
                 let (Some(x), Some(y)) = (x.to_system(), y.to_system()) else {
-                    return Ok(Vec::new());
+                    return Ok(Coll::new());
                 };
                 let ord = ops::compare(&x, &y).map_err(|m| Error::execution(pos, m))?;
                 Ok(opt_bool(ord.map(|o| match op {
@@ -577,14 +586,14 @@ impl<'a, 'c> Evaluator<'a, 'c> {
             BinOp::Concat => {
                 let x = self.string(a, pos)?.unwrap_or_default();
                 let y = self.string(b, pos)?.unwrap_or_default();
-                Ok(vec![Item::Str(Cow::Owned(format!("{x}{y}")))])
+                Ok(smallvec![Item::Str(Cow::Owned(format!("{x}{y}")))])
             }
             _ => {
                 let (Some(x), Some(y)) = (self.single(a, pos)?, self.single(b, pos)?) else {
-                    return Ok(Vec::new());
+                    return Ok(Coll::new());
                 };
                 let (Some(x), Some(y)) = (x.to_system(), y.to_system()) else {
-                    return Ok(Vec::new());
+                    return Ok(Coll::new());
                 };
                 let r = ops::arithmetic(op, &x, &y).map_err(|m| Error::execution(pos, m))?;
                 Ok(r.into_iter().collect())
@@ -605,7 +614,7 @@ impl<'a, 'c> Evaluator<'a, 'c> {
     ) -> Result<Coll<'a>> {
         match args.get(i) {
             Some(n) => self.eval(n, focus, fr),
-            None => Ok(Vec::new()),
+            None => Ok(Coll::new()),
         }
     }
 
@@ -688,9 +697,9 @@ impl<'a, 'c> Evaluator<'a, 'c> {
                 };
                 Ok(boolean(small.iter().all(|i| contains(big, i))))
             }
-            Count => Ok(vec![Item::Int(input.len() as i64)]),
+            Count => Ok(smallvec![Item::Int(input.len() as i64)]),
             Distinct => {
-                let mut out: Coll<'a> = Vec::with_capacity(input.len());
+                let mut out: Coll<'a> = Coll::with_capacity(input.len());
                 for item in input {
                     if !contains(&out, &item) {
                         out.push(item);
@@ -708,7 +717,7 @@ impl<'a, 'c> Evaluator<'a, 'c> {
             }
             Where => {
                 let crit = &args[0];
-                let mut out = Vec::new();
+                let mut out = Coll::new();
                 for (i, item) in input.iter().enumerate() {
                     if self.truth(&self.lambda(crit, item, i, None)?, crit.pos)? == Some(true) {
                         out.push(item.clone());
@@ -717,14 +726,14 @@ impl<'a, 'c> Evaluator<'a, 'c> {
                 Ok(out)
             }
             Select => {
-                let mut out = Vec::new();
+                let mut out = Coll::new();
                 for (i, item) in input.iter().enumerate() {
                     out.extend(self.lambda(&args[0], item, i, None)?);
                 }
                 Ok(out)
             }
             Repeat | RepeatAll => {
-                let mut out: Coll<'a> = Vec::new();
+                let mut out: Coll<'a> = Coll::new();
                 let mut queue = input;
                 let mut rounds = 0;
                 while !queue.is_empty() {
@@ -732,7 +741,7 @@ impl<'a, 'c> Evaluator<'a, 'c> {
                     if rounds > 10_000 {
                         return Err(Error::execution(pos, "repeat() did not terminate"));
                     }
-                    let mut next = Vec::new();
+                    let mut next = Coll::new();
                     for (i, item) in queue.iter().enumerate() {
                         for r in self.lambda(&args[0], item, i, None)? {
                             if func == RepeatAll || !contains(&out, &r) {
@@ -755,7 +764,7 @@ impl<'a, 'c> Evaluator<'a, 'c> {
             Skip | Take => {
                 let n = self.integer(&self.arg(args, 0, focus, fr)?, pos)?;
                 let Some(n) = n else {
-                    return Ok(if func == Skip { input } else { Vec::new() });
+                    return Ok(if func == Skip { input } else { Coll::new() });
                 };
                 let n = usize::try_from(n.max(0)).unwrap_or(0);
                 Ok(if func == Skip {
@@ -766,7 +775,7 @@ impl<'a, 'c> Evaluator<'a, 'c> {
             }
             Intersect => {
                 let other = self.arg(args, 0, focus, fr)?;
-                let mut out: Coll<'a> = Vec::new();
+                let mut out: Coll<'a> = Coll::new();
                 for item in input {
                     if contains(&other, &item) && !contains(&out, &item) {
                         out.push(item);
@@ -793,17 +802,17 @@ impl<'a, 'c> Evaluator<'a, 'c> {
             }
             Not => Ok(match self.truth(&input, pos)? {
                 Some(b) => boolean(!b),
-                None => Vec::new(),
+                None => Coll::new(),
             }),
             ToBoolean | ConvertsToBoolean | ToInteger | ConvertsToInteger | ToLong
             | ConvertsToLong | ToDate | ConvertsToDate | ToDateTime | ConvertsToDateTime
             | ToDecimal | ConvertsToDecimal | ToStringFn | ConvertsToString | ToTime
             | ConvertsToTime | ToQuantity | ConvertsToQuantity => {
                 let Some(item) = self.single(&input, pos)? else {
-                    return Ok(Vec::new());
+                    return Ok(Coll::new());
                 };
                 let Some(item) = item.to_system() else {
-                    return Ok(Vec::new());
+                    return Ok(Coll::new());
                 };
                 let unit = match func {
                     ToQuantity | ConvertsToQuantity => {
@@ -835,13 +844,13 @@ impl<'a, 'c> Evaluator<'a, 'c> {
                         None => return Err(Error::execution(pos, "join() needs strings")),
                     }
                 }
-                Ok(vec![Item::Str(Cow::Owned(parts.join(sep.as_ref())))])
+                Ok(smallvec![Item::Str(Cow::Owned(parts.join(sep.as_ref())))])
             }
             Abs | Ceiling | Exp | Floor | Ln | Log | Power | Round | Sqrt | Truncate => {
                 self.math_fn(func, &input, args, focus, fr, pos)
             }
             Children => {
-                let mut out = Vec::new();
+                let mut out = Coll::new();
                 for item in &input {
                     if let Item::Elem(e) = item {
                         self.children_of(e, &mut out);
@@ -850,15 +859,15 @@ impl<'a, 'c> Evaluator<'a, 'c> {
                 Ok(out)
             }
             Descendants => {
-                let mut out = Vec::new();
-                let mut queue = Vec::new();
+                let mut out = Coll::new();
+                let mut queue = Coll::new();
                 for item in &input {
                     if let Item::Elem(e) = item {
                         self.children_of(e, &mut queue);
                     }
                 }
                 while !queue.is_empty() {
-                    let mut next = Vec::new();
+                    let mut next = Coll::new();
                     for item in &queue {
                         if let Item::Elem(e) = item {
                             self.children_of(e, &mut next);
@@ -875,7 +884,7 @@ impl<'a, 'c> Evaluator<'a, 'c> {
                     .unwrap_or_default();
                 if let Some(tracer) = self.ctx.tracer {
                     if let Some(projection) = args.get(1) {
-                        let mut projected = Vec::new();
+                        let mut projected = Coll::new();
                         for (i, item) in input.iter().enumerate() {
                             projected.extend(self.lambda(projection, item, i, None)?);
                         }
@@ -886,17 +895,19 @@ impl<'a, 'c> Evaluator<'a, 'c> {
                 }
                 Ok(input)
             }
-            Now => Ok(vec![Item::DateTime(self.clock())]),
-            Today => Ok(vec![Item::Date(self.clock().truncated(Precision::Day))]),
+            Now => Ok(smallvec![Item::DateTime(self.clock())]),
+            Today => Ok(smallvec![Item::Date(
+                self.clock().truncated(Precision::Day)
+            )]),
             TimeOfDay => {
                 let mut t = self.clock();
                 t.offset = None;
-                Ok(vec![Item::Time(t)])
+                Ok(smallvec![Item::Time(t)])
             }
             Aggregate => {
                 let mut total = match args.get(1) {
                     Some(init) => self.eval(init, focus, fr)?,
-                    None => Vec::new(),
+                    None => Coll::new(),
                 };
                 for (i, item) in input.iter().enumerate() {
                     total = self.lambda(&args[0], item, i, Some(&total))?;
@@ -927,7 +938,7 @@ impl<'a, 'c> Evaluator<'a, 'c> {
                 [item @ Item::Elem(e)] if e.value.is_some() && prim_kind(e.ty).is_some() => {
                     item.to_system().into_iter().collect()
                 }
-                _ => Vec::new(),
+                _ => Coll::new(),
             }),
             Resolve => Ok(self.resolve(&input)),
             HtmlChecks | HtmlChecks2 => Ok(boolean(
@@ -938,7 +949,7 @@ impl<'a, 'c> Evaluator<'a, 'c> {
                     .string(&self.arg(args, 0, focus, fr)?, pos)?
                     .unwrap_or_default();
                 let Some(item) = self.single(&input, pos)? else {
-                    return Ok(Vec::new());
+                    return Ok(Coll::new());
                 };
                 match self.conforms_to(item, &url) {
                     Some(b) => Ok(boolean(b)),
@@ -950,7 +961,7 @@ impl<'a, 'c> Evaluator<'a, 'c> {
                     .string(&self.arg(args, 0, focus, fr)?, pos)?
                     .unwrap_or_default();
                 let Some(item) = self.single(&input, pos)? else {
-                    return Ok(Vec::new());
+                    return Ok(Coll::new());
                 };
                 Ok(opt_bool(self.member_of(item, &vs)))
             }
@@ -958,16 +969,16 @@ impl<'a, 'c> Evaluator<'a, 'c> {
                 let other = self.arg(args, 0, focus, fr)?;
                 let (Some(a), Some(b)) = (self.single(&input, pos)?, self.single(&other, pos)?)
                 else {
-                    return Ok(Vec::new());
+                    return Ok(Coll::new());
                 };
                 let (Some((sa, ca)), Some((sb, cb))) = (coding_of(a), coding_of(b)) else {
-                    return Ok(Vec::new());
+                    return Ok(Coll::new());
                 };
                 if sa != sb {
-                    return Ok(Vec::new());
+                    return Ok(Coll::new());
                 }
                 let (Some(t), Some(system)) = (self.ctx.terminology, sa) else {
-                    return Ok(Vec::new());
+                    return Ok(Coll::new());
                 };
                 let r = if func == Subsumes {
                     t.subsumes(system, ca, cb)
@@ -978,10 +989,10 @@ impl<'a, 'c> Evaluator<'a, 'c> {
             }
             LowBoundary | HighBoundary | PrecisionOf => {
                 let Some(item) = self.single(&input, pos)? else {
-                    return Ok(Vec::new());
+                    return Ok(Coll::new());
                 };
                 let Some(item) = item.to_system() else {
-                    return Ok(Vec::new());
+                    return Ok(Coll::new());
                 };
                 let digits = self.integer(&self.arg(args, 0, focus, fr)?, pos)?;
                 Ok(boundary(func, &item, digits).into_iter().collect())
@@ -990,13 +1001,13 @@ impl<'a, 'c> Evaluator<'a, 'c> {
                 let other = self.arg(args, 0, focus, fr)?;
                 let (Some(a), Some(b)) = (self.single(&input, pos)?, self.single(&other, pos)?)
                 else {
-                    return Ok(Vec::new());
+                    return Ok(Coll::new());
                 };
                 Ok(match (a.to_system(), b.to_system()) {
                     (Some(Item::Quantity(x)), Some(Item::Quantity(y))) => boolean(
                         crate::ucum::convert(1.0, &x.unit, &y.unit).is_some() || x.unit == y.unit,
                     ),
-                    _ => Vec::new(),
+                    _ => Coll::new(),
                 })
             }
             Sort => self.sort(input, args, pos),
@@ -1074,7 +1085,7 @@ impl<'a, 'c> Evaluator<'a, 'c> {
         } else if let Some(otherwise) = args.get(2) {
             self.eval(otherwise, focus, fr)
         } else {
-            Ok(Vec::new())
+            Ok(Coll::new())
         }
     }
 
@@ -1115,7 +1126,7 @@ impl<'a, 'c> Evaluator<'a, 'c> {
     ) -> Result<Coll<'a>> {
         use Func::*;
         let Some(s) = self.string(input, pos)? else {
-            return Ok(Vec::new());
+            return Ok(Coll::new());
         };
         let mut str_args = Vec::with_capacity(args.len());
         for (i, a) in args.iter().enumerate() {
@@ -1126,16 +1137,16 @@ impl<'a, 'c> Evaluator<'a, 'c> {
             }
             match self.string(&v, a.pos)? {
                 Some(x) => str_args.push(Some(x)),
-                None => return Ok(Vec::new()),
+                None => return Ok(Coll::new()),
             }
         }
         let arg = |i: usize| -> &str { str_args.get(i).and_then(|a| a.as_deref()).unwrap_or("") };
-        let string = |v: String| vec![Item::Str(Cow::Owned(v))];
+        let string = |v: String| smallvec![Item::Str(Cow::Owned(v))];
         Ok(match func {
-            IndexOf => vec![Item::Int(
+            IndexOf => smallvec![Item::Int(
                 s.find(arg(0)).map_or(-1, |b| s[..b].chars().count() as i64),
             )],
-            LastIndexOf => vec![Item::Int(
+            LastIndexOf => smallvec![Item::Int(
                 s.rfind(arg(0))
                     .map_or(-1, |b| s[..b].chars().count() as i64),
             )],
@@ -1144,7 +1155,7 @@ impl<'a, 'c> Evaluator<'a, 'c> {
             ContainsStr => boolean(s.contains(arg(0))),
             Upper => string(s.to_uppercase()),
             Lower => string(s.to_lowercase()),
-            Length => vec![Item::Int(s.chars().count() as i64)],
+            Length => smallvec![Item::Int(s.chars().count() as i64)],
             ToChars => s
                 .chars()
                 .map(|c| Item::Str(Cow::Owned(c.to_string())))
@@ -1153,7 +1164,7 @@ impl<'a, 'c> Evaluator<'a, 'c> {
             Substring => {
                 let start = self.integer(&self.arg(args, 0, focus, fr)?, pos)?;
                 let Some(start) = start else {
-                    return Ok(Vec::new());
+                    return Ok(Coll::new());
                 };
                 let len = match args.get(1) {
                     Some(_) => self.integer(&self.arg(args, 1, focus, fr)?, pos)?,
@@ -1161,7 +1172,7 @@ impl<'a, 'c> Evaluator<'a, 'c> {
                 };
                 let count = s.chars().count() as i64;
                 if start < 0 || start >= count {
-                    return Ok(Vec::new());
+                    return Ok(Coll::new());
                 }
                 let take = len.unwrap_or(count).max(0);
                 string(s.chars().skip(start as usize).take(take as usize).collect())
@@ -1188,7 +1199,7 @@ impl<'a, 'c> Evaluator<'a, 'c> {
                 let re = regex(&pattern, args.get(1).map(|_| arg(1)), pos)?;
                 boolean(re.is_match(&s))
             }
-            ReplaceMatches if arg(0).is_empty() => vec![Item::Str(s.clone())],
+            ReplaceMatches if arg(0).is_empty() => smallvec![Item::Str(s.clone())],
             ReplaceMatches => {
                 let re = regex(arg(0), args.get(2).map(|_| arg(2)), pos)?;
                 // FHIRPath writes group references as `$1`; regex-lite takes `${1}`.
@@ -1207,9 +1218,9 @@ impl<'a, 'c> Evaluator<'a, 'c> {
             }
             Encode | Decode | Escape | Unescape => match codec(func, &s, arg(0)) {
                 Some(v) => string(v),
-                None => Vec::new(),
+                None => Coll::new(),
             },
-            _ => Vec::new(),
+            _ => Coll::new(),
         })
     }
 
@@ -1224,13 +1235,13 @@ impl<'a, 'c> Evaluator<'a, 'c> {
     ) -> Result<Coll<'a>> {
         use Func::*;
         let Some(item) = self.single(input, pos)? else {
-            return Ok(Vec::new());
+            return Ok(Coll::new());
         };
         let Some(item) = item.to_system() else {
-            return Ok(Vec::new());
+            return Ok(Coll::new());
         };
         if let (Abs, Item::Quantity(q)) = (func, &item) {
-            return Ok(vec![Item::Quantity(Box::new(Quantity {
+            return Ok(smallvec![Item::Quantity(Box::new(Quantity {
                 value: q.value.abs(),
                 unit: q.unit.clone(),
             }))]);
@@ -1255,7 +1266,7 @@ impl<'a, 'c> Evaluator<'a, 'c> {
                 .collect::<Coll>()
         };
         Ok(match func {
-            Abs => vec![if is_int {
+            Abs => smallvec![if is_int {
                 Item::Int(d.abs().to_i64_exact().unwrap_or(0))
             } else {
                 Item::Dec(d.abs())
@@ -1273,7 +1284,7 @@ impl<'a, 'c> Evaluator<'a, 'c> {
                         "round() precision must not be negative",
                     ));
                 }
-                vec![Item::Dec(d.round(digits as u32))]
+                smallvec![Item::Dec(d.round(digits as u32))]
             }
             Exp => float(d.to_f64().exp()),
             Ln => float(d.to_f64().ln()),
@@ -1281,7 +1292,7 @@ impl<'a, 'c> Evaluator<'a, 'c> {
             Log | Power => {
                 let other = self.arg(args, 0, focus, fr)?;
                 let Some(o) = self.single(&other, pos)?.and_then(Item::to_system) else {
-                    return Ok(Vec::new());
+                    return Ok(Coll::new());
                 };
                 let Some(e) = ops::to_decimal(&o) else {
                     return Err(Error::execution(
@@ -1305,7 +1316,7 @@ impl<'a, 'c> Evaluator<'a, 'c> {
                     float(d.to_f64().powf(e.to_f64()))
                 }
             }
-            _ => Vec::new(),
+            _ => Coll::new(),
         })
     }
 
@@ -1366,7 +1377,7 @@ impl<'a, 'c> Evaluator<'a, 'c> {
     }
 
     fn resolve(&self, input: &[Item<'a>]) -> Coll<'a> {
-        let mut out = Vec::new();
+        let mut out = Coll::new();
         for item in input {
             let reference = match item {
                 Item::Elem(e) if e.ty == "Reference" => e
@@ -1545,15 +1556,25 @@ fn push_values<'a>(
     value: Option<&'a Value>,
     ext: Option<&'a Value>,
     ty: &'a str,
-    out: &mut Vec<Item<'a>>,
+    tid: nav::TypeId,
+    out: &mut Coll<'a>,
 ) {
-    let typed = |v: &'a Value| -> &'a str {
-        if ty == "Resource" || ty == "DomainResource" || ty.is_empty() {
-            if let Some(rt) = v.get("resourceType").and_then(Value::as_str) {
-                return rt;
+    let dynamic = ty.is_empty() || ty == "Resource" || ty == "DomainResource";
+    let elem = |value: Option<&'a Value>, ext: Option<&'a Value>| -> Item<'a> {
+        if dynamic {
+            if let Some(rt) = value
+                .and_then(|v| v.get("resourceType"))
+                .and_then(Value::as_str)
+            {
+                return Item::Elem(Elem::new(value, ext, rt));
             }
         }
-        ty
+        Item::Elem(Elem {
+            value,
+            ext,
+            ty,
+            tid,
+        })
     };
     match (value, ext) {
         (Some(Value::Array(values)), ext) => {
@@ -1562,41 +1583,21 @@ fn push_values<'a>(
                 let x = exts.and_then(|e| e.get(i)).filter(|x| !x.is_null());
                 if v.is_null() {
                     if x.is_some() {
-                        out.push(Item::Elem(Elem {
-                            value: None,
-                            ext: x,
-                            ty,
-                        }));
+                        out.push(elem(None, x));
                     }
                     continue;
                 }
-                out.push(Item::Elem(Elem {
-                    value: Some(v),
-                    ext: x,
-                    ty: typed(v),
-                }));
+                out.push(elem(Some(v), x));
             }
         }
         (Some(Value::Null), _) => {}
-        (Some(v), ext) => out.push(Item::Elem(Elem {
-            value: Some(v),
-            ext,
-            ty: typed(v),
-        })),
+        (Some(v), ext) => out.push(elem(Some(v), ext)),
         (None, Some(Value::Array(exts))) => {
             for x in exts.iter().filter(|x| !x.is_null()) {
-                out.push(Item::Elem(Elem {
-                    value: None,
-                    ext: Some(x),
-                    ty,
-                }));
+                out.push(elem(None, Some(x)));
             }
         }
-        (None, Some(x)) => out.push(Item::Elem(Elem {
-            value: None,
-            ext: Some(x),
-            ty,
-        })),
+        (None, Some(x)) => out.push(elem(None, Some(x))),
         (None, None) => {}
     }
 }

@@ -154,20 +154,12 @@ pub fn json_items(value: &Value) -> Vec<Item<'_>> {
         Value::Null => Vec::new(),
         Value::Object(o) => {
             let ty = o.get("resourceType").and_then(Value::as_str).unwrap_or("");
-            vec![Item::Elem(Elem {
-                value: Some(value),
-                ext: None,
-                ty,
-            })]
+            vec![Item::Elem(Elem::new(Some(value), None, ty))]
         }
-        other => Item::Elem(Elem {
-            value: Some(other),
-            ext: None,
-            ty: "",
-        })
-        .to_system()
-        .into_iter()
-        .collect(),
+        other => Item::Elem(Elem::new(Some(other), None, ""))
+            .to_system()
+            .into_iter()
+            .collect(),
     }
 }
 
@@ -215,7 +207,9 @@ impl Expression {
         ctx: &Context<'a>,
     ) -> Result<Vec<Item<'a>>> {
         let focus = json_items(resource);
-        eval::Evaluator::new(ctx, resource).run(&self.root, &focus)
+        eval::Evaluator::new(ctx, resource)
+            .run(&self.root, &focus)
+            .map(smallvec::SmallVec::into_vec)
     }
 
     /// Evaluates with a focus other than a whole resource (an element inside it).
@@ -228,7 +222,9 @@ impl Expression {
         focus: &[Item<'a>],
         ctx: &Context<'a>,
     ) -> Result<Vec<Item<'a>>> {
-        eval::Evaluator::new(ctx, resource).run(&self.root, focus)
+        eval::Evaluator::new(ctx, resource)
+            .run(&self.root, focus)
+            .map(smallvec::SmallVec::into_vec)
     }
 
     /// Evaluates to a boolean the way invariants and filters read a result: empty is `None`,

@@ -47,15 +47,24 @@ impl Hasher for Fnv {
 
 pub(crate) type FnvMap<K, V> = HashMap<K, V, BuildHasherDefault<Fnv>>;
 
+/// The id of a type in the navigation index; [`UNKNOWN`] for types outside the model.
+pub type TypeId = u32;
+
+/// The id of a type the index does not know.
+pub const UNKNOWN: TypeId = u32::MAX;
+
 /// An element of a type, resolved for navigation.
 #[derive(Debug)]
 pub(crate) struct ChildInfo {
-    /// The element's type (for a choice element: empty, see `choices`).
+    /// The element's type (for a choice element: empty, see `choice`).
     pub ty: &'static str,
+    pub tid: TypeId,
     pub primitive: bool,
-    /// For a choice element: (JSON key such as `valueQuantity`, type, primitive) per type.
-    pub choices: Vec<(String, &'static str, bool)>,
+    pub choice: bool,
 }
+
+/// A choice key (`valueQuantity`): its element name (`value`), type, type id and primitiveness.
+pub(crate) type ChoiceKey = (&'static str, &'static str, TypeId, bool);
 
 #[derive(Debug)]
 pub(crate) struct TypeIndex {
@@ -63,20 +72,21 @@ pub(crate) struct TypeIndex {
     /// The type itself and its ancestors, nearest first.
     pub ancestors: Vec<&'static str>,
     pub children: FnvMap<&'static str, ChildInfo>,
-    /// Choice keys (`valueQuantity`) to the element name (`value`) and the key's type.
-    pub choice_keys: FnvMap<String, (&'static str, &'static str, bool)>,
+    pub choice_keys: FnvMap<String, ChoiceKey>,
 }
 
-fn build() -> FnvMap<&'static str, TypeIndex> {
+pub(crate) struct Nav {
+    types: Vec<TypeIndex>,
+    by_name: FnvMap<&'static str, TypeId>,
+}
+
+fn build() -> Nav {
     let model = model::r4();
+    // First pass: every type reachable from the resources and common bases gets an id.
     let mut names: Vec<&'static str> = Vec::new();
-    // The model exposes types by name; walk from the resource and datatype names it knows.
-    for t in model.resource_types() {
-        names.push(t.as_str());
-    }
-    let mut out: FnvMap<&'static str, TypeIndex> = FnvMap::default();
-    let mut queue = names;
-    for base in [
+    let mut by_name: FnvMap<&'static str, TypeId> = FnvMap::default();
+    let mut queue: Vec<&'static str> = model.resource_types().iter().map(String::as_str).collect();
+    queue.extend([
         "Resource",
         "DomainResource",
         "Element",
@@ -84,13 +94,35 @@ fn build() -> FnvMap<&'static str, TypeIndex> {
         "Extension",
         "Narrative",
         "Meta",
-    ] {
-        queue.push(base);
-    }
+    ]);
     while let Some(name) = queue.pop() {
-        if out.contains_key(name) {
+        let Some(td) = model.get(name) else { continue };
+        let name = td.name.as_str();
+        if by_name.contains_key(name) {
             continue;
         }
+        by_name.insert(name, names.len() as TypeId);
+        names.push(name);
+        if let Some(b) = td.base.as_deref().and_then(|b| model.get(b)) {
+            queue.push(b.name.as_str());
+        }
+        for el in &td.elements {
+            for t in &el.types {
+                if let Some(tt) = model.get(t) {
+                    queue.push(tt.name.as_str());
+                }
+            }
+        }
+    }
+    let id_of = |name: &str| by_name.get(name).copied().unwrap_or(UNKNOWN);
+    let is_primitive = |name: &str| {
+        model
+            .get(name)
+            .is_some_and(|t| t.kind == TypeKind::Primitive)
+    };
+    // Second pass: each type's ancestors and children, with the children's ids.
+    let mut types = Vec::with_capacity(names.len());
+    for name in &names {
         let Some(td) = model.get(name) else { continue };
         let mut ancestors = vec![td.name.as_str()];
         let mut current = td.base.as_deref();
@@ -106,16 +138,7 @@ fn build() -> FnvMap<&'static str, TypeIndex> {
         let mut children = FnvMap::default();
         let mut choice_keys = FnvMap::default();
         for el in &td.elements {
-            if let Some(b) = td.base.as_deref() {
-                queue.push(model.get(b).map_or("", |t| t.name.as_str()));
-            }
-            for t in &el.types {
-                if let Some(tt) = model.get(t) {
-                    queue.push(tt.name.as_str());
-                }
-            }
             if el.is_choice {
-                let mut choices = Vec::new();
                 for t in &el.types {
                     let Some(tt) = model.get(t) else { continue };
                     let mut key = el.name.clone();
@@ -124,60 +147,73 @@ fn build() -> FnvMap<&'static str, TypeIndex> {
                         key.push(first.to_ascii_uppercase());
                         key.push_str(chars.as_str());
                     }
-                    let primitive = tt.kind == TypeKind::Primitive;
-                    choice_keys
-                        .insert(key.clone(), (el.name.as_str(), tt.name.as_str(), primitive));
-                    choices.push((key, tt.name.as_str(), primitive));
+                    let ty = tt.name.as_str();
+                    choice_keys.insert(key, (el.name.as_str(), ty, id_of(ty), is_primitive(ty)));
                 }
                 children.insert(
                     el.name.as_str(),
                     ChildInfo {
                         ty: "",
+                        tid: UNKNOWN,
                         primitive: false,
-                        choices,
+                        choice: true,
                     },
                 );
             } else {
-                let declared = el.types.first().and_then(|t| model.get(t));
                 // The R4 snapshots type `Resource.id` as a System string; FHIR says `id`.
                 let ty = if el.name == "id" && td.kind == TypeKind::Resource {
                     model.get("id").map_or("", |t| t.name.as_str())
                 } else {
-                    declared.map_or("", |t| t.name.as_str())
+                    el.types
+                        .first()
+                        .and_then(|t| model.get(t))
+                        .map_or("", |t| t.name.as_str())
                 };
-                let primitive = model.get(ty).is_some_and(|t| t.kind == TypeKind::Primitive);
                 children.insert(
                     el.name.as_str(),
                     ChildInfo {
                         ty,
-                        primitive,
-                        choices: Vec::new(),
+                        tid: id_of(ty),
+                        primitive: is_primitive(ty),
+                        choice: false,
                     },
                 );
             }
         }
-        out.insert(
-            td.name.as_str(),
-            TypeIndex {
-                primitive: td.kind == TypeKind::Primitive,
-                ancestors,
-                children,
-                choice_keys,
-            },
-        );
+        types.push(TypeIndex {
+            primitive: td.kind == TypeKind::Primitive,
+            ancestors,
+            children,
+            choice_keys,
+        });
     }
-    out
+    Nav { types, by_name }
 }
 
-/// The navigation index of a type (`Patient`, `HumanName`, `Patient.contact`).
+fn nav() -> &'static Nav {
+    static INDEX: OnceLock<Nav> = OnceLock::new();
+    INDEX.get_or_init(build)
+}
+
+/// The id of a type by name (`Patient`, `HumanName`, `Patient.contact`).
+pub fn type_id(name: &str) -> TypeId {
+    nav().by_name.get(name).copied().unwrap_or(UNKNOWN)
+}
+
+/// The navigation index of a type id.
+pub(crate) fn by_id(id: TypeId) -> Option<&'static TypeIndex> {
+    nav().types.get(id as usize)
+}
+
+/// The navigation index of a type by name.
+#[cfg(test)]
 pub(crate) fn type_index(name: &str) -> Option<&'static TypeIndex> {
-    static INDEX: OnceLock<FnvMap<&'static str, TypeIndex>> = OnceLock::new();
-    INDEX.get_or_init(build).get(name)
+    by_id(type_id(name))
 }
 
-/// Whether `ty` is `ancestor` or derives from it.
-pub(crate) fn is_subtype(ty: &str, ancestor: &str) -> bool {
-    ty == ancestor || type_index(ty).is_some_and(|t| t.ancestors.contains(&ancestor))
+/// Whether the type with this id is `ancestor` or derives from it.
+pub(crate) fn id_is_subtype(id: TypeId, ty: &str, ancestor: &str) -> bool {
+    ty == ancestor || by_id(id).is_some_and(|t| t.ancestors.contains(&ancestor))
 }
 
 /// Looks up `name` and its primitive extension object `_name` in one pass over the keys.
@@ -223,17 +259,22 @@ mod tests {
     fn index_resolves_elements_choices_and_ancestors() {
         let obs = type_index("Observation").unwrap();
         assert_eq!(obs.children["code"].ty, "CodeableConcept");
+        assert_eq!(obs.children["code"].tid, type_id("CodeableConcept"));
         assert_eq!(obs.children["id"].ty, "id");
-        assert!(obs.children["value"]
-            .choices
-            .iter()
-            .any(|(k, t, _)| k == "valueQuantity" && *t == "Quantity"));
-        assert_eq!(
-            obs.choice_keys["valueDateTime"],
-            ("value", "dateTime", true)
-        );
-        assert!(is_subtype("Observation", "Resource"));
-        assert!(is_subtype("Patient.contact", "BackboneElement"));
+        assert!(obs.children["value"].choice);
+        let q = obs.choice_keys["valueQuantity"];
+        assert_eq!((q.0, q.1, q.3), ("value", "Quantity", false));
+        assert_eq!(obs.choice_keys["valueDateTime"].1, "dateTime");
+        assert!(id_is_subtype(
+            type_id("Observation"),
+            "Observation",
+            "Resource"
+        ));
+        assert!(id_is_subtype(
+            type_id("Patient.contact"),
+            "Patient.contact",
+            "BackboneElement"
+        ));
         assert!(type_index("Questionnaire.item")
             .unwrap()
             .children

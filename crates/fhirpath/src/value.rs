@@ -21,6 +21,20 @@ pub struct Elem<'a> {
     /// The FHIR type code (`HumanName`, `date`, `Patient`, `Patient.contact`); empty when the
     /// type is unknown (data outside the model).
     pub ty: &'a str,
+    /// The type's id in the navigation index, so navigation needs no name lookup.
+    pub(crate) tid: crate::nav::TypeId,
+}
+
+impl<'a> Elem<'a> {
+    /// An element of the named FHIR type (`""` when unknown).
+    pub fn new(value: Option<&'a Value>, ext: Option<&'a Value>, ty: &'a str) -> Elem<'a> {
+        Elem {
+            value,
+            ext,
+            ty,
+            tid: crate::nav::type_id(ty),
+        }
+    }
 }
 
 /// A FHIRPath System Quantity: a decimal value and a unit, either a UCUM code or a calendar

@@ -514,11 +514,7 @@ fn extension_value<'a>(model: &'static Model, e: &Elem<'a>) -> Option<Item<'a>> 
     let obj = e.value?.as_object()?;
     let (key, value) = obj.iter().find(|(k, _)| k.starts_with("value"))?;
     let ty = model.child("Extension", key)?.type_code;
-    Some(Item::Elem(Elem {
-        value: Some(value),
-        ext: None,
-        ty,
-    }))
+    Some(Item::Elem(Elem::new(Some(value), None, ty)))
 }
 
 fn index_values(
@@ -636,7 +632,7 @@ fn string_values(e: &Elem<'_>, v: &Value, out: &mut Vec<IndexValue>) {
                 ]
             };
             for key in keys {
-                match field(v, *key) {
+                match field(v, key) {
                     Some(Value::String(s)) => push_string(out, s),
                     Some(Value::Array(a)) => a
                         .iter()
