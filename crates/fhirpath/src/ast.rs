@@ -68,6 +68,9 @@ pub enum NodeKind {
     /// An identifier at the start of an expression or after `.`; `target` is what it is
     /// applied to (`None`: the focus).
     Member(Option<Box<Node>>, String),
+    /// A type name as the first step (`Patient.name`): selects the focus items of that type.
+    /// Resolved at compile time from a leading identifier that names a model type.
+    TypeFilter(String),
     Call {
         target: Option<Box<Node>>,
         func: Func,

@@ -75,12 +75,26 @@ impl<'a, 'c> Evaluator<'a, 'c> {
             NodeKind::IndexVar => Ok(fr.index.map(Item::Int).into_iter().collect()),
             NodeKind::Total => Ok(fr.total.map(Coll::from).unwrap_or_default()),
             NodeKind::Env(name) => self.env(name, pos),
+            NodeKind::TypeFilter(name) => {
+                let mut out = Coll::new();
+                for item in focus {
+                    if let Item::Elem(e) = item {
+                        if nav::id_is_subtype(e.tid, e.ty, name) {
+                            out.push(item.clone());
+                        }
+                    }
+                }
+                if out.is_empty() && self.ctx.strict && !focus.is_empty() {
+                    return Err(Error::semantic(pos, format!("the context is not a {name}")));
+                }
+                Ok(out)
+            }
             NodeKind::Member(target, name) => match target {
                 Some(t) => {
                     let input = self.eval(t, focus, fr)?;
-                    self.members(&input, name, pos, false)
+                    self.members(&input, name, pos)
                 }
-                None => self.members(focus, name, pos, true),
+                None => self.members(focus, name, pos),
             },
             NodeKind::Index(target, index) => {
                 let input = self.eval(target, focus, fr)?;
@@ -234,31 +248,8 @@ impl<'a, 'c> Evaluator<'a, 'c> {
 
     // ----- navigation ----------------------------------------------------------------------
 
-    fn members(
-        &self,
-        input: &[Item<'a>],
-        name: &str,
-        pos: usize,
-        at_focus: bool,
-    ) -> Result<Coll<'a>> {
+    fn members(&self, input: &[Item<'a>], name: &str, pos: usize) -> Result<Coll<'a>> {
         let mut out = Coll::new();
-        // A type name as the first step (`Patient.name`) selects the focus when it is of that type.
-        if at_focus && name.starts_with(|c: char| c.is_ascii_uppercase()) {
-            let is_type = nav::type_id(name) != nav::UNKNOWN || self.model.get(name).is_some();
-            if is_type {
-                for item in input {
-                    if let Item::Elem(e) = item {
-                        if nav::id_is_subtype(e.tid, e.ty, name) {
-                            out.push(item.clone());
-                        }
-                    }
-                }
-                if out.is_empty() && self.ctx.strict && !input.is_empty() {
-                    return Err(Error::semantic(pos, format!("the context is not a {name}")));
-                }
-                return Ok(out);
-            }
-        }
         for item in input {
             match item {
                 Item::Elem(e) => self.child(e, name, pos, &mut out)?,
@@ -925,7 +916,7 @@ impl<'a, 'c> Evaluator<'a, 'c> {
                 let url = self
                     .string(&self.arg(args, 0, focus, fr)?, pos)?
                     .unwrap_or_default();
-                let exts = self.members(&input, "extension", pos, false)?;
+                let exts = self.members(&input, "extension", pos)?;
                 Ok(exts
                     .into_iter()
                     .filter(|x| matches!(x, Item::Elem(e) if e.value.and_then(|v| v.get("url")).and_then(Value::as_str) == Some(&url)))

@@ -221,7 +221,7 @@ pub(crate) fn get_with_ext<'v>(
     obj: &'v serde_json::Map<String, serde_json::Value>,
     name: &str,
 ) -> (Option<&'v serde_json::Value>, Option<&'v serde_json::Value>) {
-    if obj.len() > 32 {
+    if obj.len() > 48 {
         let ext = obj.get(&*crate::eval::underscore(name));
         return (obj.get(name), ext);
     }
@@ -244,7 +244,7 @@ pub(crate) fn get<'v>(
     obj: &'v serde_json::Map<String, serde_json::Value>,
     key: &str,
 ) -> Option<&'v serde_json::Value> {
-    if obj.len() <= 16 {
+    if obj.len() <= 24 {
         obj.iter().find(|(k, _)| k.as_str() == key).map(|(_, v)| v)
     } else {
         obj.get(key)

@@ -251,10 +251,15 @@ impl Parser {
     /// A member name or a function call, applied to `target` (or to the focus).
     fn invocation(&mut self, target: Option<Node>, name: String, pos: usize) -> Result<Node> {
         if self.peek().tok != Tok::Sym("(") {
-            return Ok(Node {
-                kind: NodeKind::Member(target.map(Box::new), name),
-                pos,
-            });
+            let names_type = target.is_none()
+                && name.starts_with(|c: char| c.is_ascii_uppercase())
+                && flint_fhir::model::r4().get(&name).is_some();
+            let kind = if names_type {
+                NodeKind::TypeFilter(name)
+            } else {
+                NodeKind::Member(target.map(Box::new), name)
+            };
+            return Ok(Node { kind, pos });
         }
         self.next();
         let mut args = Vec::new();
@@ -403,12 +408,12 @@ impl Parser {
 /// Reads a type name out of an argument written as an expression (`ofType(FHIR.string)`).
 fn type_of_arg(node: &Node) -> Option<TypeSpec> {
     match &node.kind {
-        NodeKind::Member(None, name) => Some(TypeSpec {
+        NodeKind::TypeFilter(name) | NodeKind::Member(None, name) => Some(TypeSpec {
             namespace: None,
             name: name.clone(),
         }),
         NodeKind::Member(Some(target), name) => match &target.kind {
-            NodeKind::Member(None, ns) => Some(TypeSpec {
+            NodeKind::TypeFilter(ns) | NodeKind::Member(None, ns) => Some(TypeSpec {
                 namespace: Some(ns.clone()),
                 name: name.clone(),
             }),
