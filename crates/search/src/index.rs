@@ -9,6 +9,7 @@
 //! `Patient.name` for Patients). [`Registry::r4`] is the core R4 set, built on first use;
 //! [`Registry::with`] adds custom SearchParameters on top of it.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::OnceLock;
 
@@ -77,29 +78,29 @@ pub struct CanonicalQuantity {
 
 /// One index value, ready to store.
 #[derive(Clone, Debug, PartialEq)]
-pub enum IndexValue {
+pub enum IndexValue<'a> {
     /// `normalized` is lowercased with accents folded (for the default and `:contains`
     /// matches); `original` is as written (for `:exact`).
     String {
-        normalized: String,
-        original: String,
+        normalized: Cow<'a, str>,
+        original: Cow<'a, str>,
     },
     /// A code with its system; `text` is a display or `CodeableConcept.text` (for `:text`).
     /// A `CodeableConcept.text` alone is a token with neither system nor code.
     Token {
-        system: Option<String>,
-        code: Option<String>,
-        text: Option<String>,
+        system: Option<Cow<'a, str>>,
+        code: Option<Cow<'a, str>>,
+        text: Option<Cow<'a, str>>,
     },
     /// A reference's parts: `Patient/1/_history/2` gives type, id and version; an absolute
     /// reference keeps its `url` too; canonical references are `url` with `version` (from
     /// `url|version`); a logical reference has its `identifier` (system, value).
     Reference {
-        resource_type: Option<String>,
-        id: Option<String>,
-        version: Option<String>,
-        url: Option<String>,
-        identifier: Option<(Option<String>, String)>,
+        resource_type: Option<Cow<'a, str>>,
+        id: Option<Cow<'a, str>>,
+        version: Option<Cow<'a, str>>,
+        url: Option<Cow<'a, str>>,
+        identifier: Option<(Option<Cow<'a, str>>, Cow<'a, str>)>,
     },
     /// The instants a date, period or timing covers: `[start, end)` in microseconds since the
     /// epoch, UTC. Open ends are `i64::MIN` / `i64::MAX`.
@@ -109,24 +110,24 @@ pub enum IndexValue {
     },
     /// A number as written and the range its precision implies (`100` is `[99.5, 100.5)`).
     Number {
-        value: String,
+        value: Cow<'a, str>,
         low: f64,
         high: f64,
     },
     /// A quantity: value as written with its precision range, system, code and unit, and its
     /// UCUM canonical form when the unit converts.
     Quantity {
-        value: String,
+        value: Cow<'a, str>,
         low: f64,
         high: f64,
-        system: Option<String>,
-        code: Option<String>,
-        unit: Option<String>,
+        system: Option<Cow<'a, str>>,
+        code: Option<Cow<'a, str>>,
+        unit: Option<Cow<'a, str>>,
         canonical: Option<CanonicalQuantity>,
     },
-    Uri(String),
+    Uri(Cow<'a, str>),
     /// One tuple of a composite parameter: a value per component, in component order.
-    Composite(Vec<IndexValue>),
+    Composite(Vec<IndexValue<'a>>),
 }
 
 /// A component of a composite search parameter.
@@ -163,9 +164,10 @@ pub struct Skipped {
 /// The values one parameter extracted from a resource. Parameters that extracted nothing are
 /// included too (with no values), so that `:missing` can be indexed.
 #[derive(Debug)]
-pub struct Extracted<'r> {
-    pub param: &'r SearchParam,
-    pub values: Vec<IndexValue>,
+pub struct Extracted<'a> {
+    pub param: &'a SearchParam,
+    /// The values, borrowing the resource's strings where they are stored as written.
+    pub values: Vec<IndexValue<'a>>,
     /// An evaluation error, when the expression failed on this resource (no values then).
     pub error: Option<String>,
 }
@@ -363,7 +365,7 @@ impl Registry {
     }
 
     /// Extracts the index values of every parameter that applies to the resource.
-    pub fn extract<'r>(&'r self, resource: &Value) -> Vec<Extracted<'r>> {
+    pub fn extract<'a>(&'a self, resource: &'a Value) -> Vec<Extracted<'a>> {
         let ty = resource
             .get("resourceType")
             .and_then(Value::as_str)
@@ -408,7 +410,7 @@ impl Registry {
 }
 
 /// Extracts the index values of a resource with the core R4 parameters.
-pub fn extract(resource: &Value) -> Vec<Extracted<'static>> {
+pub fn extract(resource: &Value) -> Vec<Extracted<'_>> {
     Registry::r4().extract(resource)
 }
 
@@ -505,8 +507,8 @@ fn field<'v>(v: &'v Value, key: &str) -> Option<&'v Value> {
     obj.iter().find(|(k, _)| k.as_str() == key).map(|(_, v)| v)
 }
 
-fn text(v: &Value, key: &str) -> Option<String> {
-    field(v, key).and_then(Value::as_str).map(str::to_string)
+fn text<'a>(v: &'a Value, key: &str) -> Option<Cow<'a, str>> {
+    field(v, key).and_then(Value::as_str).map(Cow::Borrowed)
 }
 
 /// The value of an Extension (`value[x]`) as an element.
@@ -517,11 +519,11 @@ fn extension_value<'a>(model: &'static Model, e: &Elem<'a>) -> Option<Item<'a>> 
     Some(Item::Elem(Elem::new(Some(value), None, ty)))
 }
 
-fn index_values(
+fn index_values<'a>(
     model: &'static Model,
     kind: ParamType,
-    item: &Item<'_>,
-    out: &mut Vec<IndexValue>,
+    item: &Item<'a>,
+    out: &mut Vec<IndexValue<'a>>,
 ) {
     let e = match item {
         Item::Elem(e) if e.ty == "Extension" => {
@@ -548,7 +550,7 @@ fn index_values(
         }
         ParamType::Number => {
             if let Value::Number(n) = v {
-                out.push(number(n.as_str()));
+                out.push(number(Cow::Borrowed(n.as_str())));
             }
         }
         ParamType::Quantity => {
@@ -558,7 +560,7 @@ fn index_values(
         }
         ParamType::Uri => {
             if let Some(s) = v.as_str() {
-                out.push(IndexValue::Uri(s.to_string()));
+                out.push(IndexValue::Uri(Cow::Borrowed(s)));
             }
         }
         ParamType::Composite | ParamType::Special => {}
@@ -573,26 +575,28 @@ fn flint_fhirpath_quantity(ty: &str) -> bool {
 }
 
 /// Values computed by an expression rather than read from the resource (`toString()` ...).
-fn system_value(kind: ParamType, item: &Item<'_>, out: &mut Vec<IndexValue>) {
+fn system_value<'a>(kind: ParamType, item: &Item<'a>, out: &mut Vec<IndexValue<'a>>) {
     let json = item.to_typed_json();
     let value = &json["value"];
     match (kind, value) {
         (ParamType::String, Value::String(s)) => out.push(IndexValue::String {
-            normalized: normalize_string(s),
-            original: s.clone(),
+            normalized: Cow::Owned(normalize_string(s)),
+            original: Cow::Owned(s.clone()),
         }),
         (ParamType::Token, Value::String(s)) => out.push(IndexValue::Token {
             system: None,
-            code: Some(s.clone()),
+            code: Some(Cow::Owned(s.clone())),
             text: None,
         }),
         (ParamType::Token, Value::Bool(b)) => out.push(IndexValue::Token {
             system: None,
-            code: Some(b.to_string()),
+            code: Some(boolean(*b)),
             text: None,
         }),
-        (ParamType::Uri, Value::String(s)) => out.push(IndexValue::Uri(s.clone())),
-        (ParamType::Number, Value::Number(n)) => out.push(number(n.as_str())),
+        (ParamType::Uri, Value::String(s)) => out.push(IndexValue::Uri(Cow::Owned(s.clone()))),
+        (ParamType::Number, Value::Number(n)) => {
+            out.push(number(Cow::Owned(n.as_str().to_string())))
+        }
         (ParamType::Date, Value::String(s)) => {
             if let Some(d) = datetime::parse_date_time_lenient(s) {
                 out.push(IndexValue::Date {
@@ -605,16 +609,37 @@ fn system_value(kind: ParamType, item: &Item<'_>, out: &mut Vec<IndexValue>) {
     }
 }
 
-fn push_string(out: &mut Vec<IndexValue>, s: &str) {
+fn push_string<'a>(out: &mut Vec<IndexValue<'a>>, s: &'a str) {
     if !s.trim().is_empty() {
         out.push(IndexValue::String {
-            normalized: normalize_string(s),
-            original: s.to_string(),
+            normalized: normalize(s),
+            original: Cow::Borrowed(s),
         });
     }
 }
 
-fn string_values(e: &Elem<'_>, v: &Value, out: &mut Vec<IndexValue>) {
+/// The normalised form, borrowed when the text is already normal (lowercase ASCII, single
+/// spaces), which most codes and many names are.
+fn normalize(s: &str) -> Cow<'_, str> {
+    let b = s.as_bytes();
+    let normal = b.first() != Some(&b' ')
+        && b.last() != Some(&b' ')
+        && b.iter().all(|c| {
+            c.is_ascii() && !c.is_ascii_uppercase() && (*c == b' ' || !c.is_ascii_whitespace())
+        })
+        && !s.contains("  ");
+    if normal {
+        Cow::Borrowed(s)
+    } else {
+        Cow::Owned(normalize_string(s))
+    }
+}
+
+fn boolean(b: bool) -> Cow<'static, str> {
+    Cow::Borrowed(if b { "true" } else { "false" })
+}
+
+fn string_values<'a>(e: &Elem<'a>, v: &'a Value, out: &mut Vec<IndexValue<'a>>) {
     match (e.ty, v) {
         (_, Value::String(s)) => push_string(out, s),
         ("HumanName", _) | ("Address", _) => {
@@ -646,8 +671,8 @@ fn string_values(e: &Elem<'_>, v: &Value, out: &mut Vec<IndexValue>) {
     }
 }
 
-fn token_values(e: &Elem<'_>, v: &Value, out: &mut Vec<IndexValue>) {
-    let coding = |c: &Value| IndexValue::Token {
+fn token_values<'a>(e: &Elem<'a>, v: &'a Value, out: &mut Vec<IndexValue<'a>>) {
+    let coding = |c: &'a Value| IndexValue::Token {
         system: text(c, "system"),
         code: text(c, "code"),
         text: text(c, "display"),
@@ -682,19 +707,19 @@ fn token_values(e: &Elem<'_>, v: &Value, out: &mut Vec<IndexValue>) {
         }),
         (_, Value::String(s)) => out.push(IndexValue::Token {
             system: None,
-            code: Some(s.clone()),
+            code: Some(Cow::Borrowed(s)),
             text: None,
         }),
         (_, Value::Bool(b)) => out.push(IndexValue::Token {
             system: None,
-            code: Some(b.to_string()),
+            code: Some(boolean(*b)),
             text: None,
         }),
         _ => {}
     }
 }
 
-fn reference_values(e: &Elem<'_>, v: &Value, out: &mut Vec<IndexValue>) {
+fn reference_values<'a>(e: &Elem<'a>, v: &'a Value, out: &mut Vec<IndexValue<'a>>) {
     match (e.ty, v) {
         ("Reference", _) => {
             let identifier =
@@ -710,25 +735,25 @@ fn reference_values(e: &Elem<'_>, v: &Value, out: &mut Vec<IndexValue>) {
                 return;
             }
             out.push(IndexValue::Reference {
-                resource_type: ty.map(str::to_string),
-                id: id.map(str::to_string),
-                version: version.map(str::to_string),
-                url: absolute.map(str::to_string),
+                resource_type: ty.map(Cow::Borrowed),
+                id: id.map(Cow::Borrowed),
+                version: version.map(Cow::Borrowed),
+                url: absolute.map(Cow::Borrowed),
                 identifier,
             });
         }
         (_, Value::String(s)) => {
             // canonical / uri: `url|version`
             let (url, version) = match s.split_once('|') {
-                Some((u, ver)) => (u, Some(ver.to_string())),
+                Some((u, ver)) => (u, Some(Cow::Borrowed(ver))),
                 None => (s.as_str(), None),
             };
             let (ty, id, _) = parse_reference(url);
             out.push(IndexValue::Reference {
-                resource_type: ty.map(str::to_string),
-                id: id.map(str::to_string),
+                resource_type: ty.map(Cow::Borrowed),
+                id: id.map(Cow::Borrowed),
                 version,
-                url: Some(url.to_string()),
+                url: Some(Cow::Borrowed(url)),
                 identifier: None,
             });
         }
@@ -785,21 +810,21 @@ fn half_step(text: &str) -> f64 {
     0.5 * 10f64.powi(exp - decimals)
 }
 
-fn number(text: &str) -> IndexValue {
+fn number(text: Cow<'_, str>) -> IndexValue<'_> {
     let v: f64 = text.parse().unwrap_or(f64::NAN);
-    let h = half_step(text);
+    let h = half_step(&text);
     IndexValue::Number {
-        value: text.to_string(),
+        value: text,
         low: v - h,
         high: v + h,
     }
 }
 
-fn quantity_value(v: &Value, out: &mut Vec<IndexValue>) {
+fn quantity_value<'a>(v: &'a Value, out: &mut Vec<IndexValue<'a>>) {
     let Some(Value::Number(n)) = field(v, "value") else {
         return;
     };
-    let value = n.as_str().to_string();
+    let value = Cow::Borrowed(n.as_str());
     let f: f64 = value.parse().unwrap_or(f64::NAN);
     let h = half_step(&value);
     let system = text(v, "system");
@@ -835,18 +860,18 @@ fn quantity_value(v: &Value, out: &mut Vec<IndexValue>) {
 
 /// Component values already computed during one extraction, keyed by component type,
 /// expression and item: composites share components (`code` on the same Observation).
-type ComponentCache<'r> = Vec<(ParamType, &'r str, *const Value, Vec<IndexValue>)>;
+type ComponentCache<'a> = Vec<(ParamType, &'a str, *const Value, Vec<IndexValue<'a>>)>;
 
 /// The tuples of a composite parameter: for each item the expression selects, the cartesian
 /// product of its components' values (bounded, as real composites have one value each).
-fn composite<'a, 'r>(
+fn composite<'a>(
     model: &'static Model,
-    param: &'r SearchParam,
+    param: &'a SearchParam,
     resource: &'a Value,
     ctx: &Context<'a>,
     items: &[Item<'a>],
-    cache: &mut ComponentCache<'r>,
-    out: &mut Vec<IndexValue>,
+    cache: &mut ComponentCache<'a>,
+    out: &mut Vec<IndexValue<'a>>,
 ) {
     const MAX_TUPLES: usize = 64;
     for item in items {
@@ -854,7 +879,7 @@ fn composite<'a, 'r>(
             Item::Elem(Elem { value: Some(v), .. }) => *v as *const Value,
             _ => std::ptr::null(),
         };
-        let mut per_component: Vec<Vec<IndexValue>> = vec![Vec::new(); param.components.len()];
+        let mut per_component: Vec<Vec<IndexValue<'a>>> = vec![Vec::new(); param.components.len()];
         // The last components (`value.as(Quantity)`) are the selective ones: try them first.
         let mut complete = true;
         for (i, component) in param.components.iter().enumerate().rev() {
@@ -897,7 +922,7 @@ fn composite<'a, 'r>(
             ));
             continue;
         }
-        let mut tuples: Vec<Vec<IndexValue>> = vec![Vec::new()];
+        let mut tuples: Vec<Vec<IndexValue<'a>>> = vec![Vec::new()];
         for values in &per_component {
             let mut next = Vec::new();
             for t in &tuples {
@@ -920,7 +945,7 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn values<'r>(extracted: &'r [Extracted<'r>], code: &str) -> &'r [IndexValue] {
+    fn values<'r>(extracted: &'r [Extracted<'r>], code: &str) -> &'r [IndexValue<'r>] {
         extracted
             .iter()
             .find(|e| e.param.code == code)
@@ -1004,7 +1029,7 @@ mod tests {
         else {
             panic!()
         };
-        assert_eq!((value.as_str(), code.as_deref()), ("146.5", Some("mm[Hg]")));
+        assert_eq!((value.as_ref(), code.as_deref()), ("146.5", Some("mm[Hg]")));
         assert!((low - 146.45).abs() < 1e-9 && (high - 146.55).abs() < 1e-9);
         let c = canonical.as_ref().unwrap();
         assert_eq!(c.unit, "m-1.g.s-2");
