@@ -521,10 +521,7 @@ fn parse_entry(ctx: &Context, mut raw: Value, in_transaction: bool) -> Result<En
         .get("url")
         .and_then(Value::as_str)
         .ok_or_else(|| Error::invalid("the entry has no request.url"))?;
-    let url = url
-        .strip_prefix(ctx.base_url.as_str())
-        .unwrap_or(url)
-        .trim_start_matches('/');
+    let url = relative_url(ctx, url);
     let (path, query) = match url.split_once('?') {
         Some((p, q)) => (p, Some(q)),
         None => (url, None),
@@ -634,6 +631,26 @@ fn parse_entry(ctx: &Context, mut raw: Value, in_transaction: bool) -> Result<En
         resource,
         full_url,
     })
+}
+
+/// The part of an entry's `request.url` from the resource type on: relative URLs as they are,
+/// absolute ones with this server's base (or any other base) removed.
+fn relative_url<'u>(ctx: &Context, url: &'u str) -> &'u str {
+    if let Some(rest) = url.strip_prefix(ctx.base_url.as_str()) {
+        return rest.trim_start_matches('/');
+    }
+    if !(url.starts_with("http://") || url.starts_with("https://")) {
+        return url.trim_start_matches('/');
+    }
+    let path = url.split('?').next().unwrap_or(url);
+    let mut offset = 0;
+    for segment in path.split('/') {
+        if model::r4().is_resource_type(segment) {
+            return &url[offset..];
+        }
+        offset += segment.len() + 1;
+    }
+    url
 }
 
 /// Replaces placeholder references. Returns the first `urn:` reference that names no entry.

@@ -196,24 +196,57 @@ impl Importer {
                     Err(e) => self.reject(name, describe(&e)).await,
                 }
             }
+            Some("batch") => {
+                // As the server would run it; each entry's outcome is in the response.
+                let options = BundleOptions {
+                    prefer: PreferReturn::Minimal,
+                };
+                match self.engine.process_bundle(&self.ctx, value, options).await {
+                    Ok(text) => self.count_batch_response(&name, &text).await,
+                    Err(e) => self.reject(name, describe(&e)).await,
+                }
+            }
             Some(_) => {
-                // batch, collection, searchset...: each entry's resource on its own.
+                // collection, searchset, history, document...: each entry's resource on its
+                // own; entries without a resource (a response, a search mode) carry no data.
                 let Some(Value::Array(entries)) = value.get("entry").cloned() else {
                     return;
                 };
                 for (i, mut entry) in entries.into_iter().enumerate() {
-                    match entry.get_mut("resource").map(Value::take) {
-                        Some(resource) => {
-                            self.write_one(format!("{name} entry {i}"), resource).await
-                        }
-                        None => {
-                            self.reject(format!("{name} entry {i}"), "the entry has no resource")
-                                .await
-                        }
+                    if let Some(resource) = entry.get_mut("resource").map(Value::take) {
+                        self.write_one(format!("{name} entry {i}"), resource).await;
                     }
                 }
             }
             None => self.write_one(name, value).await,
+        }
+    }
+
+    async fn count_batch_response(&self, name: &str, text: &str) {
+        let Ok(response) = serde_json::from_str::<Value>(text) else {
+            return;
+        };
+        for (i, entry) in response
+            .get("entry")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .enumerate()
+        {
+            let status = entry
+                .pointer("/response/status")
+                .and_then(Value::as_str)
+                .unwrap_or("");
+            if status.starts_with('2') {
+                self.imported.fetch_add(1, Ordering::Relaxed);
+            } else {
+                let reason = entry
+                    .pointer("/response/outcome/issue/0/diagnostics")
+                    .and_then(Value::as_str)
+                    .unwrap_or(status)
+                    .to_string();
+                self.reject(format!("{name} entry {i}"), reason).await;
+            }
         }
     }
 

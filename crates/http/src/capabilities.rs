@@ -28,7 +28,7 @@ pub fn capability_statement(model: &Model, base_url: &str, date: &str) -> Value 
                 "readHistory": true,
                 "updateCreate": true,
                 "conditionalCreate": false,
-                "conditionalRead": "modified-since",
+                "conditionalRead": "full-support",
                 "conditionalUpdate": false,
                 "conditionalDelete": "not-supported",
             })

@@ -293,6 +293,12 @@ fn batch_reports_each_entry() {
                 Some(json!({"resourceType": "NoSuchType"})),
             ),
             json!({"request": {"method": "POST"}}),
+            entry(
+                "PUT",
+                "http://elsewhere.example/fhir/Patient/abs1",
+                None,
+                Some(json!({"resourceType": "Patient", "id": "abs1"})),
+            ),
         ],
     );
     let r = s.post("", &b);
@@ -315,7 +321,8 @@ fn batch_reports_each_entry() {
             "201 Created",
             "204 No Content",
             "404 Not Found",
-            "400 Bad Request"
+            "400 Bad Request",
+            "201 Created"
         ]
     );
     assert_eq!(
@@ -323,6 +330,11 @@ fn batch_reports_each_entry() {
         "OperationOutcome"
     );
     assert_eq!(s.get("Patient/b1").send().unwrap().status(), 200);
+    assert_eq!(
+        s.get("Patient/abs1").send().unwrap().status(),
+        200,
+        "absolute request URLs name the resource"
+    );
 }
 
 #[test]

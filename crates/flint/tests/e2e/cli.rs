@@ -90,6 +90,14 @@ fn import_loads_bundles_and_ndjson_and_reports_rejections() {
     .join("\n");
     std::fs::write(input.join("nested/patients.ndjson"), ndjson).unwrap();
     std::fs::write(input.join("notes.txt"), "ignored").unwrap();
+    let batch = json!({"resourceType": "Bundle", "type": "batch", "entry": [
+        {"resource": {"resourceType": "Practitioner", "id": "pr1"}, "request": {"method": "PUT", "url": "Practitioner/pr1"}},
+        {"request": {"method": "GET", "url": "Practitioner/missing"}}
+    ]});
+    std::fs::write(input.join("batch.json"), batch.to_string()).unwrap();
+    // A response Bundle: entries without resources carry no data and are not rejections.
+    let response = json!({"resourceType": "Bundle", "type": "batch-response", "entry": [{"response": {"status": "200 OK"}}]});
+    std::fs::write(input.join("response.json"), response.to_string()).unwrap();
     let data = dir.path().join("data");
     let out = flint()
         .arg("import")
@@ -104,8 +112,9 @@ fn import_loads_bundles_and_ndjson_and_reports_rejections() {
         !out.status.success(),
         "rejections make the exit status fail"
     );
-    assert!(stdout.contains("imported 5 resources"), "{stdout}");
-    assert!(stdout.contains("3 rejected"), "{stdout}");
+    assert!(stdout.contains("imported 6 resources"), "{stdout}");
+    assert!(stdout.contains("4 rejected"), "{stdout}");
+    assert!(stderr.contains("batch.json entry 1"), "{stderr}");
     assert!(
         stderr.contains("collection.json entry 1") && stderr.contains("Organization.name"),
         "{stderr}"
@@ -121,6 +130,7 @@ fn import_loads_bundles_and_ndjson_and_reports_rejections() {
 
     let s = Server::start_in(&data, &[], &[]);
     assert_eq!(s.get("Organization/org1").send().unwrap().status(), 200);
+    assert_eq!(s.get("Practitioner/pr1").send().unwrap().status(), 200);
     assert_eq!(s.get("Patient/nd2").send().unwrap().status(), 200);
     let obs: Value = s
         .get("Observation/_history")
