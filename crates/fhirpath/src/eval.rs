@@ -300,7 +300,11 @@ impl<'a, 'c> Evaluator<'a, 'c> {
                     Some(b) => (b, true),
                     None => (key.as_str(), false),
                 };
-                if base.len() <= name.len() || !base.starts_with(name) {
+                // Length and first byte first: most keys are rejected without a memcmp call.
+                if base.len() <= name.len()
+                    || base.as_bytes().first() != name.as_bytes().first()
+                    || !base.starts_with(name)
+                {
                     continue;
                 }
                 let Some(&(element, ty, tid, primitive)) = ti.choice_keys.get(base) else {
@@ -1622,7 +1626,7 @@ fn item_equal(a: &Item, b: &Item) -> Option<bool> {
                     return Some(false);
                 }
                 // Same type, same JSON: equal without converting (quantities included).
-                if p == q {
+                if json_same(p, q) {
                     return Some(true);
                 }
                 // Quantities in the same unit compare by value without conversion.
@@ -1646,14 +1650,53 @@ fn same_unit_quantities(ty: &str, p: &Value, q: &Value) -> Option<bool> {
         return None;
     }
     let (a, b) = (p.as_object()?, q.as_object()?);
-    if a.len() != b.len() || a.iter().any(|(k, v)| k != "value" && b.get(k) != Some(v)) {
+    if a.len() != b.len() {
         return None;
     }
-    match (a.get("value")?, b.get("value")?) {
+    // Members in the same order (the usual case for data written by one system).
+    let mut values = None;
+    for ((ka, va), (kb, vb)) in a.iter().zip(b) {
+        if ka != kb {
+            return None;
+        }
+        if ka == "value" {
+            values = Some((va, vb));
+        } else if !json_same(va, vb) {
+            return None;
+        }
+    }
+    match values? {
         (Value::Number(x), Value::Number(y)) => {
             Some(Decimal::parse(x.as_str())? == Decimal::parse(y.as_str())?)
         }
         _ => None,
+    }
+}
+
+/// JSON equality that compares objects member by member in order before falling back to
+/// serde_json's order-insensitive (hashing) comparison.
+fn json_same(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Object(x), Value::Object(y)) => {
+            if x.len() != y.len() {
+                return false;
+            }
+            let mut in_order = true;
+            for ((kx, vx), (ky, vy)) in x.iter().zip(y) {
+                if kx != ky {
+                    in_order = false;
+                    break;
+                }
+                if !json_same(vx, vy) {
+                    return false;
+                }
+            }
+            in_order || a == b
+        }
+        (Value::Array(x), Value::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(p, q)| json_same(p, q))
+        }
+        _ => a == b,
     }
 }
 

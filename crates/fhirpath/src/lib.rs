@@ -30,6 +30,9 @@ pub use decimal::Decimal;
 pub use error::{Error, ErrorKind, Result};
 pub use value::{is_calendar_unit, Elem, Item, Quantity};
 
+/// A FHIRPath collection: small collections stay inline.
+pub type Collection<'a> = smallvec::SmallVec<[Item<'a>; 2]>;
+
 /// Finds the resource a reference points at, for `resolve()`. References inside the resource
 /// being evaluated (contained `#id`, Bundle entries) are found without it.
 pub trait Resolver: Sync {

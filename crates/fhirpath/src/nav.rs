@@ -227,12 +227,19 @@ pub(crate) fn get_with_ext<'v>(
     }
     let (mut value, mut ext) = (None, None);
     let n = name.len();
+    let first = name.as_bytes().first().copied();
     for (k, v) in obj {
-        if k.len() == n {
-            if k == name {
+        let kb = k.as_bytes();
+        // Length and first byte reject almost every other key without a memcmp call.
+        if kb.len() == n {
+            if kb.first().copied() == first && k == name {
                 value = Some(v);
             }
-        } else if k.len() == n + 1 && k.as_bytes()[0] == b'_' && &k[1..] == name {
+        } else if kb.len() == n + 1
+            && kb[0] == b'_'
+            && kb.get(1).copied() == first
+            && &k[1..] == name
+        {
             ext = Some(v);
         }
     }
@@ -245,7 +252,12 @@ pub(crate) fn get<'v>(
     key: &str,
 ) -> Option<&'v serde_json::Value> {
     if obj.len() <= 24 {
-        obj.iter().find(|(k, _)| k.as_str() == key).map(|(_, v)| v)
+        let first = key.as_bytes().first().copied();
+        obj.iter()
+            .find(|(k, _)| {
+                k.len() == key.len() && k.as_bytes().first().copied() == first && k.as_str() == key
+            })
+            .map(|(_, v)| v)
     } else {
         obj.get(key)
     }

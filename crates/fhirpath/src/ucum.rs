@@ -3,6 +3,9 @@
 //! quantities of comparable units and to give search a canonical form. Special units with an
 //! offset (`Cel`, `[degF]`) and arbitrary units (`[IU]`) convert only to themselves.
 
+use std::cell::RefCell;
+use std::sync::Arc;
+
 /// Exponents of the base dimensions: metre, gram, second, kelvin, mole, ampere, candela.
 pub type Dims = [i8; 7];
 
@@ -180,7 +183,6 @@ fn component(text: &str) -> Option<Unit> {
 /// Parses a UCUM unit expression made of components joined by `.` and `/`. Results are
 /// memoised per thread: a server sees the same few dozen units over and over.
 pub fn parse(code: &str) -> Option<Unit> {
-    use std::cell::RefCell;
     thread_local! {
         static CACHE: RefCell<crate::nav::FnvMap<String, Option<Unit>>> = RefCell::new(Default::default());
     }
@@ -263,7 +265,30 @@ pub fn convert(value: f64, from: &str, to: &str) -> Option<f64> {
 
 /// The canonical form of a quantity: its value in base units and the base-unit expression
 /// (`1 mg/dL` is `10 g.m-3`), used by search to compare quantities written in different units.
-pub fn canonical(value: f64, code: &str) -> Option<(f64, String)> {
+/// The unit text is shared (memoised per thread and unit code).
+pub fn canonical(value: f64, code: &str) -> Option<(f64, Arc<str>)> {
+    thread_local! {
+        static CACHE: RefCell<crate::nav::FnvMap<String, Option<(f64, Arc<str>)>>> = RefCell::new(Default::default());
+    }
+    let hit = CACHE.with(|c| c.borrow().get(code).cloned());
+    let (factor, text) = match hit {
+        Some(found) => found?,
+        None => {
+            let computed = canonical_unit(code);
+            CACHE.with(|c| {
+                let mut c = c.borrow_mut();
+                if c.len() >= 4096 {
+                    c.clear();
+                }
+                c.insert(code.to_string(), computed.clone());
+            });
+            computed?
+        }
+    };
+    Some((value * factor, text))
+}
+
+fn canonical_unit(code: &str) -> Option<(f64, Arc<str>)> {
     let u = parse(code)?;
     let names = ["m", "g", "s", "K", "mol", "A", "cd"];
     let mut text = String::new();
@@ -282,7 +307,7 @@ pub fn canonical(value: f64, code: &str) -> Option<(f64, String)> {
     if text.is_empty() {
         text.push('1');
     }
-    Some((value * u.factor, text))
+    Some((u.factor, Arc::from(text)))
 }
 
 #[cfg(test)]
@@ -306,7 +331,7 @@ mod tests {
         assert!(convert(1.0, "kg", "m").is_none());
         assert!(parse("Cel").is_none());
         assert_eq!(
-            canonical(1.0, "mg/dL").map(|c| c.1),
+            canonical(1.0, "mg/dL").map(|c| c.1.to_string()),
             Some("m-3.g".to_string())
         );
     }

@@ -72,8 +72,8 @@ pub struct CanonicalQuantity {
     pub value: f64,
     pub low: f64,
     pub high: f64,
-    /// The base-unit expression (`g.m-3`).
-    pub unit: String,
+    /// The base-unit expression (`g.m-3`), shared between values.
+    pub unit: std::sync::Arc<str>,
 }
 
 /// One index value, ready to store.
@@ -1032,7 +1032,7 @@ mod tests {
         assert_eq!((value.as_ref(), code.as_deref()), ("146.5", Some("mm[Hg]")));
         assert!((low - 146.45).abs() < 1e-9 && (high - 146.55).abs() < 1e-9);
         let c = canonical.as_ref().unwrap();
-        assert_eq!(c.unit, "m-1.g.s-2");
+        assert_eq!(&*c.unit, "m-1.g.s-2");
         assert!((c.value - 146.5 * 133_322.387_415).abs() < 1e-3);
         assert_eq!(values(&x, "component-value-quantity").len(), 2);
         assert_eq!(values(&x, "combo-code").len(), 4);
@@ -1177,7 +1177,7 @@ mod tests {
         else {
             panic!()
         };
-        assert_eq!((c.value, c.unit.as_str()), (5400.0, "s"));
+        assert_eq!((c.value, &*c.unit), (5400.0, "s"));
 
         let risk = json!({"resourceType": "RiskAssessment", "status": "final", "subject": {"reference": "Patient/1"}, "prediction": [{"probabilityDecimal": 0.25}]});
         let x = extract(&risk);
