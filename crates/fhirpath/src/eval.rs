@@ -1626,12 +1626,17 @@ fn item_equal(a: &Item, b: &Item) -> Option<bool> {
                     return Some(false);
                 }
                 // Same type, same JSON: equal without converting (quantities included).
-                if json_same(p, q) {
+                let same = json_compare(p, q);
+                if same == Some(true) {
                     return Some(true);
                 }
                 // Quantities in the same unit compare by value without conversion.
                 if let Some(same) = same_unit_quantities(x.ty, p, q) {
                     return Some(same);
+                }
+                // Other complex types differing in a string, boolean or member are unequal.
+                if same == Some(false) && !crate::value::is_quantity_type(x.ty) {
+                    return Some(false);
                 }
             }
         }
@@ -1676,27 +1681,58 @@ fn same_unit_quantities(ty: &str, p: &Value, q: &Value) -> Option<bool> {
 /// JSON equality that compares objects member by member in order before falling back to
 /// serde_json's order-insensitive (hashing) comparison.
 fn json_same(a: &Value, b: &Value) -> bool {
+    json_compare(a, b).unwrap_or_else(|| a == b)
+}
+
+/// Compares JSON without hashing: `Some(true)` identical, `Some(false)` certainly different
+/// (a string, boolean, length or member name differs), `None` when only an order-insensitive
+/// or numeric comparison can tell (members in another order, `1.0` against `1.00`).
+fn json_compare(a: &Value, b: &Value) -> Option<bool> {
     match (a, b) {
         (Value::Object(x), Value::Object(y)) => {
             if x.len() != y.len() {
-                return false;
+                return Some(false);
             }
-            let mut in_order = true;
+            let mut unsure = false;
             for ((kx, vx), (ky, vy)) in x.iter().zip(y) {
                 if kx != ky {
-                    in_order = false;
-                    break;
+                    return None;
                 }
-                if !json_same(vx, vy) {
-                    return false;
+                match json_compare(vx, vy) {
+                    Some(false) => return Some(false),
+                    None => unsure = true,
+                    Some(true) => {}
                 }
             }
-            in_order || a == b
+            if unsure {
+                None
+            } else {
+                Some(true)
+            }
         }
         (Value::Array(x), Value::Array(y)) => {
-            x.len() == y.len() && x.iter().zip(y).all(|(p, q)| json_same(p, q))
+            if x.len() != y.len() {
+                return Some(false);
+            }
+            let mut unsure = false;
+            for (p, q) in x.iter().zip(y) {
+                match json_compare(p, q) {
+                    Some(false) => return Some(false),
+                    None => unsure = true,
+                    Some(true) => {}
+                }
+            }
+            if unsure {
+                None
+            } else {
+                Some(true)
+            }
         }
-        _ => a == b,
+        (Value::Number(x), Value::Number(y)) => (x == y).then_some(true),
+        (Value::String(x), Value::String(y)) => Some(x == y),
+        (Value::Bool(x), Value::Bool(y)) => Some(x == y),
+        (Value::Null, Value::Null) => Some(true),
+        _ => Some(false),
     }
 }
 

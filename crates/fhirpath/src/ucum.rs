@@ -263,12 +263,15 @@ pub fn convert(value: f64, from: &str, to: &str) -> Option<f64> {
     (f.dims == t.dims).then(|| value * f.factor / t.factor)
 }
 
+/// Canonical units by UCUM code (`None`: the code does not parse).
+type CanonicalCache = crate::nav::FnvMap<String, Option<(f64, Arc<str>)>>;
+
 /// The canonical form of a quantity: its value in base units and the base-unit expression
 /// (`1 mg/dL` is `10 g.m-3`), used by search to compare quantities written in different units.
 /// The unit text is shared (memoised per thread and unit code).
 pub fn canonical(value: f64, code: &str) -> Option<(f64, Arc<str>)> {
     thread_local! {
-        static CACHE: RefCell<crate::nav::FnvMap<String, Option<(f64, Arc<str>)>>> = RefCell::new(Default::default());
+        static CACHE: RefCell<CanonicalCache> = RefCell::new(Default::default());
     }
     let hit = CACHE.with(|c| c.borrow().get(code).cloned());
     let (factor, text) = match hit {

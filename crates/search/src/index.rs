@@ -481,18 +481,24 @@ impl Resolver for TypeStubs {
 /// Splits a literal reference into (type, id, version), for relative (`Patient/1`,
 /// `Patient/1/_history/2`) and absolute (`http://x/fhir/Patient/1`) forms.
 fn parse_reference(reference: &str) -> (Option<&str>, Option<&str>, Option<&str>) {
-    let model = model::r4();
     let reference = reference.split(['?', '#']).next().unwrap_or(reference);
-    let segments: Vec<&str> = reference.split('/').collect();
-    let n = segments.len();
-    let (body, version) = if n >= 4 && segments[n - 2] == "_history" {
-        (&segments[..n - 2], Some(segments[n - 1]))
-    } else {
-        (&segments[..], None)
+    let mut back = reference.rsplit('/');
+    let (Some(last), Some(second)) = (back.next(), back.next()) else {
+        return (None, None, None);
     };
-    let m = body.len();
-    if m >= 2 && model.is_resource_type(body[m - 2]) && !body[m - 1].is_empty() {
-        return (Some(body[m - 2]), Some(body[m - 1]), version);
+    let (id, ty, version) = if second == "_history" {
+        match (back.next(), back.next()) {
+            (Some(id), Some(ty)) => (id, ty, Some(last)),
+            _ => return (None, None, None),
+        }
+    } else {
+        (last, second, None)
+    };
+    if !id.is_empty()
+        && ty.starts_with(|c: char| c.is_ascii_uppercase())
+        && model::r4().is_resource_type(ty)
+    {
+        return (Some(ty), Some(id), version);
     }
     (None, None, None)
 }
