@@ -215,7 +215,8 @@ impl Expression {
             .map(smallvec::SmallVec::into_vec)
     }
 
-    /// Evaluates with a focus other than a whole resource (an element inside it).
+    /// Evaluates with a focus other than a whole resource (an element inside it). The result
+    /// is a [`Collection`], which holds up to two items without allocating.
     ///
     /// # Errors
     /// As [`Expression::evaluate_with`].
@@ -224,10 +225,8 @@ impl Expression {
         resource: &'a Value,
         focus: &[Item<'a>],
         ctx: &Context<'a>,
-    ) -> Result<Vec<Item<'a>>> {
-        eval::Evaluator::new(ctx, resource)
-            .run(&self.root, focus)
-            .map(smallvec::SmallVec::into_vec)
+    ) -> Result<Collection<'a>> {
+        eval::Evaluator::new(ctx, resource).run(&self.root, focus)
     }
 
     /// Evaluates to a boolean the way invariants and filters read a result: empty is `None`,
@@ -236,7 +235,8 @@ impl Expression {
     /// # Errors
     /// An evaluation error, or a result of several items.
     pub fn evaluate_boolean(&self, resource: &Value) -> Result<Option<bool>> {
-        let items = self.evaluate(resource)?;
+        let focus = json_items(resource);
+        let items = eval::Evaluator::new(&Context::default(), resource).run(&self.root, &focus)?;
         match items.as_slice() {
             [] => Ok(None),
             [one] => Ok(Some(match one.to_system() {
