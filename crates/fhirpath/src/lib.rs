@@ -156,8 +156,12 @@ pub fn json_items(value: &Value) -> Vec<Item<'_>> {
         Value::Array(a) => a.iter().flat_map(json_items).collect(),
         Value::Null => Vec::new(),
         Value::Object(o) => {
-            let ty = o.get("resourceType").and_then(Value::as_str).unwrap_or("");
-            vec![Item::Elem(Elem::new(Some(value), None, ty))]
+            // `resourceType` comes first in resources as FHIR writes them.
+            let ty = match o.iter().next() {
+                Some((k, v)) if k == "resourceType" => v.as_str(),
+                _ => nav::get(o, "resourceType").and_then(Value::as_str),
+            };
+            vec![Item::Elem(Elem::new(Some(value), None, ty.unwrap_or("")))]
         }
         other => Item::Elem(Elem::new(Some(other), None, ""))
             .to_system()

@@ -69,6 +69,10 @@ pub(crate) type ChoiceKey = (&'static str, &'static str, TypeId, bool);
 #[derive(Debug)]
 pub(crate) struct TypeIndex {
     pub primitive: bool,
+    /// The System type a primitive maps to.
+    pub prim: Option<crate::value::PrimKind>,
+    /// Whether the type is a Quantity (or a profile of it: Age, Duration...).
+    pub quantity: bool,
     /// The type itself and its ancestors, nearest first.
     pub ancestors: Vec<&'static str>,
     pub children: FnvMap<&'static str, ChildInfo>,
@@ -182,6 +186,8 @@ fn build() -> Nav {
         }
         types.push(TypeIndex {
             primitive: td.kind == TypeKind::Primitive,
+            prim: crate::value::prim_kind(name),
+            quantity: crate::value::is_quantity_type(name),
             ancestors,
             children,
             choice_keys,

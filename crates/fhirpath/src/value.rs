@@ -109,9 +109,14 @@ impl<'a> Item<'a> {
             return Some(self.clone());
         };
         let v = e.value?;
-        let kind = match prim_kind(e.ty) {
+        // The index knows each model type's kind: no string matching on the hot path.
+        let (prim, quantity) = match crate::nav::by_id(e.tid) {
+            Some(t) => (t.prim, t.quantity),
+            None => (prim_kind(e.ty), is_quantity_type(e.ty)),
+        };
+        let kind = match prim {
             Some(k) => k,
-            None if is_quantity_type(e.ty) => {
+            None if quantity => {
                 return Some(quantity_of(v).map_or_else(|| self.clone(), Item::Quantity))
             }
             None if e.ty.is_empty() || e.ty.starts_with("System.") => match v {
