@@ -58,6 +58,30 @@ pub struct Node {
     pub kind: NodeKind,
     /// Byte offset of the node in the expression text.
     pub pos: usize,
+    /// The height of the tree under this node (a leaf is 1), bounded by the parser so that
+    /// evaluating and dropping a tree never exhausts the stack.
+    pub height: u32,
+}
+
+impl Node {
+    pub fn new(kind: NodeKind, pos: usize) -> Node {
+        let child = |n: &Option<Box<Node>>| n.as_ref().map_or(0, |n| n.height);
+        let below = match &kind {
+            NodeKind::Member(target, _) => child(target),
+            NodeKind::Call { target, args, .. } => {
+                child(target).max(args.iter().map(|a| a.height).max().unwrap_or(0))
+            }
+            NodeKind::TypeOp { target, .. } => child(target),
+            NodeKind::Index(a, b) | NodeKind::Bin(_, a, b) => a.height.max(b.height),
+            NodeKind::Neg(a) => a.height,
+            _ => 0,
+        };
+        Node {
+            kind,
+            pos,
+            height: below + 1,
+        }
+    }
 }
 
 #[derive(Clone, Debug)]

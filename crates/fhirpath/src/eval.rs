@@ -114,8 +114,8 @@ impl<'a, 'c> Evaluator<'a, 'c> {
                     return Ok(Coll::new());
                 };
                 Ok(match item.to_system() {
-                    Some(Item::Int(i)) => smallvec![Item::Int(-i)],
-                    Some(Item::Long(i)) => smallvec![Item::Long(-i)],
+                    Some(Item::Int(i)) => i.checked_neg().map(Item::Int).into_iter().collect(),
+                    Some(Item::Long(i)) => i.checked_neg().map(Item::Long).into_iter().collect(),
                     Some(Item::Dec(d)) => smallvec![Item::Dec(d.neg())],
                     Some(Item::Quantity(q)) => {
                         smallvec![Item::Quantity(Box::new(Quantity {

@@ -10,7 +10,11 @@ use crate::temporal::Temporal;
 
 pub fn parse(src: &str) -> Result<Node> {
     let tokens = lex(src)?;
-    let mut p = Parser { tokens, i: 0 };
+    let mut p = Parser {
+        tokens,
+        i: 0,
+        depth: 0,
+    };
     let node = p.expression(0)?;
     let t = p.peek();
     if t.tok != Tok::Eof {
@@ -25,7 +29,12 @@ pub fn parse(src: &str) -> Result<Node> {
 struct Parser {
     tokens: Vec<Token>,
     i: usize,
+    /// Current nesting of sub-expressions, bounded so hostile input cannot exhaust the stack.
+    depth: usize,
 }
+
+/// Deeper nesting than any real expression; beyond it parsing fails cleanly.
+const MAX_DEPTH: usize = 64;
 
 fn describe(t: &Tok) -> String {
     match t {
@@ -133,14 +142,14 @@ impl Parser {
                     } else {
                         TypeOpKind::As
                     };
-                    lhs = Node {
-                        kind: NodeKind::TypeOp {
+                    lhs = mk(
+                        NodeKind::TypeOp {
                             target: Some(Box::new(lhs)),
                             op,
                             ty,
                         },
-                        pos: t.pos,
-                    };
+                        t.pos,
+                    )?;
                     continue;
                 }
             }
@@ -152,10 +161,7 @@ impl Parser {
             }
             self.next();
             let rhs = self.expression(level + 1)?;
-            lhs = Node {
-                kind: NodeKind::Bin(op, Box::new(lhs), Box::new(rhs)),
-                pos: t.pos,
-            };
+            lhs = mk(NodeKind::Bin(op, Box::new(lhs), Box::new(rhs)), t.pos)?;
         }
         Ok(lhs)
     }
@@ -192,15 +198,26 @@ impl Parser {
     }
 
     fn unary(&mut self) -> Result<Node> {
+        self.depth += 1;
+        let result = if self.depth > MAX_DEPTH {
+            Err(Error::syntax(
+                self.peek().pos,
+                "expression nested too deeply",
+            ))
+        } else {
+            self.unary_inner()
+        };
+        self.depth -= 1;
+        result
+    }
+
+    fn unary_inner(&mut self) -> Result<Node> {
         let t = self.peek().clone();
         match t.tok {
             Tok::Sym("-") => {
                 self.next();
                 let inner = self.unary()?;
-                Ok(Node {
-                    kind: NodeKind::Neg(Box::new(inner)),
-                    pos: t.pos,
-                })
+                mk(NodeKind::Neg(Box::new(inner)), t.pos)
             }
             Tok::Sym("+") => {
                 self.next();
@@ -238,10 +255,7 @@ impl Parser {
                     self.next();
                     let index = self.expression(0)?;
                     self.expect("]")?;
-                    node = Node {
-                        kind: NodeKind::Index(Box::new(node), Box::new(index)),
-                        pos: t.pos,
-                    };
+                    node = mk(NodeKind::Index(Box::new(node), Box::new(index)), t.pos)?;
                 }
                 _ => return Ok(node),
             }
@@ -259,7 +273,7 @@ impl Parser {
             } else {
                 NodeKind::Member(target.map(Box::new), name)
             };
-            return Ok(Node { kind, pos });
+            return mk(kind, pos);
         }
         self.next();
         let mut args = Vec::new();
@@ -292,10 +306,7 @@ impl Parser {
                 Error::semantic(args[0].pos, format!("{name}() expects a type name"))
             })?;
             check_type(&ty, args[0].pos)?;
-            return Ok(Node {
-                kind: NodeKind::TypeOp { target, op, ty },
-                pos,
-            });
+            return mk(NodeKind::TypeOp { target, op, ty }, pos);
         }
         let (func, min, max) = Func::lookup(&name)
             .ok_or_else(|| Error::semantic(pos, format!("unknown function '{name}'")))?;
@@ -305,21 +316,13 @@ impl Parser {
                 format!("wrong number of arguments for {name}(): {}", args.len()),
             ));
         }
-        Ok(Node {
-            kind: NodeKind::Call { target, func, args },
-            pos,
-        })
+        mk(NodeKind::Call { target, func, args }, pos)
     }
 
     fn term(&mut self) -> Result<Node> {
         let t = self.next();
         let pos = t.pos;
-        let lit = |l| {
-            Ok(Node {
-                kind: NodeKind::Lit(l),
-                pos,
-            })
-        };
+        let lit = |l| mk(NodeKind::Lit(l), pos);
         match t.tok {
             Tok::Sym("(") => {
                 let inner = self.expression(0)?;
@@ -328,10 +331,7 @@ impl Parser {
             }
             Tok::Sym("{") => {
                 self.expect("}")?;
-                Ok(Node {
-                    kind: NodeKind::Empty,
-                    pos,
-                })
+                mk(NodeKind::Empty, pos)
             }
             Tok::Str(s) => lit(Literal::Str(s)),
             Tok::Number(text) => {
@@ -372,23 +372,11 @@ impl Parser {
                 Some(t) => lit(Literal::Time(t)),
                 None => Err(Error::syntax(pos, format!("invalid time literal @T{text}"))),
             },
-            Tok::Env(name) => Ok(Node {
-                kind: NodeKind::Env(name),
-                pos,
-            }),
+            Tok::Env(name) => mk(NodeKind::Env(name), pos),
             Tok::Dollar(name) => match name.as_str() {
-                "this" => Ok(Node {
-                    kind: NodeKind::This,
-                    pos,
-                }),
-                "index" => Ok(Node {
-                    kind: NodeKind::IndexVar,
-                    pos,
-                }),
-                "total" => Ok(Node {
-                    kind: NodeKind::Total,
-                    pos,
-                }),
+                "this" => mk(NodeKind::This, pos),
+                "index" => mk(NodeKind::IndexVar, pos),
+                "total" => mk(NodeKind::Total, pos),
                 _ => Err(Error::syntax(
                     pos,
                     format!("unknown special variable ${name}"),
@@ -444,4 +432,19 @@ fn check_type(ty: &TypeSpec, pos: usize) -> Result<()> {
     } else {
         Err(Error::semantic(pos, format!("unknown type '{}'", ty.name)))
     }
+}
+
+/// Taller trees than any real expression; beyond it parsing fails cleanly.
+const MAX_HEIGHT: u32 = 128;
+
+/// Builds a node, refusing trees too tall to evaluate safely.
+fn mk(kind: NodeKind, pos: usize) -> Result<Node> {
+    let node = Node::new(kind, pos);
+    if node.height > MAX_HEIGHT {
+        return Err(Error::syntax(
+            pos,
+            "expression too long or nested too deeply",
+        ));
+    }
+    Ok(node)
 }
