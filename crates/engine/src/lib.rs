@@ -6,12 +6,13 @@
 pub mod bundle;
 mod context;
 pub mod patch;
+pub mod search;
 mod transaction;
 
 use std::sync::Arc;
 
 use flint_fhir::{datetime, model, validate, Error, IssueType, Model, Result};
-use flint_store::{HistoryPage, HistoryQuery, Method, NewVersion, Store, Version};
+use flint_store::{HistoryPage, HistoryQuery, IndexedParam, Method, NewVersion, Store, Version};
 use serde_json::{Map, Value};
 
 pub use context::{Caller, Context};
@@ -133,16 +134,7 @@ impl<S: Store> Engine<S> {
         let rt = resource_type.to_string();
         let stamped = Stamped::new(resource, &id, 1);
         self.store
-            .write(move |txn| {
-                let json = stamped.finish(&id, 1, txn.now())?;
-                txn.put(NewVersion {
-                    resource_type: rt,
-                    id,
-                    version: 1,
-                    method: Method::Create,
-                    json: Some(json),
-                })
-            })
+            .write(move |txn| txn.put(stamped.finish(&rt, &id, 1, Method::Create, txn.now())?))
             .await
     }
 
@@ -190,14 +182,7 @@ impl<S: Store> Engine<S> {
                 check_if_match(&rt, &id, current.as_ref(), if_match)?;
                 let created = current.as_ref().is_none_or(Version::is_deleted);
                 let version = current.map_or(1, |c| c.version + 1);
-                let json = stamped.finish(&id, version, txn.now())?;
-                let v = txn.put(NewVersion {
-                    resource_type: rt,
-                    id,
-                    version,
-                    method: Method::Update,
-                    json: Some(json),
-                })?;
+                let v = txn.put(stamped.finish(&rt, &id, version, Method::Update, txn.now())?)?;
                 Ok(Written {
                     version: v,
                     created,
@@ -245,14 +230,8 @@ impl<S: Store> Engine<S> {
                         return Err(Error::new(IssueType::Conflict, "changed while patching")
                             .with_status(409));
                     }
-                    let json = stamped.finish(&rid, base + 1, txn.now())?;
-                    let v = txn.put(NewVersion {
-                        resource_type: rt,
-                        id: rid,
-                        version: base + 1,
-                        method: Method::Update,
-                        json: Some(json),
-                    })?;
+                    let v =
+                        txn.put(stamped.finish(&rt, &rid, base + 1, Method::Update, txn.now())?)?;
                     Ok(Written {
                         version: v,
                         created: false,
@@ -293,6 +272,7 @@ impl<S: Store> Engine<S> {
                         version: c.version + 1,
                         method: Method::Delete,
                         json: None,
+                        index: Vec::new(),
                     })?)),
                     _ => Ok(None),
                 }
@@ -384,6 +364,8 @@ pub fn parse_stored(v: &Version) -> Result<Value> {
 pub struct Stamped {
     json: String,
     version: u64,
+    /// The search index values, extracted before serializing.
+    index: Vec<IndexedParam>,
     /// Where the `meta.lastUpdated` placeholder starts.
     at: Option<usize>,
 }
@@ -393,33 +375,70 @@ const TIME_PLACEHOLDER: &str = "0000-01-01T00:00:00.000Z";
 impl Stamped {
     /// Serializes `resource` as version `version` of `id`.
     pub fn new(resource: Value, id: &str, version: u64) -> Stamped {
+        let index = index_values(&resource);
         let json = stamp_with(resource, id, version, TIME_PLACEHOLDER);
         // The placeholder's first occurrence is `meta.lastUpdated`: it follows only
         // `resourceType` and `id`, neither of which can contain it.
         let at = json.find(TIME_PLACEHOLDER);
-        Stamped { json, version, at }
+        Stamped {
+            json,
+            version,
+            at,
+            index,
+        }
     }
 
     pub fn version(&self) -> u64 {
         self.version
     }
 
-    /// The final JSON as `version` written at `now`; re-stamps if the version differs from the
-    /// one prepared (another write came in between).
-    pub fn finish(mut self, id: &str, version: u64, now: i64) -> Result<String> {
+    /// The version to write: the final JSON as `version` written at `now` (re-stamped if the
+    /// version differs from the one prepared, when another write came in between), with its
+    /// index values.
+    pub fn finish(
+        mut self,
+        resource_type: &str,
+        id: &str,
+        version: u64,
+        method: Method,
+        now: i64,
+    ) -> Result<NewVersion> {
         let time = datetime::format_instant(now);
-        match self.at {
+        let json = match self.at {
             Some(at) if version == self.version && time.len() == TIME_PLACEHOLDER.len() => {
                 self.json
                     .replace_range(at..at + TIME_PLACEHOLDER.len(), &time);
-                Ok(self.json)
+                self.json
             }
             _ => {
                 let value: Value = serde_json::from_str(&self.json).map_err(Error::internal)?;
-                Ok(stamp(value, id, version, now))
+                stamp(value, id, version, now)
             }
-        }
+        };
+        Ok(NewVersion {
+            resource_type: resource_type.to_string(),
+            id: id.to_string(),
+            version,
+            method,
+            json: Some(json),
+            index: self.index,
+        })
     }
+}
+
+/// The search index values of a resource, for every parameter of the registry that applies
+/// to its type. `_id` and `_lastUpdated` are answered from the version itself, not indexed.
+pub fn index_values(resource: &Value) -> Vec<IndexedParam> {
+    flint_search::Registry::r4()
+        .extract(resource)
+        .into_iter()
+        .filter(|e| !e.values.is_empty() && e.param.code != "_id" && e.param.code != "_lastUpdated")
+        .map(|e| IndexedParam {
+            code: e.param.code.clone(),
+            kind: e.param.kind,
+            values: e.values.into_iter().map(flint_store::owned_value).collect(),
+        })
+        .collect()
 }
 
 /// Sets `id`, `meta.versionId` and `meta.lastUpdated` and serializes the resource with
@@ -474,14 +493,15 @@ mod tests {
             s,
             r#"{"resourceType":"Patient","id":"new","meta":{"versionId":"2","lastUpdated":"1970-01-01T00:00:00.000Z","profile":["p"]},"name":[{"family":"x"}]}"#
         );
-        assert_eq!(
-            Stamped::new(r.clone(), "new", 2)
-                .finish("new", 2, 0)
-                .unwrap(),
-            s
-        );
+        let finished = Stamped::new(r.clone(), "new", 2)
+            .finish("Patient", "new", 2, Method::Update, 0)
+            .unwrap();
+        assert_eq!(finished.json.as_deref(), Some(s.as_str()));
+        assert!(finished.index.iter().any(|p| p.code == "family"));
         // A different final version re-stamps.
-        let again = Stamped::new(r, "new", 2).finish("new", 3, 0).unwrap();
-        assert!(again.contains(r#""versionId":"3""#));
+        let again = Stamped::new(r, "new", 2)
+            .finish("Patient", "new", 3, Method::Update, 0)
+            .unwrap();
+        assert!(again.json.unwrap().contains(r#""versionId":"3""#));
     }
 }

@@ -362,14 +362,10 @@ fn write_entry(
 ) -> Result<Option<Outcome>> {
     match action {
         Action::Create { rt, id } => {
-            let json = payload.stamped("POST")?.finish(&id, 1, txn.now())?;
-            let version = txn.put(NewVersion {
-                resource_type: rt,
-                id,
-                version: 1,
-                method: Method::Create,
-                json: Some(json),
-            })?;
+            let new = payload
+                .stamped("POST")?
+                .finish(&rt, &id, 1, Method::Create, txn.now())?;
+            let version = txn.put(new)?;
             Ok(Some(Outcome::Written {
                 status: 201,
                 version,
@@ -381,14 +377,7 @@ fn write_entry(
             check_if_match(&rt, &id, current.as_ref(), if_match)?;
             let created = current.as_ref().is_none_or(Version::is_deleted);
             let next = current.map_or(1, |c| c.version + 1);
-            let json = stamped.finish(&id, next, txn.now())?;
-            let version = txn.put(NewVersion {
-                resource_type: rt,
-                id,
-                version: next,
-                method: Method::Update,
-                json: Some(json),
-            })?;
+            let version = txn.put(stamped.finish(&rt, &id, next, Method::Update, txn.now())?)?;
             Ok(Some(Outcome::Written {
                 status: if created { 201 } else { 200 },
                 version,
@@ -411,6 +400,7 @@ fn write_entry(
             }
             flint_fhir::validate::validate_resource(model::r4(), &patched)?;
             let next = current.version + 1;
+            let index = crate::index_values(&patched);
             let json = stamp(patched, &id, next, txn.now());
             let version = txn.put(NewVersion {
                 resource_type: rt,
@@ -418,6 +408,7 @@ fn write_entry(
                 version: next,
                 method: Method::Update,
                 json: Some(json),
+                index,
             })?;
             Ok(Some(Outcome::Written {
                 status: 200,
@@ -434,6 +425,7 @@ fn write_entry(
                     version: c.version + 1,
                     method: Method::Delete,
                     json: None,
+                    index: Vec::new(),
                 })?;
             }
             Ok(Some(Outcome::Deleted))

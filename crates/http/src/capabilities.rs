@@ -4,7 +4,7 @@
 use flint_fhir::model::Model;
 use serde_json::{json, Value};
 
-const TYPE_INTERACTIONS: [&str; 8] = [
+const TYPE_INTERACTIONS: [&str; 9] = [
     "read",
     "vread",
     "update",
@@ -13,7 +13,27 @@ const TYPE_INTERACTIONS: [&str; 8] = [
     "history-instance",
     "history-type",
     "create",
+    "search-type",
 ];
+
+/// The search parameters of a type this server answers: every indexed parameter of a type
+/// it searches, plus `_id` and `_lastUpdated`.
+fn search_params(rt: &str) -> Vec<Value> {
+    let mut out = vec![
+        json!({"name": "_id", "type": "token", "definition": "http://hl7.org/fhir/SearchParameter/Resource-id"}),
+        json!({"name": "_lastUpdated", "type": "date", "definition": "http://hl7.org/fhir/SearchParameter/Resource-lastUpdated"}),
+    ];
+    for p in flint_search::Registry::r4().params(rt) {
+        let supported = !matches!(
+            p.kind,
+            flint_search::ParamType::Composite | flint_search::ParamType::Special
+        );
+        if supported && p.code != "_id" && p.code != "_lastUpdated" {
+            out.push(json!({"name": p.code, "type": p.kind.code(), "definition": p.url}));
+        }
+    }
+    out
+}
 
 pub fn capability_statement(model: &Model, base_url: &str, date: &str) -> Value {
     let resources: Vec<Value> = model
@@ -31,6 +51,7 @@ pub fn capability_statement(model: &Model, base_url: &str, date: &str) -> Value 
                 "conditionalRead": "full-support",
                 "conditionalUpdate": false,
                 "conditionalDelete": "not-supported",
+                "searchParam": search_params(rt),
             })
         })
         .collect();

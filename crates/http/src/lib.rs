@@ -112,6 +112,10 @@ pub fn router<S: Store>(engine: Arc<Engine<S>>, config: HttpConfig) -> Router {
         .route(&at("/metadata"), get(metadata::<S>))
         .route(&at("/_history"), get(system_history::<S>))
         .route(&at("/{rt}"), get(type_search::<S>).post(create::<S>))
+        .route(
+            &at("/{rt}/_search"),
+            axum::routing::post(type_search_post::<S>),
+        )
         .route(&at("/{rt}/_history"), get(type_history::<S>))
         .route(
             &at("/{rt}/{id}"),
@@ -556,9 +560,151 @@ async fn delete_history<S: Store>(
 async fn type_search<S: Store>(
     State(state): State<Shared<S>>,
     Path(rt): Path<String>,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
 ) -> ApiResult {
-    state.engine.check_type(&rt)?;
-    Err(Error::not_supported(format!("search on {rt} is not supported yet")).into())
+    let f = fhir(&state, &headers, q.as_deref())?;
+    search(&state, &headers, &f, &rt, &f.params)
+}
+
+/// `POST [type]/_search`: parameters from the form body (and the query string).
+async fn type_search_post<S: Store>(
+    State(state): State<Shared<S>>,
+    Path(rt): Path<String>,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+    body: Body,
+) -> ApiResult {
+    let f = fhir(&state, &headers, q.as_deref())?;
+    let ct = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if !ct
+        .to_ascii_lowercase()
+        .starts_with("application/x-www-form-urlencoded")
+    {
+        return Err(Error::not_supported(format!(
+            "POST _search needs Content-Type application/x-www-form-urlencoded, not '{ct}'"
+        ))
+        .with_status(415)
+        .into());
+    }
+    let bytes = read_body(&headers, body, state.config.max_body_bytes).await?;
+    let form =
+        std::str::from_utf8(&bytes).map_err(|_| Error::invalid("the form body is not UTF-8"))?;
+    let mut params = f.params.clone();
+    params.extend(parse_query(Some(form)));
+    search(&state, &headers, &f, &rt, &params)
+}
+
+/// `Prefer: handling=strict`.
+fn strict_handling(headers: &HeaderMap) -> bool {
+    headers
+        .get_all("prefer")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split([',', ';']))
+        .any(|t| t.trim() == "handling=strict")
+}
+
+/// Characters escaped in link query values: everything but unreserved characters and the
+/// separators FHIR search values use (`:` `|` `,` `/`).
+const QUERY_VALUE: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~')
+    .remove(b':')
+    .remove(b'|')
+    .remove(b',')
+    .remove(b'/');
+
+fn encode(v: &str) -> String {
+    percent_encoding::utf8_percent_encode(v, QUERY_VALUE).to_string()
+}
+
+fn search<S: Store>(
+    state: &AppState<S>,
+    headers: &HeaderMap,
+    f: &Fhir,
+    rt: &str,
+    params: &Params,
+) -> ApiResult {
+    let engine = &state.engine;
+    let parsed = engine.parse_search(
+        &f.ctx,
+        rt,
+        params,
+        strict_handling(headers),
+        state.config.max_page_size,
+        state.config.default_page_size,
+    )?;
+    // The paging state of later pages travels in the link.
+    let bad_link = || Error::invalid("bad paging link");
+    let snapshot = param(params, "__snapshot")
+        .map(|s| s.parse::<u64>().map_err(|_| bad_link()))
+        .transpose()?;
+    let after = match param(params, "__after") {
+        None => None,
+        Some(a) => Some(match a.split_at_checked(1) {
+            Some(("s", seq)) => {
+                flint_store::search::Position::Seq(seq.parse().map_err(|_| bad_link())?)
+            }
+            Some(("i", id)) => flint_store::search::Position::Id(id.to_string()),
+            _ => return Err(bad_link().into()),
+        }),
+    };
+    let outcome = engine.run_search(&parsed, snapshot, after)?;
+    let applied: Vec<String> = parsed
+        .applied
+        .iter()
+        .map(|(k, v)| format!("{}={}", encode(k), encode(v)))
+        .collect();
+    let link = |extra: Option<String>| {
+        let mut parts = applied.clone();
+        parts.extend(extra);
+        let query = parts.join("&");
+        if query.is_empty() {
+            format!("{}/{rt}", f.ctx.base_url)
+        } else {
+            format!("{}/{rt}?{query}", f.ctx.base_url)
+        }
+    };
+    let mut links = vec![("self", link(None))];
+    if let Some(next) = &outcome.next {
+        let position = match next {
+            flint_store::search::Position::Seq(s) => format!("s{s}"),
+            flint_store::search::Position::Id(id) => format!("i{}", encode(id)),
+        };
+        links.push((
+            "next",
+            link(Some(format!(
+                "__snapshot={}&__after={position}",
+                outcome.snapshot
+            ))),
+        ));
+    }
+    let mut bundle = flint_engine::bundle::BundleBuilder::new("searchset", outcome.total, &links);
+    let search_mode = [("search", serde_json::json!({"mode": "match"}))];
+    for v in &outcome.versions {
+        let Some(json) = &v.json else { continue };
+        let url = f.ctx.url(&v.resource_type, &v.id);
+        if f.output.summary.is_some() || f.output.elements.is_some() {
+            let body = render(
+                engine.model(),
+                &Output {
+                    pretty: false,
+                    ..f.output.clone()
+                },
+                json,
+            )?;
+            bundle.entry(Some(&url), Some(&body), &search_mode);
+        } else {
+            bundle.entry(Some(&url), Some(json), &search_mode);
+        }
+    }
+    Ok(respond_text(&f.output, StatusCode::OK, bundle.finish()))
 }
 
 async fn system_post<S: Store>(

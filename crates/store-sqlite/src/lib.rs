@@ -6,7 +6,10 @@
 //! so an acknowledged write survives a crash. Readers use their own pooled connections and
 //! see the last committed state without waiting for the writer (WAL snapshots).
 
+mod checkpoint;
+mod index;
 mod schema;
+mod search;
 mod writer;
 
 use std::path::{Path, PathBuf};
@@ -44,6 +47,7 @@ struct Inner {
     path: PathBuf,
     readers: Mutex<Vec<Connection>>,
     writer: Mutex<Option<mpsc::Sender<Job>>>,
+    checkpointer: Mutex<Option<mpsc::Sender<()>>>,
 }
 
 pub(crate) fn fault(e: rusqlite::Error) -> Error {
@@ -68,11 +72,13 @@ impl SqliteStore {
         schema::configure_writer(&conn).map_err(fault)?;
         schema::migrate(&conn).map_err(fault)?;
         let sender = writer::start(conn)?;
+        let checkpointer = checkpoint::start(&path)?;
         Ok(SqliteStore {
             inner: Arc::new(Inner {
                 path,
                 readers: Mutex::new(Vec::new()),
                 writer: Mutex::new(Some(sender)),
+                checkpointer: Mutex::new(Some(checkpointer)),
             }),
         })
     }
@@ -244,6 +250,45 @@ impl Store for SqliteStore {
         .map(|n| n as u64)
     }
 
+    fn search(
+        &self,
+        q: &flint_store::search::SearchQuery,
+    ) -> Result<flint_store::search::SearchPage> {
+        use flint_store::search::{Order, Position, SearchPage};
+        self.with_reader(|c| {
+            let (sql, params) = search::render(c, q, false)?;
+            let mut stmt = c.prepare(&sql)?;
+            let mut rows = stmt.query(params_from_iter(params))?;
+            let mut versions = Vec::new();
+            let mut seqs = Vec::new();
+            while let Some(row) = rows.next()? {
+                seqs.push(row.get::<_, i64>(7)? as u64);
+                versions.push(version_from_row(row)?);
+            }
+            let more = versions.len() > q.limit;
+            versions.truncate(q.limit);
+            let next = match (more, versions.last()) {
+                (true, Some(last)) => Some(match q.order {
+                    Order::LastUpdated | Order::LastUpdatedDesc => {
+                        Position::Seq(seqs[versions.len() - 1])
+                    }
+                    Order::Id | Order::IdDesc => Position::Id(last.id.clone()),
+                }),
+                _ => None,
+            };
+            Ok(SearchPage { versions, next })
+        })
+    }
+
+    fn search_count(&self, q: &flint_store::search::SearchQuery) -> Result<u64> {
+        self.with_reader(|c| {
+            let (sql, params) = search::render(c, q, true)?;
+            c.prepare(&sql)?
+                .query_row(params_from_iter(params), |r| r.get::<_, i64>(0))
+        })
+        .map(|n| n as u64)
+    }
+
     fn last_tx(&self) -> Result<TxNumber> {
         self.with_reader(|c| {
             c.query_row("SELECT COALESCE(MAX(t), 0) FROM tx", [], |r| {
@@ -282,5 +327,6 @@ impl SqliteStore {
     /// Stops accepting writes and waits until the writer has committed what it has.
     pub fn close(&self) {
         self.inner.writer.lock().take();
+        self.inner.checkpointer.lock().take();
     }
 }

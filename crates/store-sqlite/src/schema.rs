@@ -3,13 +3,15 @@
 use rusqlite::Connection;
 
 /// The schema version this build writes. Migrations run in order up to it.
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
 
 pub fn configure_writer(conn: &Connection) -> rusqlite::Result<()> {
     // WAL lets readers work beside the writer; FULL makes every commit durable with an fsync
     // of the log (amortised by group commit in the writer thread).
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "FULL")?;
+    // Checkpoints are the background thread's job (see `checkpoint`); this is the safety net.
+    conn.pragma_update(None, "wal_autocheckpoint", 16_384)?;
     conn.pragma_update(None, "foreign_keys", "OFF")?;
     conn.pragma_update(None, "cache_size", -131_072)?;
     conn.pragma_update(None, "temp_store", "MEMORY")?;
@@ -60,6 +62,65 @@ pub fn migrate(conn: &Connection) -> rusqlite::Result<()> {
              CREATE UNIQUE INDEX resource_key ON resource (type, id, version);
              CREATE INDEX resource_type_seq ON resource (type, seq);
              PRAGMA user_version = 1;
+             COMMIT;",
+        )?;
+    }
+    if current < 2 {
+        // Search indexes: one table per value type, rows tied to the version (`seq`) they were
+        // extracted from, so that a search can be answered as of any transaction. Text columns
+        // hold '' for an absent part: they are key columns, which must not be NULL.
+        conn.execute_batch(
+            "BEGIN;
+             CREATE TABLE search_param (
+                 id   INTEGER PRIMARY KEY,
+                 type TEXT NOT NULL,
+                 code TEXT NOT NULL,
+                 UNIQUE (type, code)
+             );
+             CREATE TABLE idx_string (
+                 param INTEGER NOT NULL, value TEXT NOT NULL, seq INTEGER NOT NULL, original TEXT NOT NULL,
+                 PRIMARY KEY (param, value, seq, original)
+             ) WITHOUT ROWID;
+             -- Tokens and references are matched by 64-bit hashes of their parts (see
+             -- `index::key_hash`): integer keys keep these, the largest index tables, small and
+             -- fast. 0 stands for an absent system or code.
+             CREATE TABLE idx_token (
+                 param INTEGER NOT NULL, code INTEGER NOT NULL, system INTEGER NOT NULL, seq INTEGER NOT NULL,
+                 PRIMARY KEY (param, code, system, seq)
+             ) WITHOUT ROWID;
+             -- Displays and CodeableConcept texts, normalized, for `:text`.
+             CREATE TABLE idx_token_text (
+                 param INTEGER NOT NULL, text TEXT NOT NULL, seq INTEGER NOT NULL,
+                 PRIMARY KEY (param, text, seq)
+             ) WITHOUT ROWID;
+             -- One row per way a reference can be searched: `Type/id`, `Type/id/_history/v`,
+             -- `U:` absolute or canonical URL (and `url|version`), `I:system|value` and
+             -- `I:|value` for a logical identifier.
+             CREATE TABLE idx_reference (
+                 param INTEGER NOT NULL, key INTEGER NOT NULL, seq INTEGER NOT NULL,
+                 PRIMARY KEY (param, key, seq)
+             ) WITHOUT ROWID;
+             CREATE TABLE idx_date (
+                 param INTEGER NOT NULL, start INTEGER NOT NULL, end INTEGER NOT NULL, seq INTEGER NOT NULL,
+                 PRIMARY KEY (param, start, end, seq)
+             ) WITHOUT ROWID;
+             CREATE INDEX idx_date_end ON idx_date (param, end, start, seq);
+             CREATE TABLE idx_number (
+                 param INTEGER NOT NULL, low REAL NOT NULL, high REAL NOT NULL, seq INTEGER NOT NULL, value TEXT NOT NULL,
+                 PRIMARY KEY (param, low, high, seq, value)
+             ) WITHOUT ROWID;
+             CREATE TABLE idx_quantity (
+                 param INTEGER NOT NULL, seq INTEGER NOT NULL, low REAL NOT NULL, high REAL NOT NULL,
+                 system TEXT NOT NULL, code TEXT NOT NULL, unit TEXT NOT NULL,
+                 canonical_unit TEXT NOT NULL, canonical_low REAL, canonical_high REAL
+             );
+             CREATE INDEX idx_quantity_code ON idx_quantity (param, code, low, seq);
+             CREATE INDEX idx_quantity_canonical ON idx_quantity (param, canonical_unit, canonical_low, seq);
+             CREATE TABLE idx_uri (
+                 param INTEGER NOT NULL, value TEXT NOT NULL, seq INTEGER NOT NULL,
+                 PRIMARY KEY (param, value, seq)
+             ) WITHOUT ROWID;
+             PRAGMA user_version = 2;
              COMMIT;",
         )?;
     }

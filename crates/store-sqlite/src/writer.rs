@@ -61,6 +61,7 @@ pub fn start(conn: Connection) -> Result<mpsc::Sender<Job>> {
         .spawn(move || {
             Writer {
                 conn,
+                params: Default::default(),
                 next_tx: next_tx as u64,
                 last_time,
             }
@@ -72,6 +73,7 @@ pub fn start(conn: Connection) -> Result<mpsc::Sender<Job>> {
 
 struct Writer {
     conn: Connection,
+    params: crate::index::ParamIds,
     next_tx: TxNumber,
     last_time: i64,
 }
@@ -121,6 +123,7 @@ impl Writer {
                 tracing::error!(error = %e, "group commit failed; rolling back");
                 let _ = self.conn.execute_batch("ROLLBACK");
                 (self.next_tx, self.last_time) = saved;
+                self.params.clear();
                 Some(e.to_string())
             }
         };
@@ -138,6 +141,7 @@ impl Writer {
         let now = now_micros().max(self.last_time + 1);
         let mut txn = SqliteTransaction {
             conn: &self.conn,
+            params: &mut self.params,
             tx: self.next_tx,
             now,
             wrote: false,
@@ -164,6 +168,8 @@ impl Writer {
             }
         } else {
             let _ = self.conn.execute_batch("ROLLBACK TO job; RELEASE job");
+            // Parameter ids the job created are gone with it.
+            self.params.clear();
         }
         match ran {
             Ok((_, done)) if keep && !recorded => {
@@ -208,6 +214,7 @@ impl Transaction for Refused {
 
 struct SqliteTransaction<'c> {
     conn: &'c Connection,
+    params: &'c mut crate::index::ParamIds,
     tx: TxNumber,
     now: i64,
     wrote: bool,
@@ -295,6 +302,9 @@ impl Transaction for SqliteTransaction<'_> {
             }
         }
         self.check(r)?;
+        let seq = self.conn.last_insert_rowid();
+        let r = crate::index::write(self.conn, self.params, &new.resource_type, seq, &new.index);
+        self.check(r)?;
         self.wrote = true;
         Ok(Version {
             resource_type: new.resource_type,
@@ -308,6 +318,8 @@ impl Transaction for SqliteTransaction<'_> {
     }
 
     fn delete_history(&mut self, resource_type: &str, id: &str) -> Result<u64> {
+        let r = crate::index::delete_for_history(self.conn, resource_type, id);
+        self.check(r)?;
         let r = self
             .conn
             .prepare_cached(

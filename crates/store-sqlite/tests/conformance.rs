@@ -20,6 +20,7 @@ async fn a_panicking_job_rolls_back_and_the_writer_lives_on() {
         version: 1,
         method: Method::Create,
         json: Some("{}".into()),
+        index: Vec::new(),
     };
     let a = new("a");
     let panicked: Result<(), Error> = store
@@ -46,6 +47,7 @@ async fn data_survives_reopening() {
             version: 1,
             method: Method::Create,
             json: Some("{}".into()),
+            index: Vec::new(),
         };
         let written = store.write(move |t| t.put(v)).await.unwrap();
         store.close();
@@ -59,6 +61,7 @@ async fn data_survives_reopening() {
         version: 2,
         method: Method::Update,
         json: Some("{}".into()),
+        index: Vec::new(),
     };
     assert!(store.write(move |t| t.put(v)).await.unwrap().tx > tx);
 }

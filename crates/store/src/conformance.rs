@@ -16,6 +16,7 @@ fn put(rt: &str, id: &str, version: u64, json: Option<&str>) -> NewVersion {
         version,
         method,
         json: json.map(str::to_string),
+        index: Vec::new(),
     }
 }
 

@@ -6,10 +6,12 @@
 
 use bytes::Bytes;
 pub mod conformance;
+pub mod search;
 
 use std::future::Future;
 
 pub use flint_fhir::{Error, Result};
+pub use flint_search::{IndexValue, ParamType};
 
 /// A transaction number. Every committed write has one; later writes have larger ones.
 pub type TxNumber = u64;
@@ -80,6 +82,81 @@ pub struct NewVersion {
     pub method: Method,
     /// `None` writes a deletion.
     pub json: Option<String>,
+    /// The search index values of this version, written in the same transaction.
+    pub index: Vec<IndexedParam>,
+}
+
+/// The values one search parameter extracted from a version. A parameter that applies but
+/// found nothing has no entry.
+#[derive(Clone, Debug)]
+pub struct IndexedParam {
+    /// The parameter's code (`name`, `subject`), unique within the resource type.
+    pub code: String,
+    pub kind: ParamType,
+    pub values: Vec<IndexValue<'static>>,
+}
+
+/// An index value that owns its text, so that it can travel into a write job.
+pub fn owned_value(v: IndexValue<'_>) -> IndexValue<'static> {
+    use std::borrow::Cow;
+    fn own(c: Cow<'_, str>) -> Cow<'static, str> {
+        Cow::Owned(c.into_owned())
+    }
+    let opt = |c: Option<Cow<'_, str>>| c.map(own);
+    match v {
+        IndexValue::String {
+            normalized,
+            original,
+        } => IndexValue::String {
+            normalized: own(normalized),
+            original: own(original),
+        },
+        IndexValue::Token { system, code, text } => IndexValue::Token {
+            system: opt(system),
+            code: opt(code),
+            text: opt(text),
+        },
+        IndexValue::Reference {
+            resource_type,
+            id,
+            version,
+            url,
+            identifier,
+        } => IndexValue::Reference {
+            resource_type: opt(resource_type),
+            id: opt(id),
+            version: opt(version),
+            url: opt(url),
+            identifier: identifier.map(|(s, v)| (s.map(own), own(v))),
+        },
+        IndexValue::Date { start, end } => IndexValue::Date { start, end },
+        IndexValue::Number { value, low, high } => IndexValue::Number {
+            value: own(value),
+            low,
+            high,
+        },
+        IndexValue::Quantity {
+            value,
+            low,
+            high,
+            system,
+            code,
+            unit,
+            canonical,
+        } => IndexValue::Quantity {
+            value: own(value),
+            low,
+            high,
+            system: opt(system),
+            code: opt(code),
+            unit: opt(unit),
+            canonical,
+        },
+        IndexValue::Uri(u) => IndexValue::Uri(own(u)),
+        IndexValue::Composite(parts) => {
+            IndexValue::Composite(parts.into_iter().map(owned_value).collect())
+        }
+    }
 }
 
 /// Which versions a history request asks for.
@@ -169,6 +246,18 @@ pub trait Store: Send + Sync + 'static {
     /// # Errors
     /// A backend fault.
     fn history_count(&self, query: &HistoryQuery) -> Result<u64>;
+
+    /// The current versions matching a search, one page in the query's order.
+    ///
+    /// # Errors
+    /// A backend fault.
+    fn search(&self, query: &search::SearchQuery) -> Result<search::SearchPage>;
+
+    /// How many current versions match a search (ignoring `after` and `limit`).
+    ///
+    /// # Errors
+    /// A backend fault.
+    fn search_count(&self, query: &search::SearchQuery) -> Result<u64>;
 
     /// The number of the last committed transaction.
     ///

@@ -6,5 +6,6 @@ mod crud;
 mod durability;
 mod history;
 mod http_behaviour;
+mod search;
 mod server;
 mod validation;

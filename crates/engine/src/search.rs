@@ -1,0 +1,586 @@
+//! Search: the URL's parameters become a [`SearchQuery`] (checked against the search
+//! parameters of the type), the store runs it, and the caller gets a page, the total and the
+//! paging position.
+
+use flint_fhir::{datetime, Error, Result};
+use flint_search::{ParamType, Registry};
+use flint_store::search::{Order, Position, Predicate, Prefix, SearchQuery, StringMatch, UriMatch};
+use flint_store::{Store, TxNumber, Version};
+
+use crate::{Context, Engine};
+
+/// `_total`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TotalMode {
+    None,
+    Estimate,
+    Accurate,
+}
+
+/// A parsed search request.
+#[derive(Clone, Debug)]
+pub struct ParsedSearch {
+    pub query: SearchQuery,
+    pub total: TotalMode,
+    /// `_summary=count`: the total only.
+    pub count_only: bool,
+    /// The parameters that were understood and applied, for the `self` link.
+    pub applied: Vec<(String, String)>,
+    /// Parameters that were not understood (ignored under lenient handling).
+    pub ignored: Vec<String>,
+}
+
+/// A page of results.
+pub struct SearchOutcome {
+    pub versions: Vec<Version>,
+    pub total: Option<u64>,
+    /// The snapshot this page was read from, and where the next page starts.
+    pub snapshot: TxNumber,
+    pub next: Option<Position>,
+}
+
+/// Parameters that shape the result rather than select resources.
+const RESULT_PARAMS: [&str; 6] = [
+    "_count",
+    "_sort",
+    "_total",
+    "_summary",
+    "_elements",
+    "_contained",
+];
+/// Parameters handled outside search (format, paging state).
+const TRANSPORT_PARAMS: [&str; 4] = ["_format", "_pretty", "__snapshot", "__after"];
+
+fn unsupported(what: String) -> Error {
+    Error::not_supported(what)
+}
+
+/// Splits a parameter value on commas not escaped with `\`, unescaping `\,` `\|` `\$` `\\`.
+pub fn split_or(value: &str) -> Vec<String> {
+    let mut out = vec![String::new()];
+    let mut chars = value.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => match chars.next() {
+                Some(n @ (',' | '$' | '|' | '\\')) => {
+                    if let Some(last) = out.last_mut() {
+                        if n == '|' {
+                            // Kept escaped: the token parser splits on unescaped bars.
+                            last.push('\\');
+                        }
+                        last.push(n);
+                    }
+                }
+                Some(n) => {
+                    if let Some(last) = out.last_mut() {
+                        last.push('\\');
+                        last.push(n);
+                    }
+                }
+                None => {}
+            },
+            ',' => out.push(String::new()),
+            c => {
+                if let Some(last) = out.last_mut() {
+                    last.push(c);
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Splits `system|code` on the first unescaped bar.
+fn split_bar(value: &str) -> (Option<String>, String) {
+    let mut prev_backslash = false;
+    for (i, c) in value.char_indices() {
+        if c == '|' && !prev_backslash {
+            return (
+                Some(value[..i].replace("\\|", "|")),
+                value[i + 1..].replace("\\|", "|"),
+            );
+        }
+        prev_backslash = c == '\\';
+    }
+    (None, value.replace("\\|", "|"))
+}
+
+fn prefix_and_rest(value: &str) -> (Prefix, &str) {
+    if value.len() > 2 {
+        if let Some(p) = Prefix::parse(&value[..2]) {
+            if value[2..].starts_with(|c: char| c.is_ascii_digit() || c == '-' || c == '.') {
+                return (p, &value[2..]);
+            }
+        }
+    }
+    (Prefix::Eq, value)
+}
+
+/// A decimal and the range its written precision implies (`100` is `[99.5, 100.5)`).
+fn decimal_range(text: &str) -> Option<(f64, f64, f64)> {
+    let value: f64 = text.parse().ok()?;
+    if !value.is_finite() {
+        return None;
+    }
+    let (mantissa, exponent) = match text.find(['e', 'E']) {
+        Some(i) => (&text[..i], text[i + 1..].parse::<i32>().ok()?),
+        None => (text, 0),
+    };
+    let decimals = mantissa.split_once('.').map_or(0, |(_, f)| f.len() as i32);
+    let half = 0.5 * 10f64.powi(exponent - decimals);
+    Some((value, value - half, value + half))
+}
+
+fn date_range(text: &str) -> Option<(i64, i64)> {
+    let d = datetime::parse_date_time_lenient(text)?;
+    Some((d.start_micros(), d.end_micros()))
+}
+
+impl<S: Store> Engine<S> {
+    /// Parses search parameters for `resource_type`. Unknown parameters are collected in
+    /// `ignored`, or refused when `strict`.
+    ///
+    /// # Errors
+    /// A malformed value (400), an unknown parameter under strict handling (400), a feature
+    /// this server does not support yet (400 not-supported).
+    pub fn parse_search(
+        &self,
+        ctx: &Context,
+        resource_type: &str,
+        params: &[(String, String)],
+        strict: bool,
+        max_count: usize,
+        default_count: usize,
+    ) -> Result<ParsedSearch> {
+        self.check_type(resource_type)?;
+        let registry = Registry::r4();
+        let mut query = SearchQuery {
+            resource_type: resource_type.to_string(),
+            limit: default_count,
+            ..Default::default()
+        };
+        let mut parsed = ParsedSearch {
+            query: SearchQuery::default(),
+            total: TotalMode::Accurate,
+            count_only: false,
+            applied: Vec::new(),
+            ignored: Vec::new(),
+        };
+        for (name, value) in params {
+            let (code, modifier) = match name.split_once(':') {
+                Some((c, m)) => (c, Some(m)),
+                None => (name.as_str(), None),
+            };
+            if TRANSPORT_PARAMS.contains(&code) {
+                continue;
+            }
+            if RESULT_PARAMS.contains(&code) {
+                match code {
+                    "_count" => {
+                        let n: usize = value.parse().map_err(|_| {
+                            Error::invalid(format!("_count '{value}' is not a number"))
+                        })?;
+                        query.limit = n.min(max_count);
+                    }
+                    "_sort" => query.order = match value.as_str() {
+                        "_lastUpdated" => Order::LastUpdated,
+                        "-_lastUpdated" => Order::LastUpdatedDesc,
+                        "_id" => Order::Id,
+                        "-_id" => Order::IdDesc,
+                        other => return Err(unsupported(format!(
+                            "sorting by '{other}' is not supported yet (only _id and _lastUpdated)"
+                        ))),
+                    },
+                    "_total" => {
+                        parsed.total = match value.as_str() {
+                            "none" => TotalMode::None,
+                            "estimate" => TotalMode::Estimate,
+                            "accurate" => TotalMode::Accurate,
+                            other => {
+                                return Err(Error::invalid(format!(
+                                    "_total must be none, estimate or accurate, not '{other}'"
+                                )))
+                            }
+                        }
+                    }
+                    "_summary" => parsed.count_only = value == "count",
+                    "_contained" => {
+                        return Err(unsupported("_contained is not supported yet".into()))
+                    }
+                    _ => {}
+                }
+                parsed.applied.push((name.clone(), value.clone()));
+                continue;
+            }
+            let clause = match self.clause(ctx, registry, resource_type, code, modifier, value)? {
+                Some(clause) => clause,
+                None if strict => {
+                    return Err(Error::invalid(format!(
+                        "unknown search parameter '{name}' for {resource_type}"
+                    )))
+                }
+                None => {
+                    parsed.ignored.push(name.clone());
+                    continue;
+                }
+            };
+            query.clauses.push(clause);
+            parsed.applied.push((name.clone(), value.clone()));
+        }
+        parsed.query = query;
+        Ok(parsed)
+    }
+
+    /// One parameter's clause (its comma-separated alternatives); `None` when the parameter is
+    /// not known for the type.
+    fn clause(
+        &self,
+        ctx: &Context,
+        registry: &Registry,
+        resource_type: &str,
+        code: &str,
+        modifier: Option<&str>,
+        value: &str,
+    ) -> Result<Option<Vec<Predicate>>> {
+        if code.contains('.') || modifier.is_some_and(|m| m.contains('.')) {
+            return Err(unsupported(format!(
+                "chained parameters ('{code}') are not supported yet"
+            )));
+        }
+        if matches!(
+            code,
+            "_has" | "_text" | "_content" | "_list" | "_query" | "_filter" | "_type"
+        ) {
+            return Err(unsupported(format!("'{code}' is not supported yet")));
+        }
+        if code == "_id" {
+            let values = split_or(value);
+            return Ok(Some(match modifier {
+                None => values.into_iter().map(Predicate::Id).collect(),
+                Some("not") => vec![Predicate::Not(
+                    values.into_iter().map(Predicate::Id).collect(),
+                )],
+                Some(m) => {
+                    return Err(Error::invalid(format!(
+                        "modifier ':{m}' is not valid on _id"
+                    )))
+                }
+            }));
+        }
+        if code == "_lastUpdated" {
+            if let Some(m) = modifier {
+                return Err(Error::invalid(format!(
+                    "modifier ':{m}' is not valid on _lastUpdated"
+                )));
+            }
+            let mut alternatives = Vec::new();
+            for v in split_or(value) {
+                let (prefix, rest) = prefix_and_rest(&v);
+                let (start, end) = date_range(rest).ok_or_else(|| {
+                    Error::invalid(format!("'{v}' is not a date for _lastUpdated"))
+                })?;
+                alternatives.push(Predicate::LastUpdated { prefix, start, end });
+            }
+            return Ok(Some(alternatives));
+        }
+        let Some(param) = registry.param(resource_type, code) else {
+            return Ok(None);
+        };
+        let code = code.to_string();
+        if modifier == Some("missing") {
+            let missing = match value {
+                "true" => true,
+                "false" => false,
+                _ => {
+                    return Err(Error::invalid(format!(
+                        "{code}:missing must be true or false"
+                    )))
+                }
+            };
+            return Ok(Some(vec![Predicate::Missing {
+                param: code,
+                missing,
+            }]));
+        }
+        let bad_modifier = |m: &str| {
+            Error::invalid(format!(
+                "modifier ':{m}' is not valid on the {} parameter '{code}'",
+                param.kind.code()
+            ))
+        };
+        let mut alternatives = Vec::new();
+        match param.kind {
+            ParamType::String => {
+                let how = match modifier {
+                    None => StringMatch::Prefix,
+                    Some("exact") => StringMatch::Exact,
+                    Some("contains") => StringMatch::Contains,
+                    Some("text") => {
+                        return Err(unsupported(format!("{code}:text is not supported yet")))
+                    }
+                    Some(m) => return Err(bad_modifier(m)),
+                };
+                for v in split_or(value) {
+                    let value = if how == StringMatch::Exact {
+                        v
+                    } else {
+                        flint_search::normalize_string(&v)
+                    };
+                    alternatives.push(Predicate::String {
+                        param: code.clone(),
+                        value,
+                        how,
+                    });
+                }
+            }
+            ParamType::Token => {
+                let not = match modifier {
+                    None => false,
+                    Some("not") => true,
+                    Some("text") => {
+                        for v in split_or(value) {
+                            alternatives.push(Predicate::TokenText {
+                                param: code.clone(),
+                                text: v,
+                            });
+                        }
+                        return Ok(Some(alternatives));
+                    }
+                    Some(m @ ("in" | "not-in" | "above" | "below" | "of-type")) => {
+                        return Err(unsupported(format!("{code}:{m} is not supported yet")))
+                    }
+                    Some(m) => return Err(bad_modifier(m)),
+                };
+                for v in split_or(value) {
+                    let (system, code_part) = split_bar(&v);
+                    let token = match system {
+                        None => Predicate::Token {
+                            param: code.clone(),
+                            system: None,
+                            code: Some(code_part),
+                        },
+                        Some(s) if s.is_empty() => Predicate::Token {
+                            param: code.clone(),
+                            system: Some(None),
+                            code: Some(code_part),
+                        },
+                        Some(s) => Predicate::Token {
+                            param: code.clone(),
+                            system: Some(Some(s)),
+                            code: (!code_part.is_empty()).then_some(code_part),
+                        },
+                    };
+                    alternatives.push(token);
+                }
+                if not {
+                    // None of the values may match.
+                    return Ok(Some(vec![Predicate::Not(alternatives)]));
+                }
+            }
+            ParamType::Reference => {
+                for v in split_or(value) {
+                    let keys = match modifier {
+                        Some("identifier") => {
+                            let (system, value) = split_bar(&v);
+                            match system {
+                                Some(s) if !s.is_empty() => vec![format!("I:{s}|{value}")],
+                                _ => vec![format!("I:|{value}")],
+                            }
+                        }
+                        Some(
+                            m @ ("above" | "below" | "missing" | "text" | "contains" | "exact"
+                            | "not" | "in" | "not-in" | "of-type"),
+                        ) => return Err(bad_modifier(m)),
+                        Some(target) => {
+                            if !self.model().is_resource_type(target) {
+                                return Err(Error::invalid(format!(
+                                    "':{target}' is not a resource type"
+                                )));
+                            }
+                            vec![format!("{target}/{}", v.rsplit('/').next().unwrap_or(&v))]
+                        }
+                        None => {
+                            reference_keys(ctx, &v, &param.targets, self.model().resource_types())
+                        }
+                    };
+                    alternatives.push(Predicate::Reference {
+                        param: code.clone(),
+                        keys,
+                    });
+                }
+            }
+            ParamType::Date => {
+                if let Some(m) = modifier {
+                    return Err(bad_modifier(m));
+                }
+                for v in split_or(value) {
+                    let (prefix, rest) = prefix_and_rest(&v);
+                    let (start, end) = date_range(rest).ok_or_else(|| {
+                        Error::invalid(format!("'{v}' is not a valid date for {code}"))
+                    })?;
+                    alternatives.push(Predicate::Date {
+                        param: code.clone(),
+                        prefix,
+                        start,
+                        end,
+                    });
+                }
+            }
+            ParamType::Number => {
+                if let Some(m) = modifier {
+                    return Err(bad_modifier(m));
+                }
+                for v in split_or(value) {
+                    let (prefix, rest) = prefix_and_rest(&v);
+                    let (value, low, high) = decimal_range(rest).ok_or_else(|| {
+                        Error::invalid(format!("'{v}' is not a number for {code}"))
+                    })?;
+                    alternatives.push(Predicate::Number {
+                        param: code.clone(),
+                        prefix,
+                        value,
+                        low,
+                        high,
+                    });
+                }
+            }
+            ParamType::Quantity => {
+                if let Some(m) = modifier {
+                    return Err(bad_modifier(m));
+                }
+                for v in split_or(value) {
+                    let (prefix, rest) = prefix_and_rest(&v);
+                    let mut parts = rest.splitn(3, '|');
+                    let number = parts.next().unwrap_or("");
+                    let system = parts.next().filter(|s| !s.is_empty()).map(str::to_string);
+                    let unit = parts.next().filter(|s| !s.is_empty()).map(str::to_string);
+                    let (value, low, high) = decimal_range(number).ok_or_else(|| {
+                        Error::invalid(format!("'{v}' is not a quantity for {code}"))
+                    })?;
+                    alternatives.push(Predicate::Quantity {
+                        param: code.clone(),
+                        prefix,
+                        value,
+                        low,
+                        high,
+                        system,
+                        code: unit,
+                    });
+                }
+            }
+            ParamType::Uri => {
+                let how = match modifier {
+                    None => UriMatch::Exact,
+                    Some("below") => UriMatch::Below,
+                    Some("above") => UriMatch::Above,
+                    Some(m) => return Err(bad_modifier(m)),
+                };
+                for v in split_or(value) {
+                    alternatives.push(Predicate::Uri {
+                        param: code.clone(),
+                        value: v,
+                        how,
+                    });
+                }
+            }
+            ParamType::Composite | ParamType::Special => {
+                return Err(unsupported(format!(
+                    "{} parameters ('{code}') are not supported yet",
+                    param.kind.code()
+                )))
+            }
+        }
+        Ok(Some(alternatives))
+    }
+
+    /// Runs a parsed search: one page, and the total unless `_total=none`.
+    ///
+    /// # Errors
+    /// A store fault.
+    pub fn run_search(
+        &self,
+        parsed: &ParsedSearch,
+        snapshot: Option<TxNumber>,
+        after: Option<Position>,
+    ) -> Result<SearchOutcome> {
+        let snapshot = match snapshot {
+            Some(s) => s,
+            None => self.store().last_tx()?,
+        };
+        let mut query = parsed.query.clone();
+        query.snapshot = Some(snapshot);
+        query.after = after;
+        let total = match (parsed.total, parsed.count_only) {
+            (_, true) | (TotalMode::Accurate | TotalMode::Estimate, _) => {
+                Some(self.store().search_count(&query)?)
+            }
+            (TotalMode::None, false) => None,
+        };
+        if parsed.count_only {
+            return Ok(SearchOutcome {
+                versions: Vec::new(),
+                total,
+                snapshot,
+                next: None,
+            });
+        }
+        let page = self.store().search(&query)?;
+        Ok(SearchOutcome {
+            versions: page.versions,
+            total,
+            snapshot,
+            next: page.next,
+        })
+    }
+}
+
+/// The index keys a reference search value can match.
+fn reference_keys(
+    ctx: &Context,
+    value: &str,
+    targets: &[String],
+    all_types: &[String],
+) -> Vec<String> {
+    let base = format!("{}/", ctx.base_url);
+    if let Some(local) = value.strip_prefix(&base) {
+        return vec![local.to_string()];
+    }
+    if value.starts_with("http://") || value.starts_with("https://") || value.starts_with("urn:") {
+        return vec![format!("U:{value}")];
+    }
+    if value.contains('/') {
+        return vec![value.to_string()];
+    }
+    let types: &[String] = if targets.is_empty() {
+        all_types
+    } else {
+        targets
+    };
+    types.iter().map(|t| format!("{t}/{value}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_split_on_unescaped_commas_and_bars() {
+        assert_eq!(split_or("a,b\\,c"), vec!["a", "b,c"]);
+        assert_eq!(
+            split_bar("http://loinc.org|1234-5"),
+            (Some("http://loinc.org".into()), "1234-5".into())
+        );
+        assert_eq!(split_bar("|x"), (Some(String::new()), "x".into()));
+        assert_eq!(split_bar("a\\|b"), (None, "a|b".into()));
+    }
+
+    #[test]
+    fn decimal_precision_ranges() {
+        assert_eq!(decimal_range("100"), Some((100.0, 99.5, 100.5)));
+        let (_, low, high) = decimal_range("100.00").unwrap();
+        assert!((low - 99.995).abs() < 1e-9 && (high - 100.005).abs() < 1e-9);
+        assert!(decimal_range("abc").is_none());
+        assert_eq!(prefix_and_rest("ge2020").0, Prefix::Ge);
+        assert_eq!(prefix_and_rest("2020").0, Prefix::Eq);
+    }
+}

@@ -1,0 +1,393 @@
+//! Search over HTTP against a small data set whose expected matches are worked out by hand.
+
+use std::collections::BTreeSet;
+
+use serde_json::{json, Value};
+
+use crate::server::{outcome, Server};
+
+fn load(s: &Server) {
+    let resources = [
+        json!({"resourceType": "Patient", "id": "p1", "active": true, "gender": "male", "birthDate": "1970-05-01",
+               "name": [{"family": "Smith", "given": ["John"]}], "identifier": [{"system": "http://sys1", "value": "A1"}],
+               "address": [{"city": "Boston"}]}),
+        json!({"resourceType": "Patient", "id": "p2", "gender": "female", "birthDate": "1985-12-24",
+               "name": [{"family": "Smythe", "given": ["Jane"]}], "identifier": [{"system": "http://sys1", "value": "A2"}]}),
+        json!({"resourceType": "Patient", "id": "p3", "gender": "male", "birthDate": "1990",
+               "name": [{"family": "Müller", "given": ["Jürgen"]}], "identifier": [{"system": "http://sys2", "value": "A1"}]}),
+        json!({"resourceType": "Observation", "id": "o1", "status": "final",
+               "code": {"coding": [{"system": "http://loinc.org", "code": "8867-4"}]}, "subject": {"reference": "Patient/p1"},
+               "effectiveDateTime": "2020-01-15T10:00:00Z",
+               "valueQuantity": {"value": 72, "unit": "/min", "system": "http://unitsofmeasure.org", "code": "/min"}}),
+        json!({"resourceType": "Observation", "id": "o2", "status": "final",
+               "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category", "code": "vital-signs"}]}],
+               "code": {"coding": [{"system": "http://loinc.org", "code": "8480-6"}]}, "subject": {"reference": "Patient/p1"},
+               "effectivePeriod": {"start": "2021-03-01", "end": "2021-03-02"},
+               "valueQuantity": {"value": 140, "unit": "mmHg", "system": "http://unitsofmeasure.org", "code": "mm[Hg]"}}),
+        json!({"resourceType": "Observation", "id": "o3", "status": "preliminary",
+               "code": {"coding": [{"system": "http://loinc.org", "code": "8867-4"}]}, "subject": {"reference": "Patient/p2"},
+               "effectiveDateTime": "2022-06", "valueQuantity": {"value": 88, "unit": "/min"}}),
+        json!({"resourceType": "Observation", "id": "o4", "status": "final",
+               "code": {"coding": [{"system": "http://snomed.info/sct", "code": "27113001"}], "text": "Body weight"},
+               "subject": {"reference": "Patient/p3"},
+               "valueQuantity": {"value": 70.5, "unit": "kg", "system": "http://unitsofmeasure.org", "code": "kg"}}),
+    ];
+    for r in resources {
+        let path = format!(
+            "{}/{}",
+            r["resourceType"].as_str().unwrap(),
+            r["id"].as_str().unwrap()
+        );
+        assert_eq!(s.put(&path, &r).status(), 201, "{path}");
+    }
+}
+
+fn ids(s: &Server, query: &str) -> BTreeSet<String> {
+    let r = s.get(query).send().unwrap();
+    assert_eq!(r.status(), 200, "{query}");
+    let b: Value = r.json().unwrap();
+    assert_eq!(b["type"], "searchset", "{query}");
+    let found: BTreeSet<String> = b["entry"]
+        .as_array()
+        .map(|e| {
+            e.iter()
+                .map(|e| e["resource"]["id"].as_str().unwrap().to_string())
+                .collect()
+        })
+        .unwrap_or_default();
+    if let Some(total) = b["total"].as_u64() {
+        assert_eq!(
+            total as usize,
+            found.len(),
+            "{query}: total and entries disagree"
+        );
+    }
+    found
+}
+
+fn set(ids: &[&str]) -> BTreeSet<String> {
+    ids.iter().map(|s| s.to_string()).collect()
+}
+
+#[test]
+fn parameters_of_every_supported_type_find_the_expected_resources() {
+    let s = Server::start();
+    load(&s);
+    let base = s.base.clone();
+    let cases: Vec<(String, &[&str])> = vec![
+        // string: prefix, case- and accent-insensitive; :exact; :contains; any name part
+        ("Patient?family=smi".into(), &["p1"]),
+        ("Patient?family=SM".into(), &["p1", "p2"]),
+        ("Patient?family=muller".into(), &["p3"]),
+        ("Patient?family:exact=Smith".into(), &["p1"]),
+        ("Patient?family:exact=smith".into(), &[]),
+        ("Patient?family:contains=yth".into(), &["p2"]),
+        ("Patient?name=jane".into(), &["p2"]),
+        ("Patient?address-city=bos".into(), &["p1"]),
+        // token: code, system|code, |code, system|, :not, OR
+        ("Patient?gender=male".into(), &["p1", "p3"]),
+        ("Patient?gender=male,female".into(), &["p1", "p2", "p3"]),
+        ("Patient?gender:not=male".into(), &["p2"]),
+        ("Patient?identifier=http://sys1|A1".into(), &["p1"]),
+        ("Patient?identifier=A1".into(), &["p1", "p3"]),
+        ("Patient?identifier=http://sys1|".into(), &["p1", "p2"]),
+        (
+            "Observation?code=http://loinc.org|8867-4".into(),
+            &["o1", "o3"],
+        ),
+        ("Observation?code=|8867-4".into(), &[]),
+        ("Observation?code=8480-6".into(), &["o2"]),
+        ("Observation?code:text=body".into(), &["o4"]),
+        ("Patient?active=true".into(), &["p1"]),
+        ("Patient?active:missing=true".into(), &["p2", "p3"]),
+        ("Patient?active:missing=false".into(), &["p1"]),
+        ("Observation?category=vital-signs".into(), &["o2"]),
+        // reference: Type/id, id, :Type, absolute with our base, patient parameter
+        ("Observation?subject=Patient/p1".into(), &["o1", "o2"]),
+        ("Observation?subject=p1".into(), &["o1", "o2"]),
+        ("Observation?subject:Patient=p2".into(), &["o3"]),
+        ("Observation?patient=p3".into(), &["o4"]),
+        (
+            format!("Observation?subject={base}/Patient/p1"),
+            &["o1", "o2"],
+        ),
+        ("Observation?subject=Patient/nobody".into(), &[]),
+        // date: precisions and prefixes against dates, date-times and periods
+        ("Patient?birthdate=1970".into(), &["p1"]),
+        ("Patient?birthdate=lt1980".into(), &["p1"]),
+        ("Patient?birthdate=ge1985-12-24".into(), &["p2", "p3"]),
+        ("Patient?birthdate=sa1985".into(), &["p3"]),
+        ("Patient?birthdate=eb1980".into(), &["p1"]),
+        ("Patient?birthdate=ne1970-05-01".into(), &["p2", "p3"]),
+        ("Observation?date=2020".into(), &["o1"]),
+        ("Observation?date=2021-03".into(), &["o2"]),
+        ("Observation?date=ge2021".into(), &["o2", "o3"]),
+        ("Observation?date=le2020-01-15T10:00:00Z".into(), &["o1"]),
+        ("Observation?date=gt2022-06-15".into(), &["o3"]),
+        // quantity: prefixes, precision, system and unit
+        ("Observation?value-quantity=gt100".into(), &["o2"]),
+        ("Observation?value-quantity=72".into(), &["o1"]),
+        ("Observation?value-quantity=lt80".into(), &["o1", "o4"]),
+        (
+            "Observation?value-quantity=70.5|http://unitsofmeasure.org|kg".into(),
+            &["o4"],
+        ),
+        ("Observation?value-quantity=70.5||g".into(), &[]),
+        ("Observation?value-quantity=ap88".into(), &["o3"]),
+        // AND across parameters; _id; _lastUpdated
+        ("Observation?status=final&code=8867-4".into(), &["o1"]),
+        ("Observation?_id=o1,o2".into(), &["o1", "o2"]),
+        (
+            "Observation?_lastUpdated=ge2020-01-01".into(),
+            &["o1", "o2", "o3", "o4"],
+        ),
+        ("Observation?_lastUpdated=lt2000".into(), &[]),
+    ];
+    for (query, expected) in cases {
+        assert_eq!(ids(&s, &query), set(expected), "{query}");
+    }
+}
+
+#[test]
+fn results_follow_changes_and_deletions() {
+    let s = Server::start();
+    load(&s);
+    let p = json!({"resourceType": "Patient", "id": "p2", "gender": "male", "name": [{"family": "Jones"}]});
+    assert_eq!(s.put("Patient/p2", &p).status(), 200);
+    assert_eq!(ids(&s, "Patient?family=smythe"), set(&[]));
+    assert_eq!(ids(&s, "Patient?family=jones"), set(&["p2"]));
+    assert_eq!(ids(&s, "Patient?gender=male"), set(&["p1", "p2", "p3"]));
+    assert_eq!(
+        s.client
+            .delete(s.url("Patient/p1"))
+            .send()
+            .unwrap()
+            .status(),
+        204
+    );
+    assert_eq!(ids(&s, "Patient?gender=male"), set(&["p2", "p3"]));
+}
+
+#[test]
+fn paging_sorting_totals_and_summary() {
+    let s = Server::start();
+    load(&s);
+    let b: Value = s
+        .get("Observation?_summary=count")
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(b["total"], 4);
+    assert!(b.get("entry").is_none());
+    let b: Value = s
+        .get("Observation?_total=none")
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert!(b.get("total").is_none());
+    assert_eq!(b["entry"].as_array().unwrap().len(), 4);
+
+    let order = |q: &str| -> Vec<String> {
+        let b: Value = s.get(q).send().unwrap().json().unwrap();
+        b["entry"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["resource"]["id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(order("Observation?_sort=_id"), vec!["o1", "o2", "o3", "o4"]);
+    assert_eq!(
+        order("Observation?_sort=-_id"),
+        vec!["o4", "o3", "o2", "o1"]
+    );
+    assert_eq!(
+        order("Observation?_sort=_lastUpdated"),
+        vec!["o1", "o2", "o3", "o4"]
+    );
+    assert_eq!(
+        order("Observation?_sort=-_lastUpdated"),
+        vec!["o4", "o3", "o2", "o1"]
+    );
+
+    // Pages of 3 by id, and a snapshot: a change after page 1 does not move later pages.
+    let first: Value = s
+        .get("Patient?_count=1&_sort=_id")
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(first["entry"][0]["resource"]["id"], "p1");
+    assert_eq!(first["total"], 3);
+    let changed = json!({"resourceType": "Patient", "id": "p2", "gender": "other"});
+    assert_eq!(s.put("Patient/p2", &changed).status(), 200);
+    assert_eq!(
+        s.client
+            .delete(s.url("Patient/p3"))
+            .send()
+            .unwrap()
+            .status(),
+        204
+    );
+    let mut url = first["link"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["relation"] == "next")
+        .unwrap()["url"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut seen = vec!["p1".to_string()];
+    loop {
+        let page: Value = s.client.get(&url).send().unwrap().json().unwrap();
+        assert_eq!(page["total"], 3, "the total of the snapshot");
+        for e in page["entry"].as_array().unwrap() {
+            seen.push(e["resource"]["id"].as_str().unwrap().to_string());
+            if e["resource"]["id"] == "p2" {
+                assert_eq!(
+                    e["resource"]["gender"], "female",
+                    "p2 as it was when paging began"
+                );
+            }
+        }
+        match page["link"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["relation"] == "next")
+        {
+            Some(next) => url = next["url"].as_str().unwrap().to_string(),
+            None => break,
+        }
+    }
+    assert_eq!(seen, vec!["p1", "p2", "p3"]);
+    // A new search sees the changes.
+    assert_eq!(ids(&s, "Patient?_sort=_id"), set(&["p1", "p2"]));
+
+    let b: Value = s
+        .get("Patient?_elements=gender")
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let r = &b["entry"][0]["resource"];
+    assert!(r.get("gender").is_some() && r.get("name").is_none());
+    assert_eq!(b["entry"][0]["search"]["mode"], "match");
+    assert!(b["entry"][0]["fullUrl"]
+        .as_str()
+        .unwrap()
+        .starts_with(&s.base));
+}
+
+#[test]
+fn handling_of_unknown_unsupported_and_malformed_parameters() {
+    let s = Server::start();
+    load(&s);
+    // Lenient (default): unknown parameters are ignored and left out of the self link.
+    let b: Value = s
+        .get("Patient?gender=female&nonsense=1")
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(b["total"], 1);
+    let self_link = b["link"][0]["url"].as_str().unwrap();
+    assert!(
+        self_link.contains("gender=female") && !self_link.contains("nonsense"),
+        "{self_link}"
+    );
+    // Strict: refused.
+    let r = s
+        .get("Patient?gender=female&nonsense=1")
+        .header("prefer", "handling=strict")
+        .send()
+        .unwrap();
+    let oo = outcome(r, 400);
+    assert!(oo.to_string().contains("nonsense"));
+    // Malformed values and modifiers that are not valid for the type: 400.
+    outcome(s.get("Patient?birthdate=yesterday").send().unwrap(), 400);
+    outcome(
+        s.get("Observation?value-quantity=lots").send().unwrap(),
+        400,
+    );
+    outcome(s.get("Patient?gender:exact=male").send().unwrap(), 400);
+    outcome(s.get("Patient?active:missing=maybe").send().unwrap(), 400);
+    outcome(s.get("Patient?_count=many").send().unwrap(), 400);
+    // Features not offered yet say so rather than answering wrongly.
+    let oo = outcome(
+        s.get("Observation?subject:Patient.name=smith")
+            .send()
+            .unwrap(),
+        400,
+    );
+    assert_eq!(oo["issue"][0]["code"], "not-supported");
+    outcome(
+        s.get("Observation?code:in=http://x/vs").send().unwrap(),
+        400,
+    );
+    outcome(s.get("Patient?_sort=family").send().unwrap(), 400);
+    outcome(s.get("Nope?x=1").send().unwrap(), 404);
+}
+
+#[test]
+fn post_search_with_a_form_body() {
+    let s = Server::start();
+    load(&s);
+    let r = s
+        .client
+        .post(s.url("Patient/_search"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("family=sm&gender=female")
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let b: Value = r.json().unwrap();
+    assert_eq!(b["total"], 1);
+    assert_eq!(b["entry"][0]["resource"]["id"], "p2");
+    let r = s
+        .client
+        .post(s.url("Patient/_search"))
+        .header("content-type", "application/json")
+        .body("{}")
+        .send()
+        .unwrap();
+    outcome(r, 415);
+}
+
+#[test]
+fn transactions_and_patches_are_indexed_too() {
+    let s = Server::start();
+    let tx = json!({"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"fullUrl": "urn:uuid:8c0d3f1e-1111-4aaa-8bbb-000000000001", "resource": {"resourceType": "Patient", "name": [{"family": "Tx"}]}, "request": {"method": "POST", "url": "Patient"}},
+        {"resource": {"resourceType": "Observation", "status": "final", "code": {"text": "x"}, "subject": {"reference": "urn:uuid:8c0d3f1e-1111-4aaa-8bbb-000000000001"}}, "request": {"method": "POST", "url": "Observation"}}
+    ]});
+    let resp: Value = s.post("", &tx).json().unwrap();
+    let patient = resp["entry"][0]["response"]["location"]
+        .as_str()
+        .unwrap()
+        .split("/_history")
+        .next()
+        .unwrap()
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .to_string();
+    assert_eq!(ids(&s, "Patient?family=tx"), set(&[&patient]));
+    assert_eq!(
+        ids(&s, &format!("Observation?subject=Patient/{patient}")).len(),
+        1
+    );
+    let r = s
+        .client
+        .patch(s.url(&format!("Patient/{patient}")))
+        .header("content-type", "application/json-patch+json")
+        .body(json!([{"op": "replace", "path": "/name/0/family", "value": "Patched"}]).to_string())
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(ids(&s, "Patient?family=tx"), set(&[]));
+    assert_eq!(ids(&s, "Patient?family=patched"), set(&[&patient]));
+}

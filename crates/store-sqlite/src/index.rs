@@ -1,0 +1,250 @@
+//! Writing search index rows: each version's extracted values go into the table of their
+//! type, keyed by the parameter's id (one per resource type and code) and the version's `seq`.
+
+use std::collections::HashMap;
+
+use flint_store::{IndexValue, IndexedParam};
+use rusqlite::{Connection, OptionalExtension};
+
+/// Parameter ids by (resource type, code); owned by the writer, which alone creates them.
+#[derive(Default)]
+pub struct ParamIds {
+    ids: HashMap<(String, String), i64>,
+}
+
+impl ParamIds {
+    pub fn get_or_create(
+        &mut self,
+        conn: &Connection,
+        resource_type: &str,
+        code: &str,
+    ) -> rusqlite::Result<i64> {
+        if let Some(&id) = self.ids.get(&(resource_type.to_string(), code.to_string())) {
+            return Ok(id);
+        }
+        let existing: Option<i64> = conn
+            .prepare_cached("SELECT id FROM search_param WHERE type = ?1 AND code = ?2")?
+            .query_row((resource_type, code), |r| r.get(0))
+            .optional()?;
+        let id = match existing {
+            Some(id) => id,
+            None => {
+                conn.prepare_cached("INSERT INTO search_param (type, code) VALUES (?1, ?2)")?
+                    .execute((resource_type, code))?;
+                conn.last_insert_rowid()
+            }
+        };
+        self.ids
+            .insert((resource_type.to_string(), code.to_string()), id);
+        Ok(id)
+    }
+
+    /// Forgets ids created by a rolled-back transaction.
+    pub fn clear(&mut self) {
+        self.ids.clear();
+    }
+}
+
+/// Looks up a parameter's id for reading; `None` when nothing was ever indexed for it.
+pub fn param_id(
+    conn: &Connection,
+    resource_type: &str,
+    code: &str,
+) -> rusqlite::Result<Option<i64>> {
+    conn.prepare_cached("SELECT id FROM search_param WHERE type = ?1 AND code = ?2")?
+        .query_row((resource_type, code), |r| r.get(0))
+        .optional()
+}
+
+fn text<'a>(s: &'a Option<std::borrow::Cow<'_, str>>) -> &'a str {
+    s.as_deref().unwrap_or("")
+}
+
+/// A stable 64-bit hash of an index key (FNV-1a with a murmur3 finalizer). It is stored, so
+/// it must never change: a new function needs a schema migration that rehashes.
+pub fn key_hash(s: &str) -> i64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in s.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    h ^= h >> 33;
+    // 0 means "absent" in the token table.
+    if h == 0 {
+        1
+    } else {
+        h as i64
+    }
+}
+
+fn opt_hash(s: &Option<std::borrow::Cow<'_, str>>) -> i64 {
+    s.as_deref().map_or(0, key_hash)
+}
+
+/// The keys under which a reference is found (see the `idx_reference` table).
+pub fn reference_keys(
+    resource_type: Option<&str>,
+    id: Option<&str>,
+    version: Option<&str>,
+    url: Option<&str>,
+    identifier: &Option<(Option<std::borrow::Cow<'_, str>>, std::borrow::Cow<'_, str>)>,
+) -> Vec<String> {
+    let mut keys = Vec::with_capacity(2);
+    if let (Some(t), Some(id)) = (resource_type, id) {
+        keys.push(format!("{t}/{id}"));
+        if let Some(v) = version {
+            keys.push(format!("{t}/{id}/_history/{v}"));
+        }
+    }
+    if let Some(url) = url {
+        keys.push(format!("U:{url}"));
+        if let Some(v) = version {
+            keys.push(format!("U:{url}|{v}"));
+        }
+    }
+    if let Some((system, value)) = identifier {
+        if let Some(system) = system {
+            keys.push(format!("I:{system}|{value}"));
+        }
+        keys.push(format!("I:|{value}"));
+    }
+    keys
+}
+
+pub fn write(
+    conn: &Connection,
+    ids: &mut ParamIds,
+    resource_type: &str,
+    seq: i64,
+    params: &[IndexedParam],
+) -> rusqlite::Result<()> {
+    for p in params {
+        let param = ids.get_or_create(conn, resource_type, &p.code)?;
+        for value in &p.values {
+            write_value(conn, param, seq, value)?;
+        }
+    }
+    Ok(())
+}
+
+fn write_value(
+    conn: &Connection,
+    param: i64,
+    seq: i64,
+    value: &IndexValue,
+) -> rusqlite::Result<()> {
+    match value {
+        IndexValue::String {
+            normalized,
+            original,
+        } => {
+            conn.prepare_cached("INSERT OR IGNORE INTO idx_string (param, value, seq, original) VALUES (?1, ?2, ?3, ?4)")?
+                .execute((param, normalized.as_ref(), seq, original.as_ref()))?;
+        }
+        IndexValue::Token {
+            system,
+            code,
+            text: display,
+        } => {
+            if code.is_some() || system.is_some() {
+                conn.prepare_cached("INSERT OR IGNORE INTO idx_token (param, code, system, seq) VALUES (?1, ?2, ?3, ?4)")?
+                    .execute((param, opt_hash(code), opt_hash(system), seq))?;
+            }
+            if let Some(display) = display {
+                conn.prepare_cached(
+                    "INSERT OR IGNORE INTO idx_token_text (param, text, seq) VALUES (?1, ?2, ?3)",
+                )?
+                .execute((param, flint_search::normalize_string(display), seq))?;
+            }
+        }
+        IndexValue::Reference {
+            resource_type,
+            id,
+            version,
+            url,
+            identifier,
+        } => {
+            for key in reference_keys(
+                resource_type.as_deref(),
+                id.as_deref(),
+                version.as_deref(),
+                url.as_deref(),
+                identifier,
+            ) {
+                conn.prepare_cached(
+                    "INSERT OR IGNORE INTO idx_reference (param, key, seq) VALUES (?1, ?2, ?3)",
+                )?
+                .execute((param, key_hash(&key), seq))?;
+            }
+        }
+        IndexValue::Date { start, end } => {
+            conn.prepare_cached(
+                "INSERT OR IGNORE INTO idx_date (param, start, end, seq) VALUES (?1, ?2, ?3, ?4)",
+            )?
+            .execute((param, start, end, seq))?;
+        }
+        IndexValue::Number { value, low, high } => {
+            conn.prepare_cached("INSERT OR IGNORE INTO idx_number (param, low, high, seq, value) VALUES (?1, ?2, ?3, ?4, ?5)")?
+                .execute((param, low, high, seq, value.as_ref()))?;
+        }
+        IndexValue::Quantity {
+            low,
+            high,
+            system,
+            code,
+            unit,
+            canonical,
+            ..
+        } => {
+            let (cu, cl, ch) = match canonical {
+                Some(c) => (&*c.unit, Some(c.low), Some(c.high)),
+                None => ("", None, None),
+            };
+            conn.prepare_cached(
+                "INSERT INTO idx_quantity (param, seq, low, high, system, code, unit, canonical_unit, canonical_low, canonical_high)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+            )?
+            .execute((param, seq, low, high, text(system), text(code), text(unit), cu, cl, ch))?;
+        }
+        IndexValue::Uri(uri) => {
+            conn.prepare_cached(
+                "INSERT OR IGNORE INTO idx_uri (param, value, seq) VALUES (?1, ?2, ?3)",
+            )?
+            .execute((param, uri.as_ref(), seq))?;
+        }
+        // Composite parameters are not indexed yet; searching by one is refused as unsupported.
+        IndexValue::Composite(_) => {}
+    }
+    Ok(())
+}
+
+/// Every index table; each has a `seq` column.
+pub const INDEX_TABLES: [&str; 8] = [
+    "idx_string",
+    "idx_token",
+    "idx_token_text",
+    "idx_reference",
+    "idx_date",
+    "idx_number",
+    "idx_quantity",
+    "idx_uri",
+];
+
+/// Removes the index rows of the versions `delete_history` is about to remove.
+pub fn delete_for_history(
+    conn: &Connection,
+    resource_type: &str,
+    id: &str,
+) -> rusqlite::Result<()> {
+    for table in INDEX_TABLES {
+        conn.prepare_cached(&format!(
+            "DELETE FROM {table} WHERE seq IN (SELECT seq FROM resource WHERE type = ?1 AND id = ?2 AND t_end IS NOT NULL)"
+        ))?
+        .execute((resource_type, id))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,344 @@
+//! Renders a [`SearchQuery`] to SQL over the `resource` table and the index tables.
+//!
+//! Each predicate becomes `r.seq IN (SELECT seq FROM idx_... WHERE param = ? AND ...)` over
+//! the index rows of every version; the outer query keeps the versions current at the
+//! snapshot, so a page read later sees exactly what the first page saw.
+
+use std::collections::HashMap;
+
+use flint_store::search::{Order, Position, Predicate, Prefix, SearchQuery, StringMatch, UriMatch};
+use rusqlite::types::Value as V;
+use rusqlite::Connection;
+
+use crate::index::{key_hash, param_id, INDEX_TABLES};
+
+/// The largest code point: appended to a prefix it bounds every string that starts with it.
+const MAX_CHAR: char = '\u{10FFFF}';
+
+struct Sql<'c> {
+    conn: &'c Connection,
+    resource_type: &'c str,
+    params: Vec<V>,
+    ids: HashMap<String, Option<i64>>,
+}
+
+impl Sql<'_> {
+    fn bind(&mut self, v: V) -> String {
+        self.params.push(v);
+        format!("?{}", self.params.len())
+    }
+
+    fn text(&mut self, s: &str) -> String {
+        self.bind(V::Text(s.to_string()))
+    }
+
+    fn int(&mut self, i: i64) -> String {
+        self.bind(V::Integer(i))
+    }
+
+    fn real(&mut self, f: f64) -> String {
+        self.bind(V::Real(f))
+    }
+
+    fn param(&mut self, code: &str) -> rusqlite::Result<Option<i64>> {
+        if let Some(id) = self.ids.get(code) {
+            return Ok(*id);
+        }
+        let id = param_id(self.conn, self.resource_type, code)?;
+        self.ids.insert(code.to_string(), id);
+        Ok(id)
+    }
+
+    /// `r.seq IN (SELECT seq FROM table WHERE param = ? AND condition)`, or false when the
+    /// parameter was never indexed.
+    fn indexed(&mut self, code: &str, table: &str, condition: &str) -> rusqlite::Result<String> {
+        match self.param(code)? {
+            None => Ok("0".into()),
+            Some(id) => {
+                let p = self.int(id);
+                let and = if condition.is_empty() {
+                    String::new()
+                } else {
+                    format!(" AND {condition}")
+                };
+                Ok(format!(
+                    "r.seq IN (SELECT seq FROM {table} WHERE param = {p}{and})"
+                ))
+            }
+        }
+    }
+
+    fn prefix_range(&mut self, column: &str, prefix: &str) -> String {
+        let low = self.text(prefix);
+        let high = self.text(&format!("{prefix}{MAX_CHAR}"));
+        format!("{column} >= {low} AND {column} < {high}")
+    }
+
+    fn predicate(&mut self, p: &Predicate) -> rusqlite::Result<String> {
+        Ok(match p {
+            Predicate::Id(id) => format!("r.id = {}", self.text(id)),
+            Predicate::LastUpdated { prefix, start, end } => date_condition(
+                self,
+                *prefix,
+                *start,
+                *end,
+                "r.last_updated",
+                "(r.last_updated + 1)",
+            ),
+            Predicate::String { param, value, how } => {
+                let condition = match how {
+                    StringMatch::Prefix => self.prefix_range("value", value),
+                    StringMatch::Exact => {
+                        let normalized = self.text(&flint_search::normalize_string(value));
+                        let original = self.text(value);
+                        format!("value = {normalized} AND original = {original}")
+                    }
+                    StringMatch::Contains => {
+                        let pattern = self.text(&format!("%{}%", escape_like(value)));
+                        format!("value LIKE {pattern} ESCAPE '\\'")
+                    }
+                };
+                self.indexed(param, "idx_string", &condition)?
+            }
+            Predicate::Token {
+                param,
+                system,
+                code,
+            } => {
+                let mut parts = Vec::new();
+                if let Some(code) = code {
+                    parts.push(format!("code = {}", self.int(key_hash(code))));
+                }
+                match system {
+                    None => {}
+                    Some(None) => parts.push("system = 0".into()),
+                    Some(Some(s)) => parts.push(format!("system = {}", self.int(key_hash(s)))),
+                }
+                let condition = parts.join(" AND ");
+                self.indexed(param, "idx_token", &condition)?
+            }
+            Predicate::TokenText { param, text } => {
+                let condition = self.prefix_range("text", &flint_search::normalize_string(text));
+                self.indexed(param, "idx_token_text", &condition)?
+            }
+            Predicate::Reference { param, keys } => {
+                if keys.is_empty() {
+                    return Ok("0".into());
+                }
+                let list: Vec<String> = keys.iter().map(|k| self.int(key_hash(k))).collect();
+                let condition = format!("key IN ({})", list.join(", "));
+                self.indexed(param, "idx_reference", &condition)?
+            }
+            Predicate::Date {
+                param,
+                prefix,
+                start,
+                end,
+            } => {
+                let condition = date_condition(self, *prefix, *start, *end, "start", "end");
+                self.indexed(param, "idx_date", &condition)?
+            }
+            Predicate::Number {
+                param,
+                prefix,
+                value,
+                low,
+                high,
+            } => {
+                let condition = number_condition(self, *prefix, *value, *low, *high);
+                self.indexed(param, "idx_number", &condition)?
+            }
+            Predicate::Quantity {
+                param,
+                prefix,
+                value,
+                low,
+                high,
+                system,
+                code,
+            } => {
+                let mut condition = number_condition(self, *prefix, *value, *low, *high);
+                if let Some(code) = code {
+                    let c = self.text(code);
+                    condition.push_str(&format!(" AND (code = {c} OR (code = '' AND unit = {c}))"));
+                }
+                if let Some(system) = system {
+                    condition.push_str(&format!(" AND system = {}", self.text(system)));
+                }
+                self.indexed(param, "idx_quantity", &condition)?
+            }
+            Predicate::Uri { param, value, how } => {
+                let condition = match how {
+                    UriMatch::Exact => format!("value = {}", self.text(value)),
+                    UriMatch::Below => self.prefix_range("value", value),
+                    UriMatch::Above => {
+                        let v = self.text(value);
+                        format!("substr({v}, 1, length(value)) = value")
+                    }
+                };
+                self.indexed(param, "idx_uri", &condition)?
+            }
+            Predicate::Missing { param, missing } => match self.param(param)? {
+                None => {
+                    if *missing {
+                        "1".into()
+                    } else {
+                        "0".into()
+                    }
+                }
+                Some(id) => {
+                    let p = self.int(id);
+                    let union: Vec<String> = INDEX_TABLES
+                        .iter()
+                        .map(|t| format!("SELECT seq FROM {t} WHERE param = {p}"))
+                        .collect();
+                    let not = if *missing { "NOT " } else { "" };
+                    format!("r.seq {not}IN ({})", union.join(" UNION ALL "))
+                }
+            },
+            Predicate::Not(alternatives) => {
+                let inner: Vec<String> = alternatives
+                    .iter()
+                    .map(|p| self.predicate(p))
+                    .collect::<rusqlite::Result<_>>()?;
+                format!("NOT ({})", inner.join(" OR "))
+            }
+        })
+    }
+}
+
+fn escape_like(s: &str) -> String {
+    let normalized = flint_search::normalize_string(s);
+    normalized
+        .replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_")
+}
+
+/// Date prefixes over a stored range `[start, end)` against the searched range `[ps, pe)`.
+fn date_condition(
+    sql: &mut Sql,
+    prefix: Prefix,
+    ps: i64,
+    pe: i64,
+    start: &str,
+    end: &str,
+) -> String {
+    // Bind only what the condition uses: every `?N` must appear in the statement.
+    match prefix {
+        Prefix::Eq => format!("{start} >= {} AND {end} <= {}", sql.int(ps), sql.int(pe)),
+        Prefix::Ne => format!("NOT ({start} >= {} AND {end} <= {})", sql.int(ps), sql.int(pe)),
+        Prefix::Gt => format!("{end} > {}", sql.int(pe)),
+        Prefix::Lt => format!("{start} < {}", sql.int(ps)),
+        Prefix::Ge => format!("{end} > {}", sql.int(ps)),
+        Prefix::Le => format!("{start} < {}", sql.int(pe)),
+        Prefix::Sa => format!("{start} >= {}", sql.int(pe)),
+        Prefix::Eb => format!("{end} <= {}", sql.int(ps)),
+        Prefix::Ap => {
+            // Approximately: the searched range widened by a tenth of its distance from now.
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_micros() as i64);
+            let margin = ((now - ps).abs() / 10).max(86_400_000_000);
+            let (s2, e2) = (
+                sql.int(ps.saturating_sub(margin)),
+                sql.int(pe.saturating_add(margin)),
+            );
+            format!("{start} < {e2} AND {end} > {s2}")
+        }
+    }
+}
+
+/// Number prefixes: the stored value (the middle of its precision range) against the searched
+/// value, whose own precision gives the range `eq` accepts.
+fn number_condition(sql: &mut Sql, prefix: Prefix, value: f64, low: f64, high: f64) -> String {
+    let mid = "((low + high) / 2.0)";
+    match prefix {
+        Prefix::Eq => format!("{mid} >= {} AND {mid} < {}", sql.real(low), sql.real(high)),
+        Prefix::Ne => format!(
+            "NOT ({mid} >= {} AND {mid} < {})",
+            sql.real(low),
+            sql.real(high)
+        ),
+        Prefix::Gt | Prefix::Sa => format!("{mid} > {}", sql.real(value)),
+        Prefix::Lt | Prefix::Eb => format!("{mid} < {}", sql.real(value)),
+        Prefix::Ge => format!("{mid} >= {}", sql.real(value)),
+        Prefix::Le => format!("{mid} <= {}", sql.real(value)),
+        Prefix::Ap => {
+            let margin = (value.abs() * 0.1).max(high - low);
+            format!(
+                "{mid} >= {} AND {mid} <= {}",
+                sql.real(value - margin),
+                sql.real(value + margin)
+            )
+        }
+    }
+}
+
+/// The SQL and parameters of a search: the page (`count` false) or the total.
+pub fn render(
+    conn: &Connection,
+    q: &SearchQuery,
+    count: bool,
+) -> rusqlite::Result<(String, Vec<V>)> {
+    let mut sql = Sql {
+        conn,
+        resource_type: &q.resource_type,
+        params: Vec::new(),
+        ids: HashMap::new(),
+    };
+    let rt = sql.text(&q.resource_type);
+    let mut conditions = vec![format!("r.type = {rt}"), "r.json IS NOT NULL".to_string()];
+    match q.snapshot {
+        Some(t) => {
+            let t = sql.int(t as i64);
+            conditions.push(format!("r.t <= {t} AND (r.t_end IS NULL OR r.t_end > {t})"));
+        }
+        None => conditions.push("r.t_end IS NULL".into()),
+    }
+    for clause in &q.clauses {
+        let alternatives: Vec<String> = clause
+            .iter()
+            .map(|p| sql.predicate(p))
+            .collect::<rusqlite::Result<_>>()?;
+        if !alternatives.is_empty() {
+            conditions.push(format!("({})", alternatives.join(" OR ")));
+        }
+    }
+    if count {
+        return Ok((
+            format!(
+                "SELECT COUNT(*) FROM resource r WHERE {}",
+                conditions.join(" AND ")
+            ),
+            sql.params,
+        ));
+    }
+    match (&q.after, q.order) {
+        (Some(Position::Seq(seq)), Order::LastUpdated) => {
+            conditions.push(format!("r.seq > {}", sql.int(*seq as i64)))
+        }
+        (Some(Position::Seq(seq)), Order::LastUpdatedDesc) => {
+            conditions.push(format!("r.seq < {}", sql.int(*seq as i64)))
+        }
+        (Some(Position::Id(id)), Order::Id) => conditions.push(format!("r.id > {}", sql.text(id))),
+        (Some(Position::Id(id)), Order::IdDesc) => {
+            conditions.push(format!("r.id < {}", sql.text(id)))
+        }
+        _ => {}
+    }
+    let order = match q.order {
+        Order::LastUpdated => "r.seq ASC",
+        Order::LastUpdatedDesc => "r.seq DESC",
+        Order::Id => "r.id ASC",
+        Order::IdDesc => "r.id DESC",
+    };
+    Ok((
+        format!(
+            "SELECT r.type, r.id, r.version, r.t, r.last_updated, r.method, r.json, r.seq FROM resource r WHERE {} ORDER BY {order} LIMIT {}",
+            conditions.join(" AND "),
+            q.limit + 1
+        ),
+        sql.params,
+    ))
+}

@@ -1,0 +1,156 @@
+//! The search query every backend executes: a FHIR-level description (no SQL) of which
+//! resources match, in which order, from which snapshot and keyset position.
+
+use crate::TxNumber;
+
+/// Comparison prefixes of number, date and quantity parameters.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Prefix {
+    Eq,
+    Ne,
+    Gt,
+    Lt,
+    Ge,
+    Le,
+    Sa,
+    Eb,
+    Ap,
+}
+
+impl Prefix {
+    pub fn parse(s: &str) -> Option<Prefix> {
+        Some(match s {
+            "eq" => Prefix::Eq,
+            "ne" => Prefix::Ne,
+            "gt" => Prefix::Gt,
+            "lt" => Prefix::Lt,
+            "ge" => Prefix::Ge,
+            "le" => Prefix::Le,
+            "sa" => Prefix::Sa,
+            "eb" => Prefix::Eb,
+            "ap" => Prefix::Ap,
+            _ => return None,
+        })
+    }
+}
+
+/// How a string parameter matches.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StringMatch {
+    /// The default: the normalized value starts with the normalized search text.
+    Prefix,
+    /// `:exact`: the value as written equals the search text.
+    Exact,
+    /// `:contains`: the normalized value contains the normalized search text.
+    Contains,
+}
+
+/// How a uri parameter matches.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UriMatch {
+    Exact,
+    /// `:below`: the stored URI starts with the search URI.
+    Below,
+    /// `:above`: the search URI starts with the stored URI.
+    Above,
+}
+
+/// One condition on a resource. `param` is a search parameter code of the searched type.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Predicate {
+    /// `_id`.
+    Id(String),
+    /// `_lastUpdated` against `[start, end)` microseconds.
+    LastUpdated {
+        prefix: Prefix,
+        start: i64,
+        end: i64,
+    },
+    String {
+        param: String,
+        value: String,
+        how: StringMatch,
+    },
+    /// `system` is `None` for any system, `Some(None)` for no system (`|code`).
+    Token {
+        param: String,
+        system: Option<Option<String>>,
+        code: Option<String>,
+    },
+    /// `:text` on a token: the normalized display or text starts with `text`.
+    TokenText { param: String, text: String },
+    /// Any of the keys (`Type/id`, `U:url`, `I:system|value`, as the index writes them).
+    Reference { param: String, keys: Vec<String> },
+    Date {
+        param: String,
+        prefix: Prefix,
+        start: i64,
+        end: i64,
+    },
+    /// A number or the numeric part of a quantity, with the range its precision implies.
+    Number {
+        param: String,
+        prefix: Prefix,
+        value: f64,
+        low: f64,
+        high: f64,
+    },
+    Quantity {
+        param: String,
+        prefix: Prefix,
+        value: f64,
+        low: f64,
+        high: f64,
+        system: Option<String>,
+        code: Option<String>,
+    },
+    Uri {
+        param: String,
+        value: String,
+        how: UriMatch,
+    },
+    /// `:missing=true|false`.
+    Missing { param: String, missing: bool },
+    /// `:not`: none of the alternatives holds.
+    Not(Vec<Predicate>),
+}
+
+/// The order of results.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Order {
+    /// Oldest change first (`_sort=_lastUpdated`, and the default).
+    #[default]
+    LastUpdated,
+    /// Newest change first (`_sort=-_lastUpdated`).
+    LastUpdatedDesc,
+    /// By id (`_sort=_id` / `-_id`).
+    Id,
+    IdDesc,
+}
+
+/// Where a page starts: after this key of the order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Position {
+    Seq(u64),
+    Id(String),
+}
+
+/// A search over one resource type.
+#[derive(Clone, Debug, Default)]
+pub struct SearchQuery {
+    pub resource_type: String,
+    /// Every clause must hold; a clause holds when any of its predicates does.
+    pub clauses: Vec<Vec<Predicate>>,
+    pub order: Order,
+    /// The snapshot to read; `None` reads the latest committed state.
+    pub snapshot: Option<TxNumber>,
+    pub after: Option<Position>,
+    pub limit: usize,
+}
+
+/// A page of matches in order, with the position of the next page.
+#[derive(Clone, Debug)]
+pub struct SearchPage {
+    pub versions: Vec<crate::Version>,
+    pub next: Option<Position>,
+}
