@@ -916,15 +916,20 @@ impl<'a, 'c> Evaluator<'a, 'c> {
                     Item::TypeInfo(ns, Cow::Owned(name.to_string()))
                 })
                 .collect()),
-            Extension => {
+            Extension | HasExtension => {
                 let url = self
                     .string(&self.arg(args, 0, focus, fr)?, pos)?
                     .unwrap_or_default();
                 let exts = self.members(&input, "extension", pos)?;
-                Ok(exts
+                let found: Coll<'a> = exts
                     .into_iter()
                     .filter(|x| matches!(x, Item::Elem(e) if e.value.and_then(|v| v.get("url")).and_then(Value::as_str) == Some(&url)))
-                    .collect())
+                    .collect();
+                // `hasExtension(url)` is not FHIRPath N1, but an R4 core SearchParameter uses it.
+                if func == HasExtension {
+                    return Ok(boolean(!found.is_empty()));
+                }
+                Ok(found)
             }
             HasValue => Ok(boolean(
                 matches!(input.as_slice(), [Item::Elem(e)] if e.value.is_some() && prim_kind(e.ty).is_some()),
