@@ -91,6 +91,9 @@ impl<'a, 'c> Evaluator<'a, 'c> {
             }
             NodeKind::Member(target, name) => match target {
                 Some(t) => {
+                    if self.ctx.strict {
+                        self.check_member_of_cast(t, name, pos)?;
+                    }
                     let input = self.eval(t, focus, fr)?;
                     self.members(&input, name, pos)
                 }
@@ -146,6 +149,9 @@ impl<'a, 'c> Evaluator<'a, 'c> {
             }
             NodeKind::Bin(op, l, r) => self.binary(*op, l, r, focus, fr, pos),
             NodeKind::Call { target, func, args } => {
+                if self.ctx.check_ordered {
+                    check_ordered(*func, target.as_deref(), pos)?;
+                }
                 let input = match target {
                     Some(t) => self.eval(t, focus, fr)?,
                     None => Coll::from(focus),
@@ -156,6 +162,23 @@ impl<'a, 'c> Evaluator<'a, 'c> {
                 self.call(*func, input, args, focus, fr, pos)
             }
         }
+    }
+
+    /// Strict mode: after `as T` / `ofType(T)` the type is known statically, so a member the
+    /// type does not have is an error even when the collection is empty at run time.
+    fn check_member_of_cast(&self, target: &Node, name: &str, pos: usize) -> Result<()> {
+        let NodeKind::TypeOp { op: TypeOpKind::As | TypeOpKind::AsFunction | TypeOpKind::OfType, ty, .. } = &target.kind
+        else {
+            return Ok(());
+        };
+        if ty.namespace.as_deref() == Some("System") {
+            return Ok(());
+        }
+        let Some(ti) = nav::by_id(nav::type_id(&ty.name)) else { return Ok(()) };
+        if ti.children.contains_key(name) || ti.choice_keys.contains_key(name) || ti.primitive {
+            return Ok(());
+        }
+        Err(Error::semantic(pos, format!("{} has no element '{name}'", ty.name)))
     }
 
     fn env(&self, name: &str, pos: usize) -> Result<Coll<'a>> {
@@ -1504,6 +1527,20 @@ fn coding_of<'i>(item: &'i Item<'_>) -> Option<(Option<&'i str>, &'i str)> {
         }
         _ => None,
     }
+}
+
+/// With ordered-function checking on: functions that depend on order may not follow
+/// `children()` or `descendants()`, whose order is not defined.
+fn check_ordered(func: Func, target: Option<&Node>, pos: usize) -> Result<()> {
+    let ordered = matches!(func, Func::Skip | Func::Take | Func::First | Func::Last | Func::Tail | Func::Single);
+    let unordered_input = matches!(
+        target.map(|t| &t.kind),
+        Some(NodeKind::Call { func: Func::Children | Func::Descendants, .. })
+    );
+    if ordered && unordered_input {
+        return Err(Error::semantic(pos, format!("{}() needs an ordered collection", func.name())));
+    }
+    Ok(())
 }
 
 /// `_name` for the JSON key of a primitive's extensions, built on the stack when short.

@@ -73,6 +73,7 @@ pub struct Context<'a> {
     pub(crate) tracer: Option<&'a Tracer<'a>>,
     pub(crate) now: Option<temporal::Temporal>,
     pub(crate) strict: bool,
+    pub(crate) check_ordered: bool,
 }
 
 impl<'a> Context<'a> {
@@ -139,6 +140,13 @@ impl<'a> Context<'a> {
     /// element with its type suffix (`valueQuantity`), is an error instead of an empty result.
     pub fn strict(mut self, strict: bool) -> Self {
         self.strict = strict;
+        self
+    }
+
+    /// Rejects order-dependent functions (`skip`, `first`...) applied to the unordered
+    /// results of `children()` and `descendants()`.
+    pub fn check_ordered_functions(mut self, check: bool) -> Self {
+        self.check_ordered = check;
         self
     }
 
