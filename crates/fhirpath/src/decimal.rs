@@ -31,34 +31,65 @@ impl Decimal {
 
     /// Parses `-12.340`, `1e3`, `1.5E-2` (JSON's number forms).
     pub fn parse(s: &str) -> Option<Decimal> {
-        let (body, exp) = match s.find(['e', 'E']) {
-            Some(i) => (&s[..i], s[i + 1..].parse::<i32>().ok()?),
-            None => (s, 0),
+        let b = s.as_bytes();
+        let mut i = 0;
+        let neg = match b.first() {
+            Some(b'-') => {
+                i = 1;
+                true
+            }
+            Some(b'+') => {
+                i = 1;
+                false
+            }
+            _ => false,
         };
-        let (neg, body) = match body.strip_prefix('-') {
-            Some(rest) => (true, rest),
-            None => (false, body.strip_prefix('+').unwrap_or(body)),
-        };
-        let (int, frac) = body.split_once('.').unwrap_or((body, ""));
-        if body.ends_with('.')
-            || int.is_empty()
-            || !int.bytes().all(|b| b.is_ascii_digit())
-            || !frac.bytes().all(|b| b.is_ascii_digit())
-        {
+        // One pass over the digits; a u64 holds 19 of them, longer mantissas go on in i128.
+        let (mut small, mut big): (u64, Option<i128>) = (0, None);
+        let (mut int_digits, mut frac_digits, mut seen_point) = (0usize, 0u32, false);
+        while let Some(&c) = b.get(i) {
+            match c {
+                b'0'..=b'9' => {
+                    let d = u64::from(c - b'0');
+                    match big {
+                        Some(v) => big = Some(v.checked_mul(10)?.checked_add(i128::from(d))?),
+                        None if small < 1_000_000_000_000_000_000 => small = small * 10 + d,
+                        None => {
+                            big = Some(
+                                i128::from(small)
+                                    .checked_mul(10)?
+                                    .checked_add(i128::from(d))?,
+                            )
+                        }
+                    }
+                    if seen_point {
+                        frac_digits += 1;
+                    } else {
+                        int_digits += 1;
+                    }
+                }
+                b'.' if !seen_point => seen_point = true,
+                b'e' | b'E' => break,
+                _ => return None,
+            }
+            i += 1;
+        }
+        if int_digits == 0 || (seen_point && frac_digits == 0) {
             return None;
         }
-        let mut mant: i128 = 0;
-        for b in int.bytes().chain(frac.bytes()) {
-            mant = mant.checked_mul(10)?.checked_add(i128::from(b - b'0'))?;
-        }
-        let mut scale = frac.len() as i32 - exp;
+        let exp: i32 = match b.get(i) {
+            Some(_) => s.get(i + 1..)?.parse().ok()?,
+            None => 0,
+        };
+        let mut mant = big.unwrap_or(i128::from(small));
+        let mut scale = i64::from(frac_digits) - i64::from(exp);
         if scale < 0 {
-            mant = mant.checked_mul(pow10(scale.unsigned_abs())?)?;
+            mant = mant.checked_mul(pow10(u32::try_from(-scale).ok()?)?)?;
             scale = 0;
         }
         let mut d = Decimal {
             mant: if neg { -mant } else { mant },
-            scale: scale as u32,
+            scale: u32::try_from(scale).ok()?,
         };
         while d.scale > MAX_SCALE {
             d = d.round(MAX_SCALE);
@@ -358,5 +389,23 @@ mod tests {
         assert_eq!(d("-2.1").floor(), Some(-3));
         assert!(Decimal::parse("1.").is_none());
         assert!(Decimal::parse("abc").is_none());
+        for bad in [
+            "",
+            "-",
+            ".5",
+            "1e",
+            "1e400",
+            "1.2.3",
+            "1,5",
+            "12345678901234567890123456789012345678901",
+        ] {
+            assert!(Decimal::parse(bad).is_none(), "{bad}");
+        }
+        assert_eq!(
+            d("12345678901234567890.5").to_string(),
+            "12345678901234567890.5"
+        );
+        assert_eq!(d("-0.0").to_string(), "0.0");
+        assert_eq!(d("+2.50E+1").to_string(), "25.0");
     }
 }

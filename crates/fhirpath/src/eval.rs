@@ -167,18 +167,27 @@ impl<'a, 'c> Evaluator<'a, 'c> {
     /// Strict mode: after `as T` / `ofType(T)` the type is known statically, so a member the
     /// type does not have is an error even when the collection is empty at run time.
     fn check_member_of_cast(&self, target: &Node, name: &str, pos: usize) -> Result<()> {
-        let NodeKind::TypeOp { op: TypeOpKind::As | TypeOpKind::AsFunction | TypeOpKind::OfType, ty, .. } = &target.kind
+        let NodeKind::TypeOp {
+            op: TypeOpKind::As | TypeOpKind::AsFunction | TypeOpKind::OfType,
+            ty,
+            ..
+        } = &target.kind
         else {
             return Ok(());
         };
         if ty.namespace.as_deref() == Some("System") {
             return Ok(());
         }
-        let Some(ti) = nav::by_id(nav::type_id(&ty.name)) else { return Ok(()) };
+        let Some(ti) = nav::by_id(nav::type_id(&ty.name)) else {
+            return Ok(());
+        };
         if ti.children.contains_key(name) || ti.choice_keys.contains_key(name) || ti.primitive {
             return Ok(());
         }
-        Err(Error::semantic(pos, format!("{} has no element '{name}'", ty.name)))
+        Err(Error::semantic(
+            pos,
+            format!("{} has no element '{name}'", ty.name),
+        ))
     }
 
     fn env(&self, name: &str, pos: usize) -> Result<Coll<'a>> {
@@ -1532,13 +1541,22 @@ fn coding_of<'i>(item: &'i Item<'_>) -> Option<(Option<&'i str>, &'i str)> {
 /// With ordered-function checking on: functions that depend on order may not follow
 /// `children()` or `descendants()`, whose order is not defined.
 fn check_ordered(func: Func, target: Option<&Node>, pos: usize) -> Result<()> {
-    let ordered = matches!(func, Func::Skip | Func::Take | Func::First | Func::Last | Func::Tail | Func::Single);
+    let ordered = matches!(
+        func,
+        Func::Skip | Func::Take | Func::First | Func::Last | Func::Tail | Func::Single
+    );
     let unordered_input = matches!(
         target.map(|t| &t.kind),
-        Some(NodeKind::Call { func: Func::Children | Func::Descendants, .. })
+        Some(NodeKind::Call {
+            func: Func::Children | Func::Descendants,
+            ..
+        })
     );
     if ordered && unordered_input {
-        return Err(Error::semantic(pos, format!("{}() needs an ordered collection", func.name())));
+        return Err(Error::semantic(
+            pos,
+            format!("{}() needs an ordered collection", func.name()),
+        ));
     }
     Ok(())
 }

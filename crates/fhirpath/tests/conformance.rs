@@ -84,7 +84,8 @@ fn parse_suite(xml: &str) -> Vec<Case> {
                     input: a.get("inputfile").cloned(),
                     predicate: a.get("predicate").map(String::as_str) == Some("true"),
                     strict: a.get("mode").map(String::as_str) == Some("strict"),
-                    check_ordered: a.get("checkOrderedFunctions").map(String::as_str) == Some("true"),
+                    check_ordered: a.get("checkOrderedFunctions").map(String::as_str)
+                        == Some("true"),
                     ..Case::default()
                 });
             }
@@ -182,7 +183,9 @@ fn run_case(case: &Case, inputs: &BTreeMap<String, Value>) -> Result<(), String>
     let compiled = Expression::compile(&case.expression);
     let fixed_now = flint_fhirpath::temporal::Temporal::parse_date_time("2024-06-01T12:00:00.000Z")
         .map(|t| t.0);
-    let mut ctx = Context::new().strict(case.strict).check_ordered_functions(case.check_ordered);
+    let mut ctx = Context::new()
+        .strict(case.strict)
+        .check_ordered_functions(case.check_ordered);
     if let Some(now) = fixed_now {
         ctx = ctx.now(now);
     }
