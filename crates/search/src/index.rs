@@ -748,6 +748,19 @@ fn reference_values<'a>(e: &Elem<'a>, v: &'a Value, out: &mut Vec<IndexValue<'a>
                 identifier,
             });
         }
+        // A resource itself (`Bundle.entry[0].resource`): its type and id.
+        (_, Value::Object(o)) if o.contains_key("resourceType") => {
+            let id = text(v, "id");
+            if id.is_some() {
+                out.push(IndexValue::Reference {
+                    resource_type: text(v, "resourceType"),
+                    id,
+                    version: None,
+                    url: None,
+                    identifier: None,
+                });
+            }
+        }
         (_, Value::String(s)) => {
             // canonical / uri: `url|version`
             let (url, version) = match s.split_once('|') {
@@ -1214,6 +1227,32 @@ mod tests {
                 version: Some("2.0".into()),
                 url: Some("http://example.org/PlanDefinition/x".into()),
                 identifier: None
+            }]
+        );
+    }
+
+    #[test]
+    fn resources_inside_resources_are_referenced_by_type_and_id() {
+        let bundle = json!({"resourceType": "Bundle", "type": "document", "entry": [
+            {"fullUrl": "urn:uuid:1", "resource": {"resourceType": "Composition", "id": "c1", "status": "final"}}
+        ]});
+        let x = extract(&bundle);
+        assert_eq!(
+            values(&x, "composition"),
+            &[IndexValue::Reference {
+                resource_type: Some("Composition".into()),
+                id: Some("c1".into()),
+                version: None,
+                url: None,
+                identifier: None
+            }]
+        );
+        assert_eq!(
+            values(&x, "type"),
+            &[IndexValue::Token {
+                system: None,
+                code: Some("document".into()),
+                text: None
             }]
         );
     }
