@@ -5,5 +5,8 @@
 pub mod index;
 mod normalize;
 
-pub use index::{extract, Extracted, IndexValue, ParamType, Registry, SearchParam, Skipped};
+pub use index::{
+    extract, CanonicalQuantity, Component, Extracted, IndexValue, ParamType, Registry, SearchParam,
+    Skipped,
+};
 pub use normalize::normalize_string;
