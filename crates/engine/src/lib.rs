@@ -5,6 +5,7 @@
 
 pub mod bundle;
 mod context;
+pub mod paging;
 pub mod patch;
 pub mod search;
 mod transaction;
@@ -30,13 +31,23 @@ pub struct Written {
 pub struct Engine<S> {
     store: S,
     model: &'static Model,
+    clock: Box<dyn paging::Clock>,
+    /// Paging keys as last read from the store, newest first.
+    paging_keys: parking_lot::RwLock<Vec<flint_store::PagingKey>>,
 }
 
 impl<S: Store> Engine<S> {
     pub fn new(store: S) -> Arc<Engine<S>> {
+        Engine::with_clock(store, Box::new(paging::SystemClock))
+    }
+
+    /// An engine reading time from `clock` (tests inject one).
+    pub fn with_clock(store: S, clock: Box<dyn paging::Clock>) -> Arc<Engine<S>> {
         Arc::new(Engine {
             store,
             model: model::r4(),
+            clock,
+            paging_keys: Default::default(),
         })
     }
 

@@ -182,15 +182,19 @@ impl<S: Store> Engine<S> {
                         })?;
                         query.limit = n.min(max_count);
                     }
-                    "_sort" => query.order = match value.as_str() {
-                        "_lastUpdated" => Order::LastUpdated,
-                        "-_lastUpdated" => Order::LastUpdatedDesc,
-                        "_id" => Order::Id,
-                        "-_id" => Order::IdDesc,
-                        other => return Err(unsupported(format!(
+                    "_sort" => {
+                        query.order = match value.as_str() {
+                            "_lastUpdated" => Order::LastUpdated,
+                            "-_lastUpdated" => Order::LastUpdatedDesc,
+                            "_id" => Order::Id,
+                            "-_id" => Order::IdDesc,
+                            other => {
+                                return Err(unsupported(format!(
                             "sorting by '{other}' is not supported yet (only _id and _lastUpdated)"
-                        ))),
-                    },
+                        )))
+                            }
+                        }
+                    }
                     "_total" => {
                         parsed.total = match value.as_str() {
                             "none" => TotalMode::None,

@@ -116,6 +116,7 @@ pub fn router<S: Store>(engine: Arc<Engine<S>>, config: HttpConfig) -> Router {
             &at("/{rt}/_search"),
             axum::routing::post(type_search_post::<S>),
         )
+        .route(&at("/__page/{token}"), get(page::<S>))
         .route(&at("/{rt}/_history"), get(type_history::<S>))
         .route(
             &at("/{rt}/{id}"),
@@ -564,7 +565,7 @@ async fn type_search<S: Store>(
     RawQuery(q): RawQuery,
 ) -> ApiResult {
     let f = fhir(&state, &headers, q.as_deref())?;
-    search(&state, &headers, &f, &rt, &f.params)
+    search(&state, &headers, &f, &rt, &f.params).await
 }
 
 /// `POST [type]/_search`: parameters from the form body (and the query string).
@@ -595,7 +596,7 @@ async fn type_search_post<S: Store>(
         std::str::from_utf8(&bytes).map_err(|_| Error::invalid("the form body is not UTF-8"))?;
     let mut params = f.params.clone();
     params.extend(parse_query(Some(form)));
-    search(&state, &headers, &f, &rt, &params)
+    search(&state, &headers, &f, &rt, &params).await
 }
 
 /// `Prefer: handling=strict`.
@@ -624,12 +625,68 @@ fn encode(v: &str) -> String {
     percent_encoding::utf8_percent_encode(v, QUERY_VALUE).to_string()
 }
 
-fn search<S: Store>(
+/// Follows a sealed paging link.
+async fn page<S: Store>(
+    State(state): State<Shared<S>>,
+    Path(token): Path<String>,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+) -> ApiResult {
+    let f = fhir(&state, &headers, q.as_deref())?;
+    let page = state.engine.open_page(&token)?;
+    let rt = page
+        .scope
+        .strip_prefix("search:")
+        .ok_or_else(|| Error::invalid("not a search paging link"))?
+        .to_string();
+    run_search(
+        &state,
+        &headers,
+        &f,
+        &rt,
+        &page.params,
+        Some(page.snapshot),
+        page.after,
+    )
+    .await
+}
+
+async fn search<S: Store>(
     state: &AppState<S>,
     headers: &HeaderMap,
     f: &Fhir,
     rt: &str,
     params: &Params,
+) -> ApiResult {
+    run_search(state, headers, f, rt, params, None, None).await
+}
+
+fn position_text(p: &flint_store::search::Position) -> String {
+    match p {
+        flint_store::search::Position::Seq(s) => format!("s{s}"),
+        flint_store::search::Position::Id(id) => format!("i{id}"),
+    }
+}
+
+fn position_from_text(s: &str) -> Result<flint_store::search::Position, Error> {
+    let bad = || Error::invalid("bad paging position");
+    match s.split_at_checked(1) {
+        Some(("s", seq)) => Ok(flint_store::search::Position::Seq(
+            seq.parse().map_err(|_| bad())?,
+        )),
+        Some(("i", id)) => Ok(flint_store::search::Position::Id(id.to_string())),
+        _ => Err(bad()),
+    }
+}
+
+async fn run_search<S: Store>(
+    state: &AppState<S>,
+    headers: &HeaderMap,
+    f: &Fhir,
+    rt: &str,
+    params: &Params,
+    snapshot: Option<u64>,
+    after: Option<String>,
 ) -> ApiResult {
     let engine = &state.engine;
     let parsed = engine.parse_search(
@@ -640,49 +697,23 @@ fn search<S: Store>(
         state.config.max_page_size,
         state.config.default_page_size,
     )?;
-    // The paging state of later pages travels in the link.
-    let bad_link = || Error::invalid("bad paging link");
-    let snapshot = param(params, "__snapshot")
-        .map(|s| s.parse::<u64>().map_err(|_| bad_link()))
-        .transpose()?;
-    let after = match param(params, "__after") {
-        None => None,
-        Some(a) => Some(match a.split_at_checked(1) {
-            Some(("s", seq)) => {
-                flint_store::search::Position::Seq(seq.parse().map_err(|_| bad_link())?)
-            }
-            Some(("i", id)) => flint_store::search::Position::Id(id.to_string()),
-            _ => return Err(bad_link().into()),
-        }),
+    let position = after.as_deref().map(position_from_text).transpose()?;
+    let outcome = engine.run_search(&parsed, snapshot, position)?;
+    // Links carry the session sealed: the query never shows in clear, and any node can serve
+    // the next page from the same snapshot.
+    let seal = |after: Option<String>| flint_engine::paging::PageState {
+        scope: format!("search:{rt}"),
+        params: parsed.applied.clone(),
+        snapshot: outcome.snapshot,
+        after,
+        issued: 0,
     };
-    let outcome = engine.run_search(&parsed, snapshot, after)?;
-    let applied: Vec<String> = parsed
-        .applied
-        .iter()
-        .map(|(k, v)| format!("{}={}", encode(k), encode(v)))
-        .collect();
-    let link = |extra: Option<String>| {
-        let mut parts = applied.clone();
-        parts.extend(extra);
-        let query = parts.join("&");
-        if query.is_empty() {
-            format!("{}/{rt}", f.ctx.base_url)
-        } else {
-            format!("{}/{rt}?{query}", f.ctx.base_url)
-        }
-    };
-    let mut links = vec![("self", link(None))];
+    let link = |token: String| format!("{}/__page/{token}", f.ctx.base_url);
+    let mut links = vec![("self", link(engine.seal_page(&seal(after.clone())).await?))];
     if let Some(next) = &outcome.next {
-        let position = match next {
-            flint_store::search::Position::Seq(s) => format!("s{s}"),
-            flint_store::search::Position::Id(id) => format!("i{}", encode(id)),
-        };
         links.push((
             "next",
-            link(Some(format!(
-                "__snapshot={}&__after={position}",
-                outcome.snapshot
-            ))),
+            link(engine.seal_page(&seal(Some(position_text(next)))).await?),
         ));
     }
     let mut bundle = flint_engine::bundle::BundleBuilder::new("searchset", outcome.total, &links);
@@ -824,12 +855,7 @@ fn history<S: Store>(
         .params
         .iter()
         .filter(|(k, _)| matches!(k.as_str(), "_since" | "_at" | "_format" | "_pretty"))
-        .map(|(k, v)| {
-            format!(
-                "{k}={}",
-                percent_encoding::utf8_percent_encode(v, percent_encoding::NON_ALPHANUMERIC)
-            )
-        })
+        .map(|(k, v)| format!("{k}={}", encode(v)))
         .collect();
     let link = |extra: &str| {
         let mut parts = kept.clone();

@@ -289,6 +289,21 @@ impl Store for SqliteStore {
         .map(|n| n as u64)
     }
 
+    fn paging_keys(&self) -> Result<Vec<flint_store::PagingKey>> {
+        self.with_reader(|c| {
+            let mut stmt =
+                c.prepare_cached("SELECT id, created, key FROM paging_key ORDER BY id DESC")?;
+            let rows = stmt.query_map([], |r| {
+                Ok(flint_store::PagingKey {
+                    id: r.get::<_, i64>(0)? as u64,
+                    created: r.get(1)?,
+                    key: r.get(2)?,
+                })
+            })?;
+            rows.collect()
+        })
+    }
+
     fn last_tx(&self) -> Result<TxNumber> {
         self.with_reader(|c| {
             c.query_row("SELECT COALESCE(MAX(t), 0) FROM tx", [], |r| {

@@ -3,7 +3,7 @@
 use rusqlite::Connection;
 
 /// The schema version this build writes. Migrations run in order up to it.
-const SCHEMA_VERSION: i64 = 2;
+const SCHEMA_VERSION: i64 = 3;
 
 pub fn configure_writer(conn: &Connection) -> rusqlite::Result<()> {
     // WAL lets readers work beside the writer; FULL makes every commit durable with an fsync
@@ -121,6 +121,19 @@ pub fn migrate(conn: &Connection) -> rusqlite::Result<()> {
                  PRIMARY KEY (param, value, seq)
              ) WITHOUT ROWID;
              PRAGMA user_version = 2;
+             COMMIT;",
+        )?;
+    }
+    if current < 3 {
+        conn.execute_batch(
+            "BEGIN;
+             -- Keys that seal paging links; the engine rotates them.
+             CREATE TABLE paging_key (
+                 id      INTEGER PRIMARY KEY,
+                 created INTEGER NOT NULL,
+                 key     BLOB NOT NULL
+             );
+             PRAGMA user_version = 3;
              COMMIT;",
         )?;
     }

@@ -227,7 +227,11 @@ fn date_condition(
     // Bind only what the condition uses: every `?N` must appear in the statement.
     match prefix {
         Prefix::Eq => format!("{start} >= {} AND {end} <= {}", sql.int(ps), sql.int(pe)),
-        Prefix::Ne => format!("NOT ({start} >= {} AND {end} <= {})", sql.int(ps), sql.int(pe)),
+        Prefix::Ne => format!(
+            "NOT ({start} >= {} AND {end} <= {})",
+            sql.int(ps),
+            sql.int(pe)
+        ),
         Prefix::Gt => format!("{end} > {}", sql.int(pe)),
         Prefix::Lt => format!("{start} < {}", sql.int(ps)),
         Prefix::Ge => format!("{end} > {}", sql.int(ps)),

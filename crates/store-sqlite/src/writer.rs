@@ -210,6 +210,9 @@ impl Transaction for Refused {
     fn delete_history(&mut self, _: &str, _: &str) -> Result<u64> {
         Err(Error::internal("the store cannot start a transaction"))
     }
+    fn add_paging_key(&mut self, _: i64, _: &[u8], _: usize) -> Result<u64> {
+        Err(Error::internal("the store cannot start a transaction"))
+    }
 }
 
 struct SqliteTransaction<'c> {
@@ -315,6 +318,21 @@ impl Transaction for SqliteTransaction<'_> {
             method: new.method,
             json: new.json.map(bytes::Bytes::from),
         })
+    }
+
+    fn add_paging_key(&mut self, created: i64, key: &[u8], keep: usize) -> Result<u64> {
+        let r = self
+            .conn
+            .prepare_cached("INSERT INTO paging_key (created, key) VALUES (?1, ?2)")
+            .and_then(|mut s| s.execute((created, key)));
+        self.check(r)?;
+        let id = self.conn.last_insert_rowid();
+        let r = self
+            .conn
+            .prepare_cached("DELETE FROM paging_key WHERE id NOT IN (SELECT id FROM paging_key ORDER BY id DESC LIMIT ?1)")
+            .and_then(|mut s| s.execute([keep as i64]));
+        self.check(r)?;
+        Ok(id as u64)
     }
 
     fn delete_history(&mut self, resource_type: &str, id: &str) -> Result<u64> {

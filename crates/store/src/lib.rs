@@ -159,6 +159,16 @@ pub fn owned_value(v: IndexValue<'_>) -> IndexValue<'static> {
     }
 }
 
+/// A key that seals paging links (see the engine's `paging`), kept in the store so that
+/// every node can open every link.
+#[derive(Clone, Debug)]
+pub struct PagingKey {
+    pub id: u64,
+    /// When the key was made, microseconds since the epoch.
+    pub created: i64,
+    pub key: Vec<u8>,
+}
+
 /// Which versions a history request asks for.
 #[derive(Clone, Debug, Default)]
 pub struct HistoryQuery {
@@ -214,6 +224,12 @@ pub trait Transaction {
     /// A backend fault, or a version that is not the successor of the current one.
     fn put(&mut self, version: NewVersion) -> Result<Version>;
 
+    /// Stores a new paging key and keeps only the `keep` newest; returns the new key's id.
+    ///
+    /// # Errors
+    /// A backend fault.
+    fn add_paging_key(&mut self, created: i64, key: &[u8], keep: usize) -> Result<u64>;
+
     /// Removes every version of a resource but the current one; returns how many went.
     ///
     /// # Errors
@@ -258,6 +274,12 @@ pub trait Store: Send + Sync + 'static {
     /// # Errors
     /// A backend fault.
     fn search_count(&self, query: &search::SearchQuery) -> Result<u64>;
+
+    /// The paging keys, newest first.
+    ///
+    /// # Errors
+    /// A backend fault.
+    fn paging_keys(&self) -> Result<Vec<PagingKey>>;
 
     /// The number of the last committed transaction.
     ///

@@ -367,10 +367,23 @@ fn capability_statement_is_generated_and_true() {
         .iter()
         .map(|p| p["name"].as_str().unwrap())
         .collect();
-    for p in ["_id", "_lastUpdated", "family", "birthdate", "identifier", "general-practitioner"] {
-        assert!(params.contains(&p), "Patient search parameter {p} is listed");
+    for p in [
+        "_id",
+        "_lastUpdated",
+        "family",
+        "birthdate",
+        "identifier",
+        "general-practitioner",
+    ] {
+        assert!(
+            params.contains(&p),
+            "Patient search parameter {p} is listed"
+        );
     }
-    assert!(!params.contains(&"_has") && !params.contains(&"_text"), "unsupported special parameters are not claimed");
+    assert!(
+        !params.contains(&"_has") && !params.contains(&"_text"),
+        "unsupported special parameters are not claimed"
+    );
     let system: Vec<&str> = cs["rest"][0]["interaction"]
         .as_array()
         .unwrap()
