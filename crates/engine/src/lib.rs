@@ -4,6 +4,7 @@
 //! (later) operations and the sandbox's `client` all call these functions.
 
 pub mod bundle;
+mod conditional;
 mod context;
 pub mod paging;
 pub mod patch;

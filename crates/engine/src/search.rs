@@ -55,6 +55,25 @@ fn unsupported(what: String) -> Error {
     Error::not_supported(what)
 }
 
+/// Decodes a query string (`a=b&c=d`) into its parameters, in order, repeats kept.
+pub fn parse_query(query: &str) -> Vec<(String, String)> {
+    query
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|pair| {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            (decode(k), decode(v))
+        })
+        .collect()
+}
+
+fn decode(s: &str) -> String {
+    let s = s.replace('+', " ");
+    percent_encoding::percent_decode_str(&s)
+        .decode_utf8_lossy()
+        .into_owned()
+}
+
 /// Splits a parameter value on commas not escaped with `\`, unescaping `\,` `\|` `\$` `\\`.
 pub fn split_or(value: &str) -> Vec<String> {
     let mut out = vec![String::new()];

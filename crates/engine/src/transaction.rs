@@ -7,7 +7,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use flint_fhir::{model, Error, Result};
+use flint_fhir::{model, Error, IssueType, Result};
 use flint_store::{Method, NewVersion, Store, Transaction, Version};
 use serde_json::{json, Value};
 
@@ -54,13 +54,20 @@ enum Action {
         id: String,
         version: Option<String>,
     },
+    /// A conditional entry that needs no write: the create whose criteria matched (with the
+    /// match), or the delete whose criteria matched nothing.
+    Unchanged {
+        rt: String,
+        id: String,
+        existing: Option<Version>,
+    },
 }
 
 impl Action {
     fn order(&self) -> u8 {
         match self {
             Action::Delete { .. } => 0,
-            Action::Create { .. } => 1,
+            Action::Create { .. } | Action::Unchanged { .. } => 1,
             Action::Update { .. } | Action::Patch { .. } => 2,
             Action::Read { .. } => 3,
         }
@@ -72,7 +79,8 @@ impl Action {
             | Action::Update { rt, id, .. }
             | Action::Patch { rt, id, .. }
             | Action::Delete { rt, id, .. }
-            | Action::Read { rt, id, .. } => (rt, id),
+            | Action::Read { rt, id, .. }
+            | Action::Unchanged { rt, id, .. } => (rt, id),
         }
     }
 }
@@ -81,6 +89,8 @@ struct Entry {
     action: Action,
     resource: Option<Value>,
     full_url: Option<String>,
+    /// Search criteria of a conditional entry (`ifNoneExist`, or the url's query).
+    criteria: Option<String>,
 }
 
 /// The outcome of one entry.
@@ -148,6 +158,11 @@ impl<S: Store> Engine<S> {
         mut entries: Vec<Entry>,
         options: BundleOptions,
     ) -> Result<String> {
+        // Conditional entries become plain ones, by searching now.
+        for (i, entry) in entries.iter_mut().enumerate() {
+            self.resolve_conditional(ctx, entry)
+                .map_err(|e| in_entry(e, i))?;
+        }
         // Resolve placeholders: every full URL of a created entry, and urn: full URLs of updates.
         let mut replacements: HashMap<String, String> = HashMap::new();
         for entry in &entries {
@@ -155,7 +170,12 @@ impl<S: Store> Engine<S> {
                 continue;
             };
             match &entry.action {
-                Action::Create { rt, id } => {
+                Action::Create { rt, id }
+                | Action::Unchanged {
+                    rt,
+                    id,
+                    existing: Some(_),
+                } => {
                     replacements.insert(full_url.clone(), format!("{rt}/{id}"));
                 }
                 Action::Update { rt, id, .. } if full_url.starts_with("urn:") => {
@@ -164,11 +184,47 @@ impl<S: Store> Engine<S> {
                 _ => {}
             }
         }
+        // Conditional references (`Patient?identifier=x|1`) must match exactly one resource.
+        for (i, entry) in entries.iter().enumerate() {
+            let Some(resource) = &entry.resource else {
+                continue;
+            };
+            let mut conditional = Vec::new();
+            conditional_references(resource, &mut conditional);
+            for reference in conditional {
+                if replacements.contains_key(&reference) {
+                    continue;
+                }
+                let (rt, criteria) = reference.split_once('?').unwrap_or((&reference, ""));
+                let found = self
+                    .matches(ctx, rt, criteria, 2)
+                    .map_err(|e| in_entry(e, i))?;
+                match found.as_slice() {
+                    [one] => {
+                        replacements.insert(reference.clone(), format!("{rt}/{}", one.id));
+                    }
+                    [] => {
+                        return Err(in_entry(
+                            Error::new(IssueType::NotFound, format!("the conditional reference '{reference}' matches nothing")).with_status(412),
+                            i,
+                        ))
+                    }
+                    _ => {
+                        return Err(in_entry(
+                            Error::new(IssueType::MultipleMatches, format!("the conditional reference '{reference}' matches more than one resource"))
+                                .with_status(412),
+                            i,
+                        ))
+                    }
+                }
+            }
+        }
         let mut targets = HashSet::new();
         let mut issues = Vec::new();
         for (i, entry) in entries.iter_mut().enumerate() {
             let (rt, id) = entry.action.target();
-            if !matches!(entry.action, Action::Read { .. }) && !targets.insert(format!("{rt}/{id}"))
+            if !matches!(entry.action, Action::Read { .. } | Action::Unchanged { .. })
+                && !targets.insert(format!("{rt}/{id}"))
             {
                 return Err(in_entry(
                     Error::invalid(format!("{rt}/{id} is the target of more than one entry")),
@@ -250,7 +306,7 @@ impl<S: Store> Engine<S> {
             let ctx = ctx.clone();
             tasks.spawn(async move {
                 let outcome = match parse_entry(&ctx, raw, false) {
-                    Ok(entry) => engine.run_batch_entry(entry).await,
+                    Ok(entry) => engine.run_batch_entry(&ctx, entry).await,
                     Err(e) => Outcome::Failed(e),
                 };
                 (i, outcome)
@@ -272,7 +328,98 @@ impl<S: Store> Engine<S> {
         out.finish()
     }
 
-    async fn run_batch_entry(&self, entry: Entry) -> Outcome {
+    /// Turns a conditional entry into a plain one by searching its criteria now.
+    fn resolve_conditional(&self, ctx: &Context, entry: &mut Entry) -> Result<()> {
+        let Some(criteria) = entry.criteria.take() else {
+            return Ok(());
+        };
+        let rt = entry.action.target().0.to_string();
+        let found = self.matches(ctx, &rt, &criteria, 2)?;
+        let multiple = || {
+            Error::new(
+                IssueType::MultipleMatches,
+                format!("more than one {rt} matches '{criteria}'"),
+            )
+            .with_status(412)
+        };
+        entry.action = match (
+            std::mem::replace(
+                &mut entry.action,
+                Action::Unchanged {
+                    rt: String::new(),
+                    id: String::new(),
+                    existing: None,
+                },
+            ),
+            found.as_slice(),
+        ) {
+            (Action::Create { id, .. }, []) => Action::Create { rt, id },
+            (Action::Create { .. }, [one]) => Action::Unchanged {
+                rt,
+                id: one.id.clone(),
+                existing: Some(one.clone()),
+            },
+            (Action::Update { if_match, .. }, []) => {
+                let id = entry
+                    .resource
+                    .as_ref()
+                    .and_then(|r| r.get("id"))
+                    .and_then(Value::as_str)
+                    .map_or_else(new_id, str::to_string);
+                Action::Update { rt, id, if_match }
+            }
+            (Action::Update { if_match, .. }, [one]) => {
+                let body_id = entry
+                    .resource
+                    .as_ref()
+                    .and_then(|r| r.get("id"))
+                    .and_then(Value::as_str);
+                if body_id.is_some_and(|b| b != one.id) {
+                    return Err(Error::invalid(format!(
+                        "the resource id differs from the id '{}' the criteria match",
+                        one.id
+                    )));
+                }
+                Action::Update {
+                    rt,
+                    id: one.id.clone(),
+                    if_match,
+                }
+            }
+            (Action::Delete { .. }, []) => Action::Unchanged {
+                rt,
+                id: String::new(),
+                existing: None,
+            },
+            (Action::Delete { if_match, .. }, [one]) => Action::Delete {
+                rt,
+                id: one.id.clone(),
+                if_match,
+            },
+            (Action::Patch { .. }, []) => {
+                return Err(Error::not_found(format!("no {rt} matches '{criteria}'")))
+            }
+            (Action::Patch { if_match, .. }, [one]) => Action::Patch {
+                rt,
+                id: one.id.clone(),
+                if_match,
+            },
+            (_, [_, _, ..]) => return Err(multiple()),
+            (other, _) => other,
+        };
+        // The resource's id follows the resolved target.
+        if let (Action::Update { id, .. }, Some(Value::Object(r))) =
+            (&entry.action, entry.resource.as_mut())
+        {
+            r.insert("id".into(), Value::String(id.clone()));
+        }
+        Ok(())
+    }
+
+    async fn run_batch_entry(&self, ctx: &Context, mut entry: Entry) -> Outcome {
+        if let Err(e) = self.resolve_conditional(ctx, &mut entry) {
+            return Outcome::Failed(e);
+        }
         let result = match entry.action {
             Action::Create { rt, .. } => match entry.resource {
                 Some(r) => self.create(&rt, r).await.map(|version| Outcome::Written {
@@ -310,6 +457,14 @@ impl<S: Store> Engine<S> {
                 .delete(&rt, &id, if_match)
                 .await
                 .map(|_| Outcome::Deleted),
+            Action::Unchanged {
+                existing: Some(version),
+                ..
+            } => Ok(Outcome::Written {
+                status: 200,
+                version,
+            }),
+            Action::Unchanged { existing: None, .. } => Ok(Outcome::Deleted),
             Action::Read { rt, id, version } => match version {
                 Some(v) => self.vread(&rt, &id, &v),
                 None => self.read(&rt, &id),
@@ -430,6 +585,13 @@ fn write_entry(
             }
             Ok(Some(Outcome::Deleted))
         }
+        Action::Unchanged { existing, .. } => Ok(Some(match existing {
+            Some(version) => Outcome::Written {
+                status: 200,
+                version,
+            },
+            None => Outcome::Deleted,
+        })),
         // Reads run last, inside the transaction: they see its writes, and a failing read
         // fails the whole.
         Action::Read { rt, id, version } => {
@@ -523,11 +685,6 @@ fn parse_entry(ctx: &Context, mut raw: Value, in_transaction: bool) -> Result<En
         Some(s) => Some(parse_etag(s).ok_or_else(|| Error::invalid(format!("bad ifMatch '{s}'")))?),
         None => None,
     };
-    let conditional = |what: &str| {
-        Error::not_supported(format!(
-            "conditional {what} needs search, which this server does not offer yet"
-        ))
-    };
     let resource = raw.get_mut("resource").map(Value::take);
     let full_url = raw
         .get("fullUrl")
@@ -541,11 +698,18 @@ fn parse_entry(ctx: &Context, mut raw: Value, in_transaction: bool) -> Result<En
             Err(Error::not_found(format!("unknown resource type '{rt}'")))
         }
     };
+    let mut criteria = None;
     let action = match (method, parts.as_slice()) {
         ("POST", [rt]) => {
-            if request.get("ifNoneExist").is_some() || query.is_some() {
-                return Err(conditional("create"));
+            if query.is_some() {
+                return Err(Error::invalid(
+                    "a POST entry's url is the type alone; criteria go in ifNoneExist",
+                ));
             }
+            criteria = request
+                .get("ifNoneExist")
+                .and_then(Value::as_str)
+                .map(str::to_string);
             let rt = known(rt)?;
             if resource
                 .as_ref()
@@ -559,19 +723,40 @@ fn parse_entry(ctx: &Context, mut raw: Value, in_transaction: bool) -> Result<En
             }
             Action::Create { rt, id: new_id() }
         }
-        ("PUT", [_]) if query.is_some() => return Err(conditional("update")),
+        ("PUT", [rt]) if query.is_some() => {
+            criteria = query.map(str::to_string);
+            Action::Update {
+                rt: known(rt)?,
+                id: String::new(),
+                if_match,
+            }
+        }
         ("PUT", [rt, id]) => Action::Update {
             rt: known(rt)?,
             id: (*id).to_string(),
             if_match,
         },
-        ("PATCH", [_]) if query.is_some() => return Err(conditional("patch")),
+        ("PATCH", [rt]) if query.is_some() => {
+            criteria = query.map(str::to_string);
+            Action::Patch {
+                rt: known(rt)?,
+                id: String::new(),
+                if_match,
+            }
+        }
         ("PATCH", [rt, id]) => Action::Patch {
             rt: known(rt)?,
             id: (*id).to_string(),
             if_match,
         },
-        ("DELETE", [_]) if query.is_some() => return Err(conditional("delete")),
+        ("DELETE", [rt]) if query.is_some() => {
+            criteria = query.map(str::to_string);
+            Action::Delete {
+                rt: known(rt)?,
+                id: String::new(),
+                if_match,
+            }
+        }
         ("DELETE", [rt, id]) => Action::Delete {
             rt: known(rt)?,
             id: (*id).to_string(),
@@ -598,7 +783,7 @@ fn parse_entry(ctx: &Context, mut raw: Value, in_transaction: bool) -> Result<En
             )))
         }
     };
-    if let Action::Update { id, .. } = &action {
+    if let (Action::Update { id, .. }, None) = (&action, &criteria) {
         if !flint_fhir::validate::is_valid_id(id) {
             return Err(Error::invalid(format!("'{id}' is not a valid resource id")));
         }
@@ -622,6 +807,7 @@ fn parse_entry(ctx: &Context, mut raw: Value, in_transaction: bool) -> Result<En
         action,
         resource,
         full_url,
+        criteria,
     })
 }
 
@@ -643,6 +829,27 @@ fn relative_url<'u>(ctx: &Context, url: &'u str) -> &'u str {
         offset += segment.len() + 1;
     }
     url
+}
+
+/// Collects `Type?criteria` references.
+fn conditional_references(value: &Value, out: &mut Vec<String>) {
+    match value {
+        Value::Object(fields) => {
+            for (key, v) in fields {
+                match (key.as_str(), v) {
+                    ("reference", Value::String(s))
+                        if s.split_once('?')
+                            .is_some_and(|(rt, _)| model::r4().is_resource_type(rt)) =>
+                    {
+                        out.push(s.clone());
+                    }
+                    _ => conditional_references(v, out),
+                }
+            }
+        }
+        Value::Array(items) => items.iter().for_each(|v| conditional_references(v, out)),
+        _ => {}
+    }
 }
 
 /// Replaces placeholder references. Returns the first `urn:` reference that names no entry.

@@ -54,21 +54,9 @@ impl Output {
 pub type Params = Vec<(String, String)>;
 
 pub fn parse_query(query: Option<&str>) -> Params {
-    let Some(q) = query else { return Vec::new() };
-    q.split('&')
-        .filter(|p| !p.is_empty())
-        .map(|pair| {
-            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            (decode(k), decode(v))
-        })
-        .collect()
-}
-
-fn decode(s: &str) -> String {
-    let s = s.replace('+', " ");
-    percent_encoding::percent_decode_str(&s)
-        .decode_utf8_lossy()
-        .into_owned()
+    query
+        .map(flint_engine::search::parse_query)
+        .unwrap_or_default()
 }
 
 pub fn param<'a>(params: &'a Params, name: &str) -> Option<&'a str> {

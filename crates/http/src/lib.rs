@@ -111,7 +111,14 @@ pub fn router<S: Store>(engine: Arc<Engine<S>>, config: HttpConfig) -> Router {
         .route(&at("/"), get(root_get).post(system_post::<S>))
         .route(&at("/metadata"), get(metadata::<S>))
         .route(&at("/_history"), get(system_history::<S>))
-        .route(&at("/{rt}"), get(type_search::<S>).post(create::<S>))
+        .route(
+            &at("/{rt}"),
+            get(type_search::<S>)
+                .post(create::<S>)
+                .put(conditional_update::<S>)
+                .patch(conditional_patch::<S>)
+                .delete(conditional_delete::<S>),
+        )
         .route(
             &at("/{rt}/_search"),
             axum::routing::post(type_search_post::<S>),
@@ -440,13 +447,22 @@ async fn create<S: Store>(
 ) -> ApiResult {
     let f = fhir(&state, &headers, q.as_deref())?;
     state.engine.check_type(&rt)?;
-    if headers.contains_key("if-none-exist") {
-        return Err(Error::not_supported(
-            "conditional create (If-None-Exist) needs search, which this server does not offer yet",
-        )
-        .into());
-    }
     let resource = resource_body(&headers, body, state.config.max_body_bytes).await?;
+    if let Some(criteria) = headers.get("if-none-exist") {
+        let criteria = criteria
+            .to_str()
+            .map_err(|_| Error::invalid("If-None-Exist is not text"))?;
+        let (v, created) = state
+            .engine
+            .conditional_create(&f.ctx, &rt, resource, criteria)
+            .await?;
+        let status = if created {
+            StatusCode::CREATED
+        } else {
+            StatusCode::OK
+        };
+        return write_response(&state, &f, status, &v);
+    }
     let v = state.engine.create(&rt, resource).await?;
     write_response(&state, &f, StatusCode::CREATED, &v)
 }
@@ -471,15 +487,84 @@ async fn update<S: Store>(
     write_response(&state, &f, status, &w.version)
 }
 
-async fn patch<S: Store>(
+/// The criteria of a conditional interaction: the query string, required.
+fn conditional_criteria(q: Option<&str>) -> Result<String, Error> {
+    match q {
+        Some(q) if !q.trim().is_empty() => Ok(q.to_string()),
+        _ => Err(Error::invalid(
+            "a conditional interaction on a type needs search criteria in the query string",
+        )),
+    }
+}
+
+async fn conditional_update<S: Store>(
     State(state): State<Shared<S>>,
-    Path((rt, id)): Path<(String, String)>,
+    Path(rt): Path<String>,
     headers: HeaderMap,
     RawQuery(q): RawQuery,
     body: Body,
 ) -> ApiResult {
     let f = fhir(&state, &headers, q.as_deref())?;
     state.engine.check_type(&rt)?;
+    let criteria = conditional_criteria(q.as_deref())?;
+    let expected = if_match(&headers)?;
+    let resource = resource_body(&headers, body, state.config.max_body_bytes).await?;
+    let w = state
+        .engine
+        .conditional_update(&f.ctx, &rt, &criteria, resource, expected)
+        .await?;
+    let status = if w.created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    write_response(&state, &f, status, &w.version)
+}
+
+async fn conditional_delete<S: Store>(
+    State(state): State<Shared<S>>,
+    Path(rt): Path<String>,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+) -> ApiResult {
+    let f = fhir(&state, &headers, q.as_deref())?;
+    let criteria = conditional_criteria(q.as_deref())?;
+    let deleted = state
+        .engine
+        .conditional_delete(&f.ctx, &rt, &criteria)
+        .await?;
+    if f.output.prefer == PreferReturn::OperationOutcome {
+        let oo = flint_fhir::error::information(format!("{deleted} {rt} resources deleted"));
+        return Ok(respond(
+            &f.output,
+            StatusCode::OK,
+            Bytes::from(to_text(&oo, f.output.pretty)),
+        ));
+    }
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn conditional_patch<S: Store>(
+    State(state): State<Shared<S>>,
+    Path(rt): Path<String>,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+    body: Body,
+) -> ApiResult {
+    let f = fhir(&state, &headers, q.as_deref())?;
+    state.engine.check_type(&rt)?;
+    let criteria = conditional_criteria(q.as_deref())?;
+    let document = patch_document(&headers, body, state.config.max_body_bytes).await?;
+    let expected = if_match(&headers)?;
+    let w = state
+        .engine
+        .conditional_patch(&f.ctx, &rt, &criteria, &document, expected)
+        .await?;
+    write_response(&state, &f, StatusCode::OK, &w.version)
+}
+
+/// A JSON Patch body (`application/json-patch+json`).
+async fn patch_document(headers: &HeaderMap, body: Body, limit: usize) -> Result<Value, Error> {
     let ct = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -496,12 +581,23 @@ async fn patch<S: Store>(
         return Err(Error::not_supported(format!(
             "PATCH needs Content-Type application/json-patch+json, not '{ct}'{hint}"
         ))
-        .with_status(415)
-        .into());
+        .with_status(415));
     }
+    let bytes = read_body(headers, body, limit).await?;
+    parse_json(&bytes)
+}
+
+async fn patch<S: Store>(
+    State(state): State<Shared<S>>,
+    Path((rt, id)): Path<(String, String)>,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+    body: Body,
+) -> ApiResult {
+    let f = fhir(&state, &headers, q.as_deref())?;
+    state.engine.check_type(&rt)?;
     let expected = if_match(&headers)?;
-    let bytes = read_body(&headers, body, state.config.max_body_bytes).await?;
-    let document = parse_json(&bytes)?;
+    let document = patch_document(&headers, body, state.config.max_body_bytes).await?;
     let w = state.engine.patch(&rt, &id, &document, expected).await?;
     write_response(&state, &f, StatusCode::OK, &w.version)
 }

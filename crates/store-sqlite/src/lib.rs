@@ -151,6 +151,32 @@ pub(crate) fn read_version(
     .optional()
 }
 
+pub(crate) fn run_search(
+    c: &Connection,
+    q: &flint_store::search::SearchQuery,
+) -> rusqlite::Result<flint_store::search::SearchPage> {
+    use flint_store::search::{Order, Position, SearchPage};
+    let (sql, params) = search::render(c, q, false)?;
+    let mut stmt = c.prepare(&sql)?;
+    let mut rows = stmt.query(params_from_iter(params))?;
+    let mut versions = Vec::new();
+    let mut seqs = Vec::new();
+    while let Some(row) = rows.next()? {
+        seqs.push(row.get::<_, i64>(7)? as u64);
+        versions.push(version_from_row(row)?);
+    }
+    let more = versions.len() > q.limit;
+    versions.truncate(q.limit);
+    let next = match (more, versions.last()) {
+        (true, Some(last)) => Some(match q.order {
+            Order::LastUpdated | Order::LastUpdatedDesc => Position::Seq(seqs[versions.len() - 1]),
+            Order::Id | Order::IdDesc => Position::Id(last.id.clone()),
+        }),
+        _ => None,
+    };
+    Ok(SearchPage { versions, next })
+}
+
 /// Builds the WHERE clause and parameters of a history query.
 fn history_filter(q: &HistoryQuery, with_keyset: bool) -> (String, Vec<rusqlite::types::Value>) {
     use rusqlite::types::Value as V;
@@ -254,30 +280,7 @@ impl Store for SqliteStore {
         &self,
         q: &flint_store::search::SearchQuery,
     ) -> Result<flint_store::search::SearchPage> {
-        use flint_store::search::{Order, Position, SearchPage};
-        self.with_reader(|c| {
-            let (sql, params) = search::render(c, q, false)?;
-            let mut stmt = c.prepare(&sql)?;
-            let mut rows = stmt.query(params_from_iter(params))?;
-            let mut versions = Vec::new();
-            let mut seqs = Vec::new();
-            while let Some(row) = rows.next()? {
-                seqs.push(row.get::<_, i64>(7)? as u64);
-                versions.push(version_from_row(row)?);
-            }
-            let more = versions.len() > q.limit;
-            versions.truncate(q.limit);
-            let next = match (more, versions.last()) {
-                (true, Some(last)) => Some(match q.order {
-                    Order::LastUpdated | Order::LastUpdatedDesc => {
-                        Position::Seq(seqs[versions.len() - 1])
-                    }
-                    Order::Id | Order::IdDesc => Position::Id(last.id.clone()),
-                }),
-                _ => None,
-            };
-            Ok(SearchPage { versions, next })
-        })
+        self.with_reader(|c| run_search(c, q))
     }
 
     fn search_count(&self, q: &flint_store::search::SearchQuery) -> Result<u64> {

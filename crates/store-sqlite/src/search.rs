@@ -75,6 +75,24 @@ impl Sql<'_> {
     }
 
     fn predicate(&mut self, p: &Predicate) -> rusqlite::Result<String> {
+        // A parameter never indexed matches nothing; decide before binding any value, since
+        // every bound value must appear in the statement.
+        let indexed_param = match p {
+            Predicate::String { param, .. }
+            | Predicate::Token { param, .. }
+            | Predicate::TokenText { param, .. }
+            | Predicate::Reference { param, .. }
+            | Predicate::Date { param, .. }
+            | Predicate::Number { param, .. }
+            | Predicate::Quantity { param, .. }
+            | Predicate::Uri { param, .. } => Some(param),
+            _ => None,
+        };
+        if let Some(code) = indexed_param {
+            if self.param(code)?.is_none() {
+                return Ok("0".into());
+            }
+        }
         Ok(match p {
             Predicate::Id(id) => format!("r.id = {}", self.text(id)),
             Predicate::LastUpdated { prefix, start, end } => date_condition(

@@ -213,6 +213,9 @@ impl Transaction for Refused {
     fn add_paging_key(&mut self, _: i64, _: &[u8], _: usize) -> Result<u64> {
         Err(Error::internal("the store cannot start a transaction"))
     }
+    fn search(&mut self, _: &flint_store::search::SearchQuery) -> Result<Vec<Version>> {
+        Err(Error::internal("the store cannot start a transaction"))
+    }
 }
 
 struct SqliteTransaction<'c> {
@@ -318,6 +321,11 @@ impl Transaction for SqliteTransaction<'_> {
             method: new.method,
             json: new.json.map(bytes::Bytes::from),
         })
+    }
+
+    fn search(&mut self, query: &flint_store::search::SearchQuery) -> Result<Vec<Version>> {
+        let r = crate::run_search(self.conn, query);
+        Ok(self.check(r)?.versions)
     }
 
     fn add_paging_key(&mut self, created: i64, key: &[u8], keep: usize) -> Result<u64> {

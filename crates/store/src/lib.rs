@@ -224,6 +224,13 @@ pub trait Transaction {
     /// A backend fault, or a version that is not the successor of the current one.
     fn put(&mut self, version: NewVersion) -> Result<Version>;
 
+    /// The versions matching a search as this transaction sees them (its own writes
+    /// included), for conditional interactions: the check and the write are one transaction.
+    ///
+    /// # Errors
+    /// A backend fault.
+    fn search(&mut self, query: &search::SearchQuery) -> Result<Vec<Version>>;
+
     /// Stores a new paging key and keeps only the `keep` newest; returns the new key's id.
     ///
     /// # Errors

@@ -386,14 +386,4 @@ fn bundle_endpoint_rejects_other_input() {
     );
     let empty: Value = s.post("", &bundle("transaction", vec![])).json().unwrap();
     assert_eq!(empty["type"], "transaction-response");
-    // Conditional create inside a transaction is not offered until search exists.
-    let mut e = entry(
-        "POST",
-        "Patient",
-        None,
-        Some(json!({"resourceType": "Patient"})),
-    );
-    e["request"]["ifNoneExist"] = json!("identifier=x|1");
-    let oo = outcome(s.post("", &bundle("transaction", vec![e])), 400);
-    assert_eq!(oo["issue"][0]["code"], "not-supported");
 }

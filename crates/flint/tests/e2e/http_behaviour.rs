@@ -334,10 +334,12 @@ fn unknown_routes_and_methods_are_operation_outcomes() {
         s.client.post(s.url("metadata")).body("{}").send().unwrap(),
         405,
     );
+    // PUT on a type is a conditional update, which needs criteria.
     outcome(
         s.client.put(s.url("Patient")).body("{}").send().unwrap(),
-        405,
+        400,
     );
+    outcome(s.client.delete(s.url("metadata")).send().unwrap(), 405);
 }
 
 #[test]

@@ -2,6 +2,7 @@
 
 mod bundles;
 mod cli;
+mod conditional;
 mod crud;
 mod durability;
 mod history;
