@@ -186,10 +186,7 @@ impl<S: Store> Engine<S> {
             ignored: Vec::new(),
         };
         for (name, value) in params {
-            let (code, modifier) = match name.split_once(':') {
-                Some((c, m)) => (c, Some(m)),
-                None => (name.as_str(), None),
-            };
+            let code = name.split(':').next().unwrap_or(name);
             if TRANSPORT_PARAMS.contains(&code) {
                 continue;
             }
@@ -235,7 +232,7 @@ impl<S: Store> Engine<S> {
                 parsed.applied.push((name.clone(), value.clone()));
                 continue;
             }
-            let clause = match self.clause(ctx, registry, resource_type, code, modifier, value)? {
+            let clause = match self.clause_for(ctx, registry, resource_type, name, value, 0)? {
                 Some(clause) => clause,
                 None if strict => {
                     return Err(Error::invalid(format!(
@@ -252,6 +249,105 @@ impl<S: Store> Engine<S> {
         }
         parsed.query = query;
         Ok(parsed)
+    }
+
+    /// The clause of a parameter name as written: reverse chains (`_has:Type:param:...`),
+    /// chains (`subject:Patient.name`, several levels), or a plain parameter with its modifier.
+    fn clause_for(
+        &self,
+        ctx: &Context,
+        registry: &Registry,
+        resource_type: &str,
+        name: &str,
+        value: &str,
+        depth: usize,
+    ) -> Result<Option<Vec<Predicate>>> {
+        if depth > 4 {
+            return Err(Error::invalid(format!(
+                "'{name}' chains too deeply (at most 4 levels)"
+            )));
+        }
+        if let Some(rest) = name.strip_prefix("_has:") {
+            let mut parts = rest.splitn(3, ':');
+            let (Some(source), Some(param), Some(inner)) =
+                (parts.next(), parts.next(), parts.next())
+            else {
+                return Err(Error::invalid(format!(
+                    "'{name}' is not of the form _has:Type:parameter:parameter"
+                )));
+            };
+            if !self.model().is_resource_type(source) {
+                return Err(Error::invalid(format!(
+                    "'{source}' in '{name}' is not a resource type"
+                )));
+            }
+            match registry.param(source, param) {
+                Some(p) if p.kind == ParamType::Reference => {}
+                _ => {
+                    return Err(Error::invalid(format!(
+                        "'{param}' is not a reference parameter of {source}"
+                    )))
+                }
+            }
+            let Some(inner_clause) =
+                self.clause_for(ctx, registry, source, inner, value, depth + 1)?
+            else {
+                return Err(Error::invalid(format!(
+                    "'{inner}' is not a search parameter of {source}"
+                )));
+            };
+            return Ok(Some(vec![Predicate::Has {
+                source_type: source.to_string(),
+                param: param.to_string(),
+                inner: vec![inner_clause],
+            }]));
+        }
+        if let Some((head, rest)) = name.split_once('.') {
+            let (code, target) = match head.split_once(':') {
+                Some((c, t)) => (c, Some(t)),
+                None => (head, None),
+            };
+            let Some(param) = registry.param(resource_type, code) else {
+                return Ok(None);
+            };
+            if param.kind != ParamType::Reference {
+                return Err(Error::invalid(format!(
+                    "'{code}' is not a reference parameter, so it cannot be chained"
+                )));
+            }
+            let targets: Vec<String> = match target {
+                Some(t) if self.model().is_resource_type(t) => vec![t.to_string()],
+                Some(t) => {
+                    return Err(Error::invalid(format!(
+                        "'{t}' in '{name}' is not a resource type"
+                    )))
+                }
+                None if !param.targets.is_empty() => param.targets.clone(),
+                None => self.model().resource_types().to_vec(),
+            };
+            let first = rest.split(['.', ':']).next().unwrap_or(rest);
+            let mut alternatives = Vec::new();
+            for t in targets {
+                // Only target types that have the chained parameter take part.
+                let known = first.starts_with('_') || registry.param(&t, first).is_some();
+                if !known {
+                    continue;
+                }
+                if let Some(inner) = self.clause_for(ctx, registry, &t, rest, value, depth + 1)? {
+                    alternatives.push(Predicate::Chain {
+                        param: code.to_string(),
+                        target_type: t,
+                        inner: vec![inner],
+                    });
+                }
+            }
+            return Ok((!alternatives.is_empty()).then_some(alternatives));
+        }
+        let (code, modifier) = match name.split_once(':') {
+            Some((c, m)) => (c, Some(m)),
+            None => (name, None),
+        };
+        self.clause(ctx, registry, resource_type, code, modifier, value)
     }
 
     /// One parameter's clause (its comma-separated alternatives); `None` when the parameter is

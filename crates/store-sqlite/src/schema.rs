@@ -5,7 +5,22 @@ use rusqlite::Connection;
 /// The schema version this build writes. Migrations run in order up to it.
 const SCHEMA_VERSION: i64 = 3;
 
+/// SQL functions the queries use: `flint_hash(text)`, the index key hash (chains, `_has`).
+fn add_functions(conn: &Connection) -> rusqlite::Result<()> {
+    use rusqlite::functions::FunctionFlags;
+    conn.create_scalar_function(
+        "flint_hash",
+        1,
+        FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC,
+        |ctx| {
+            let text: String = ctx.get(0)?;
+            Ok(crate::index::key_hash(&text))
+        },
+    )
+}
+
 pub fn configure_writer(conn: &Connection) -> rusqlite::Result<()> {
+    add_functions(conn)?;
     // WAL lets readers work beside the writer; FULL makes every commit durable with an fsync
     // of the log (amortised by group commit in the writer thread).
     conn.pragma_update(None, "journal_mode", "WAL")?;
@@ -20,6 +35,7 @@ pub fn configure_writer(conn: &Connection) -> rusqlite::Result<()> {
 }
 
 pub fn configure_reader(conn: &Connection) -> rusqlite::Result<()> {
+    add_functions(conn)?;
     conn.pragma_update(None, "query_only", true)?;
     conn.pragma_update(None, "cache_size", -32_768)?;
     conn.pragma_update(None, "mmap_size", 1_i64 << 30)?;

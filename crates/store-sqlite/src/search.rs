@@ -17,7 +17,12 @@ const MAX_CHAR: char = '\u{10FFFF}';
 
 struct Sql<'c> {
     conn: &'c Connection,
-    resource_type: &'c str,
+    /// The type and table alias of the resource the predicates being rendered are about;
+    /// chains and `_has` render inner predicates about other resources.
+    resource_type: String,
+    alias: String,
+    aliases: usize,
+    snapshot: Option<u64>,
     params: Vec<V>,
     ids: HashMap<String, Option<i64>>,
 }
@@ -41,12 +46,59 @@ impl Sql<'_> {
     }
 
     fn param(&mut self, code: &str) -> rusqlite::Result<Option<i64>> {
-        if let Some(id) = self.ids.get(code) {
+        let key = format!("{}\u{0}{code}", self.resource_type);
+        if let Some(id) = self.ids.get(&key) {
             return Ok(*id);
         }
-        let id = param_id(self.conn, self.resource_type, code)?;
-        self.ids.insert(code.to_string(), id);
+        let id = param_id(self.conn, &self.resource_type, code)?;
+        self.ids.insert(key, id);
         Ok(id)
+    }
+
+    /// The versions of `alias` the query reads: current at the snapshot, not deleted.
+    fn live(&mut self, alias: &str) -> String {
+        match self.snapshot {
+            Some(t) => {
+                let t = self.int(t as i64);
+                format!("{alias}.json IS NOT NULL AND {alias}.t <= {t} AND ({alias}.t_end IS NULL OR {alias}.t_end > {t})")
+            }
+            None => format!("{alias}.json IS NOT NULL AND {alias}.t_end IS NULL"),
+        }
+    }
+
+    /// Renders clauses about another resource type under a fresh alias; returns the alias and
+    /// the conditions.
+    fn nested(
+        &mut self,
+        resource_type: &str,
+        clauses: &[Vec<Predicate>],
+    ) -> rusqlite::Result<(String, String)> {
+        self.aliases += 1;
+        let alias = format!("n{}", self.aliases);
+        let saved = (
+            std::mem::replace(&mut self.resource_type, resource_type.to_string()),
+            std::mem::replace(&mut self.alias, alias.clone()),
+        );
+        let rt = self.text(resource_type);
+        let mut conditions = vec![format!("{alias}.type = {rt}"), self.live(&alias)];
+        let rendered = self.clauses(clauses);
+        (self.resource_type, self.alias) = saved;
+        conditions.extend(rendered?);
+        Ok((alias, conditions.join(" AND ")))
+    }
+
+    fn clauses(&mut self, clauses: &[Vec<Predicate>]) -> rusqlite::Result<Vec<String>> {
+        let mut out = Vec::new();
+        for clause in clauses {
+            let alternatives: Vec<String> = clause
+                .iter()
+                .map(|p| self.predicate(p))
+                .collect::<rusqlite::Result<_>>()?;
+            if !alternatives.is_empty() {
+                out.push(format!("({})", alternatives.join(" OR ")));
+            }
+        }
+        Ok(out)
     }
 
     /// `r.seq IN (SELECT seq FROM table WHERE param = ? AND condition)`, or false when the
@@ -62,7 +114,8 @@ impl Sql<'_> {
                     format!(" AND {condition}")
                 };
                 Ok(format!(
-                    "r.seq IN (SELECT seq FROM {table} WHERE param = {p}{and})"
+                    "{}.seq IN (SELECT seq FROM {table} WHERE param = {p}{and})",
+                    self.alias
                 ))
             }
         }
@@ -94,14 +147,17 @@ impl Sql<'_> {
             }
         }
         Ok(match p {
-            Predicate::Id(id) => format!("r.id = {}", self.text(id)),
+            Predicate::Id(id) => {
+                let v = self.text(id);
+                format!("{}.id = {v}", self.alias)
+            }
             Predicate::LastUpdated { prefix, start, end } => date_condition(
                 self,
                 *prefix,
                 *start,
                 *end,
-                "r.last_updated",
-                "(r.last_updated + 1)",
+                &format!("{}.last_updated", self.alias.clone()),
+                &format!("({}.last_updated + 1)", self.alias.clone()),
             ),
             Predicate::String { param, value, how } => {
                 let condition = match how {
@@ -211,9 +267,45 @@ impl Sql<'_> {
                         .map(|t| format!("SELECT seq FROM {t} WHERE param = {p}"))
                         .collect();
                     let not = if *missing { "NOT " } else { "" };
-                    format!("r.seq {not}IN ({})", union.join(" UNION ALL "))
+                    format!("{}.seq {not}IN ({})", self.alias, union.join(" UNION ALL "))
                 }
             },
+            Predicate::Chain {
+                param,
+                target_type,
+                inner,
+            } => {
+                let Some(p) = self.param(param)? else {
+                    return Ok("0".into());
+                };
+                let outer = self.alias.clone();
+                let p = self.int(p);
+                let (alias, conditions) = self.nested(target_type, inner)?;
+                let prefix = self.text(&format!("{target_type}/"));
+                format!(
+                    "{outer}.seq IN (SELECT seq FROM idx_reference WHERE param = {p} AND key IN \
+                     (SELECT flint_hash({prefix} || {alias}.id) FROM resource {alias} WHERE {conditions}))"
+                )
+            }
+            Predicate::Has {
+                source_type,
+                param,
+                inner,
+            } => {
+                // The parameter belongs to the source type.
+                let outer_type = std::mem::replace(&mut self.resource_type, source_type.clone());
+                let id = self.param(param);
+                self.resource_type = outer_type;
+                let Some(p) = id? else { return Ok("0".into()) };
+                let outer = self.alias.clone();
+                let p = self.int(p);
+                let (alias, conditions) = self.nested(source_type, inner)?;
+                let prefix = self.text(&format!("{}/", self.resource_type.clone()));
+                format!(
+                    "flint_hash({prefix} || {outer}.id) IN (SELECT key FROM idx_reference WHERE param = {p} AND seq IN \
+                     (SELECT {alias}.seq FROM resource {alias} WHERE {conditions}))"
+                )
+            }
             Predicate::Not(alternatives) => {
                 let inner: Vec<String> = alternatives
                     .iter()
@@ -305,28 +397,16 @@ pub fn render(
 ) -> rusqlite::Result<(String, Vec<V>)> {
     let mut sql = Sql {
         conn,
-        resource_type: &q.resource_type,
+        resource_type: q.resource_type.clone(),
+        alias: "r".into(),
+        aliases: 0,
+        snapshot: q.snapshot,
         params: Vec::new(),
         ids: HashMap::new(),
     };
     let rt = sql.text(&q.resource_type);
-    let mut conditions = vec![format!("r.type = {rt}"), "r.json IS NOT NULL".to_string()];
-    match q.snapshot {
-        Some(t) => {
-            let t = sql.int(t as i64);
-            conditions.push(format!("r.t <= {t} AND (r.t_end IS NULL OR r.t_end > {t})"));
-        }
-        None => conditions.push("r.t_end IS NULL".into()),
-    }
-    for clause in &q.clauses {
-        let alternatives: Vec<String> = clause
-            .iter()
-            .map(|p| sql.predicate(p))
-            .collect::<rusqlite::Result<_>>()?;
-        if !alternatives.is_empty() {
-            conditions.push(format!("({})", alternatives.join(" OR ")));
-        }
-    }
+    let mut conditions = vec![format!("r.type = {rt}"), sql.live("r")];
+    conditions.extend(sql.clauses(&q.clauses)?);
     if count {
         return Ok((
             format!(

@@ -113,6 +113,20 @@ pub enum Predicate {
     Missing { param: String, missing: bool },
     /// `:not`: none of the alternatives holds.
     Not(Vec<Predicate>),
+    /// A chained parameter (`subject:Patient.name=x`): the reference `param` points at a
+    /// `target_type` resource for which every clause of `inner` holds.
+    Chain {
+        param: String,
+        target_type: String,
+        inner: Vec<Vec<Predicate>>,
+    },
+    /// Reverse chaining (`_has:Observation:subject:code=x`): some `source_type` resource whose
+    /// reference `param` points at this one satisfies every clause of `inner`.
+    Has {
+        source_type: String,
+        param: String,
+        inner: Vec<Vec<Predicate>>,
+    },
 }
 
 /// The order of results.

@@ -8,7 +8,8 @@ use crate::server::{outcome, Server};
 
 fn load(s: &Server) {
     let resources = [
-        json!({"resourceType": "Patient", "id": "p1", "active": true, "gender": "male", "birthDate": "1970-05-01",
+        json!({"resourceType": "Organization", "id": "org1", "name": "Acme Health"}),
+        json!({"resourceType": "Patient", "id": "p1", "active": true, "managingOrganization": {"reference": "Organization/org1"}, "gender": "male", "birthDate": "1970-05-01",
                "name": [{"family": "Smith", "given": ["John"]}], "identifier": [{"system": "http://sys1", "value": "A1"}],
                "address": [{"city": "Boston"}]}),
         json!({"resourceType": "Patient", "id": "p2", "gender": "female", "birthDate": "1985-12-24",
@@ -134,6 +135,37 @@ fn parameters_of_every_supported_type_find_the_expected_resources() {
         ),
         ("Observation?value-quantity=70.5||g".into(), &[]),
         ("Observation?value-quantity=ap88".into(), &["o3"]),
+        // chains (one and two levels) and reverse chains (_has, nested)
+        (
+            "Observation?subject:Patient.name=smith".into(),
+            &["o1", "o2"],
+        ),
+        ("Observation?subject.family=smythe".into(), &["o3"]),
+        (
+            "Observation?patient.gender=male".into(),
+            &["o1", "o2", "o4"],
+        ),
+        (
+            "Observation?subject:Patient.organization.name=acme".into(),
+            &["o1", "o2"],
+        ),
+        ("Observation?subject:Patient.name=nobody".into(), &[]),
+        (
+            "Patient?_has:Observation:subject:code=8867-4".into(),
+            &["p1", "p2"],
+        ),
+        (
+            "Patient?_has:Observation:patient:value-quantity=gt100".into(),
+            &["p1"],
+        ),
+        (
+            "Patient?_has:Observation:subject:status=preliminary".into(),
+            &["p2"],
+        ),
+        (
+            "Organization?_has:Patient:organization:_has:Observation:subject:code=8480-6".into(),
+            &["org1"],
+        ),
         // AND across parameters; _id; _lastUpdated
         ("Observation?status=final&code=8867-4".into(), &["o1"]),
         ("Observation?_id=o1,o2".into(), &["o1", "o2"]),
@@ -330,12 +362,7 @@ fn handling_of_unknown_unsupported_and_malformed_parameters() {
     outcome(s.get("Patient?active:missing=maybe").send().unwrap(), 400);
     outcome(s.get("Patient?_count=many").send().unwrap(), 400);
     // Features not offered yet say so rather than answering wrongly.
-    let oo = outcome(
-        s.get("Observation?subject:Patient.name=smith")
-            .send()
-            .unwrap(),
-        400,
-    );
+    let oo = outcome(s.get("Patient?_text=smith").send().unwrap(), 400);
     assert_eq!(oo["issue"][0]["code"], "not-supported");
     outcome(
         s.get("Observation?code:in=http://x/vs").send().unwrap(),
