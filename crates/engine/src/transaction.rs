@@ -299,24 +299,30 @@ impl<S: Store> Engine<S> {
         raw_entries: Vec<Value>,
         options: BundleOptions,
     ) -> String {
-        let mut tasks = tokio::task::JoinSet::new();
+        // Entries run in the specification's order, phase by phase (DELETE, POST, PUT/PATCH,
+        // GET), so that entries touching the same resource meet in a fixed order; within a
+        // phase they run concurrently and the store commits them together.
         let count = raw_entries.len();
-        for (i, raw) in raw_entries.into_iter().enumerate() {
-            let engine = Arc::clone(self);
-            let ctx = ctx.clone();
-            tasks.spawn(async move {
-                let outcome = match parse_entry(&ctx, raw, false) {
-                    Ok(entry) => engine.run_batch_entry(&ctx, entry).await,
-                    Err(e) => Outcome::Failed(e),
-                };
-                (i, outcome)
-            });
-        }
         let mut outcomes: Vec<Option<Outcome>> = (0..count).map(|_| None).collect();
-        while let Some(joined) = tasks.join_next().await {
-            match joined {
-                Ok((i, outcome)) => outcomes[i] = Some(outcome),
-                Err(e) => tracing::error!(error = %e, "a batch entry task failed"),
+        let mut phases: [Vec<(usize, Entry)>; 4] = Default::default();
+        for (i, raw) in raw_entries.into_iter().enumerate() {
+            match parse_entry(ctx, raw, false) {
+                Ok(entry) => phases[usize::from(entry.action.order())].push((i, entry)),
+                Err(e) => outcomes[i] = Some(Outcome::Failed(e)),
+            }
+        }
+        for phase in phases {
+            let mut tasks = tokio::task::JoinSet::new();
+            for (i, entry) in phase {
+                let engine = Arc::clone(self);
+                let ctx = ctx.clone();
+                tasks.spawn(async move { (i, engine.run_batch_entry(&ctx, entry).await) });
+            }
+            while let Some(joined) = tasks.join_next().await {
+                match joined {
+                    Ok((i, outcome)) => outcomes[i] = Some(outcome),
+                    Err(e) => tracing::error!(error = %e, "a batch entry task failed"),
+                }
             }
         }
         let mut out = BundleBuilder::new("batch-response", None, &[]);
