@@ -28,7 +28,25 @@ pub struct ParsedSearch {
     pub applied: Vec<(String, String)>,
     /// Parameters that were not understood (ignored under lenient handling).
     pub ignored: Vec<String>,
+    pub includes: Vec<Include>,
 }
+
+/// An `_include` or `_revinclude`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Include {
+    pub reverse: bool,
+    /// The type whose reference parameter is followed.
+    pub source_type: String,
+    /// The reference parameter; `None` for `*` (every reference parameter).
+    pub param: Option<String>,
+    /// For `_include`: only references to this type.
+    pub target: Option<String>,
+    /// `:iterate`: also follow from included resources.
+    pub iterate: bool,
+}
+
+/// Most resources one page includes.
+pub const MAX_INCLUDED: usize = 1000;
 
 /// A page of results.
 pub struct SearchOutcome {
@@ -37,10 +55,14 @@ pub struct SearchOutcome {
     /// The snapshot this page was read from, and where the next page starts.
     pub snapshot: TxNumber,
     pub next: Option<Position>,
+    /// Resources added by `_include` / `_revinclude`.
+    pub included: Vec<Version>,
 }
 
 /// Parameters that shape the result rather than select resources.
-const RESULT_PARAMS: [&str; 6] = [
+const RESULT_PARAMS: [&str; 8] = [
+    "_include",
+    "_revinclude",
     "_count",
     "_sort",
     "_total",
@@ -184,6 +206,7 @@ impl<S: Store> Engine<S> {
             count_only: false,
             applied: Vec::new(),
             ignored: Vec::new(),
+            includes: Vec::new(),
         };
         for (name, value) in params {
             let code = name.split(':').next().unwrap_or(name);
@@ -224,6 +247,15 @@ impl<S: Store> Engine<S> {
                         }
                     }
                     "_summary" => parsed.count_only = value == "count",
+                    "_include" | "_revinclude" => {
+                        let modifier = name.split_once(':').map(|(_, m)| m);
+                        parsed.includes.push(self.include(
+                            registry,
+                            code == "_revinclude",
+                            modifier,
+                            value,
+                        )?);
+                    }
                     "_contained" => {
                         return Err(unsupported("_contained is not supported yet".into()))
                     }
@@ -249,6 +281,178 @@ impl<S: Store> Engine<S> {
         }
         parsed.query = query;
         Ok(parsed)
+    }
+
+    fn include(
+        &self,
+        registry: &Registry,
+        reverse: bool,
+        modifier: Option<&str>,
+        value: &str,
+    ) -> Result<Include> {
+        let iterate = match modifier {
+            None => false,
+            Some("iterate" | "recurse") => true,
+            Some(m) => {
+                return Err(Error::invalid(format!(
+                    "':{m}' is not a modifier of _include/_revinclude"
+                )))
+            }
+        };
+        let what = if reverse { "_revinclude" } else { "_include" };
+        if value == "*" {
+            return Err(unsupported(format!(
+                "{what}=* needs a source type: write Type:*"
+            )));
+        }
+        let mut parts = value.splitn(3, ':');
+        let source = parts.next().unwrap_or("");
+        let param = parts
+            .next()
+            .ok_or_else(|| Error::invalid(format!("{what}={value}: expected Type:parameter")))?;
+        let target = parts.next().map(str::to_string);
+        if !self.model().is_resource_type(source) {
+            return Err(Error::invalid(format!(
+                "{what}={value}: '{source}' is not a resource type"
+            )));
+        }
+        if let Some(t) = &target {
+            if !self.model().is_resource_type(t) {
+                return Err(Error::invalid(format!(
+                    "{what}={value}: '{t}' is not a resource type"
+                )));
+            }
+        }
+        let param = if param == "*" {
+            None
+        } else {
+            match registry.param(source, param) {
+                Some(p) if p.kind == ParamType::Reference => Some(param.to_string()),
+                _ => {
+                    return Err(Error::invalid(format!(
+                        "{what}={value}: '{param}' is not a reference parameter of {source}"
+                    )))
+                }
+            }
+        };
+        Ok(Include {
+            reverse,
+            source_type: source.to_string(),
+            param,
+            target,
+            iterate,
+        })
+    }
+
+    /// The resources the page's includes bring in, following `:iterate` up to three levels.
+    fn included(
+        &self,
+        includes: &[Include],
+        matches: &[Version],
+        snapshot: TxNumber,
+    ) -> Result<Vec<Version>> {
+        let registry = Registry::r4();
+        let mut seen: std::collections::HashSet<(String, String)> = matches
+            .iter()
+            .map(|v| (v.resource_type.clone(), v.id.clone()))
+            .collect();
+        let mut out: Vec<Version> = Vec::new();
+        let mut frontier: Vec<Version> = matches.to_vec();
+        for round in 0..3 {
+            let mut found: Vec<Version> = Vec::new();
+            for inc in includes.iter().filter(|i| round == 0 || i.iterate) {
+                if inc.reverse {
+                    let keys: Vec<String> = frontier
+                        .iter()
+                        .map(|v| format!("{}/{}", v.resource_type, v.id))
+                        .collect();
+                    if keys.is_empty() {
+                        continue;
+                    }
+                    let params: Vec<String> = match &inc.param {
+                        Some(p) => vec![p.clone()],
+                        None => registry
+                            .params(&inc.source_type)
+                            .iter()
+                            .filter(|p| p.kind == ParamType::Reference)
+                            .map(|p| p.code.clone())
+                            .collect(),
+                    };
+                    let clause = params
+                        .into_iter()
+                        .map(|param| Predicate::Reference {
+                            param,
+                            keys: keys.clone(),
+                        })
+                        .collect();
+                    let query = SearchQuery {
+                        resource_type: inc.source_type.clone(),
+                        clauses: vec![clause],
+                        snapshot: Some(snapshot),
+                        limit: MAX_INCLUDED,
+                        ..Default::default()
+                    };
+                    for v in self.store().search(&query)?.versions {
+                        if seen.insert((v.resource_type.clone(), v.id.clone())) {
+                            found.push(v);
+                        }
+                    }
+                } else {
+                    for v in frontier
+                        .iter()
+                        .filter(|v| v.resource_type == inc.source_type)
+                    {
+                        let Ok(resource) = crate::parse_stored(v) else {
+                            continue;
+                        };
+                        for e in registry.extract(&resource) {
+                            let wanted = match &inc.param {
+                                Some(p) => e.param.code == *p,
+                                None => e.param.kind == ParamType::Reference,
+                            };
+                            if !wanted {
+                                continue;
+                            }
+                            for value in &e.values {
+                                let flint_search::IndexValue::Reference {
+                                    resource_type: Some(t),
+                                    id: Some(id),
+                                    ..
+                                } = value
+                                else {
+                                    continue;
+                                };
+                                if inc
+                                    .target
+                                    .as_deref()
+                                    .is_some_and(|target| target != t.as_ref())
+                                {
+                                    continue;
+                                }
+                                if !seen.insert((t.to_string(), id.to_string())) {
+                                    continue;
+                                }
+                                if let Some(target) =
+                                    self.store().read(t, id)?.filter(|v| !v.is_deleted())
+                                {
+                                    found.push(target);
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            if found.is_empty() {
+                break;
+            }
+            out.extend(found.iter().cloned());
+            if out.len() >= MAX_INCLUDED {
+                out.truncate(MAX_INCLUDED);
+                break;
+            }
+            frontier = found;
+        }
+        Ok(out)
     }
 
     /// The clause of a parameter name as written: reverse chains (`_has:Type:param:...`),
@@ -641,14 +845,21 @@ impl<S: Store> Engine<S> {
                 total,
                 snapshot,
                 next: None,
+                included: Vec::new(),
             });
         }
         let page = self.store().search(&query)?;
+        let included = if parsed.includes.is_empty() {
+            Vec::new()
+        } else {
+            self.included(&parsed.includes, &page.versions, snapshot)?
+        };
         Ok(SearchOutcome {
             versions: page.versions,
             total,
             snapshot,
             next: page.next,
+            included,
         })
     }
 }

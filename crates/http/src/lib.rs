@@ -813,22 +813,25 @@ async fn run_search<S: Store>(
         ));
     }
     let mut bundle = flint_engine::bundle::BundleBuilder::new("searchset", outcome.total, &links);
-    let search_mode = [("search", serde_json::json!({"mode": "match"}))];
-    for v in &outcome.versions {
+    let matched = [("search", serde_json::json!({"mode": "match"}))];
+    let included = [("search", serde_json::json!({"mode": "include"}))];
+    let entries = outcome
+        .versions
+        .iter()
+        .map(|v| (v, &matched))
+        .chain(outcome.included.iter().map(|v| (v, &included)));
+    for (v, mode) in entries {
         let Some(json) = &v.json else { continue };
         let url = f.ctx.url(&v.resource_type, &v.id);
         if f.output.summary.is_some() || f.output.elements.is_some() {
-            let body = render(
-                engine.model(),
-                &Output {
-                    pretty: false,
-                    ..f.output.clone()
-                },
-                json,
-            )?;
-            bundle.entry(Some(&url), Some(&body), &search_mode);
+            let subset = Output {
+                pretty: false,
+                ..f.output.clone()
+            };
+            let body = render(engine.model(), &subset, json)?;
+            bundle.entry(Some(&url), Some(&body), mode);
         } else {
-            bundle.entry(Some(&url), Some(json), &search_mode);
+            bundle.entry(Some(&url), Some(json), mode);
         }
     }
     Ok(respond_text(&f.output, StatusCode::OK, bundle.finish()))

@@ -431,3 +431,81 @@ fn transactions_and_patches_are_indexed_too() {
     assert_eq!(ids(&s, "Patient?family=tx"), set(&[]));
     assert_eq!(ids(&s, "Patient?family=patched"), set(&[&patient]));
 }
+
+#[test]
+fn include_and_revinclude() {
+    let s = Server::start();
+    load(&s);
+    let entries = |q: &str| -> Vec<(String, String)> {
+        let r = s.get(q).send().unwrap();
+        assert_eq!(r.status(), 200, "{q}");
+        let b: Value = r.json().unwrap();
+        let mut v: Vec<(String, String)> = b["entry"]
+            .as_array()
+            .map(|e| {
+                e.iter()
+                    .map(|e| {
+                        let r = &e["resource"];
+                        (
+                            format!(
+                                "{}/{}",
+                                r["resourceType"].as_str().unwrap(),
+                                r["id"].as_str().unwrap()
+                            ),
+                            e["search"]["mode"].as_str().unwrap().to_string(),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        v.sort();
+        v
+    };
+    let pair = |a: &str, b: &str| (a.to_string(), b.to_string());
+    assert_eq!(
+        entries("Observation?code=8867-4&_include=Observation:subject"),
+        vec![
+            pair("Observation/o1", "match"),
+            pair("Observation/o3", "match"),
+            pair("Patient/p1", "include"),
+            pair("Patient/p2", "include")
+        ]
+    );
+    // A target type that does not fit brings nothing.
+    assert_eq!(
+        entries("Observation?_id=o1&_include=Observation:subject:Device"),
+        vec![pair("Observation/o1", "match")]
+    );
+    assert_eq!(
+        entries("Patient?_id=p1&_revinclude=Observation:subject"),
+        vec![
+            pair("Observation/o1", "include"),
+            pair("Observation/o2", "include"),
+            pair("Patient/p1", "match")
+        ]
+    );
+    // :iterate follows from included resources: observation -> patient -> organization.
+    assert_eq!(
+        entries(
+            "Observation?_id=o1&_include=Observation:subject&_include:iterate=Patient:organization"
+        ),
+        vec![
+            pair("Observation/o1", "match"),
+            pair("Organization/org1", "include"),
+            pair("Patient/p1", "include")
+        ]
+    );
+    // Every reference parameter of the type.
+    assert_eq!(
+        entries("Patient?_id=p1&_include=Patient:*"),
+        vec![
+            pair("Organization/org1", "include"),
+            pair("Patient/p1", "match")
+        ]
+    );
+    outcome(
+        s.get("Patient?_include=Patient:family").send().unwrap(),
+        400,
+    );
+    outcome(s.get("Patient?_include=Nope:subject").send().unwrap(), 400);
+}
