@@ -72,6 +72,8 @@ const RESULT_PARAMS: [&str; 8] = [
 ];
 /// Parameters handled outside search (format, paging state).
 const TRANSPORT_PARAMS: [&str; 4] = ["_format", "_pretty", "__snapshot", "__after"];
+/// Set by the server for compartment searches (`Patient/123/Observation`): `Type/id`.
+const COMPARTMENT_PARAM: &str = "__compartment";
 
 fn unsupported(what: String) -> Error {
     Error::not_supported(what)
@@ -211,6 +213,21 @@ impl<S: Store> Engine<S> {
         for (name, value) in params {
             let code = name.split(':').next().unwrap_or(name);
             if TRANSPORT_PARAMS.contains(&code) {
+                continue;
+            }
+            if code == COMPARTMENT_PARAM {
+                let (compartment, id) = value
+                    .split_once('/')
+                    .ok_or_else(|| Error::invalid("bad compartment"))?;
+                // A type outside the compartment has nothing in it.
+                query
+                    .clauses
+                    .push(compartment_clause(compartment, id, resource_type).unwrap_or_default());
+                if query.clauses.last().is_some_and(Vec::is_empty) {
+                    query.clauses.pop();
+                    query.clauses.push(vec![Predicate::Id(String::new())]);
+                }
+                parsed.applied.push((name.clone(), value.clone()));
                 continue;
             }
             if RESULT_PARAMS.contains(&code) {
@@ -913,4 +930,46 @@ mod tests {
         assert_eq!(prefix_and_rest("ge2020").0, Prefix::Ge);
         assert_eq!(prefix_and_rest("2020").0, Prefix::Eq);
     }
+}
+
+/// The clause that restricts a search to a compartment (`Patient/123/Observation`): any of
+/// the parameters the R4 CompartmentDefinition lists for the type references the compartment's
+/// owner. `None` when the type is not part of that compartment.
+pub fn compartment_clause(
+    compartment: &str,
+    id: &str,
+    resource_type: &str,
+) -> Option<Vec<Predicate>> {
+    let definition = flint_fhir::definitions::compartment_definitions()
+        .iter()
+        .find(|d| d.get("code").and_then(serde_json::Value::as_str) == Some(compartment))?;
+    let entry = definition
+        .get("resource")?
+        .as_array()?
+        .iter()
+        .find(|r| r.get("code").and_then(serde_json::Value::as_str) == Some(resource_type))?;
+    let params: Vec<&str> = entry
+        .get("param")?
+        .as_array()?
+        .iter()
+        .filter_map(serde_json::Value::as_str)
+        .collect();
+    let key = format!("{compartment}/{id}");
+    // The compartment's own resource is in it too.
+    let own = (resource_type == compartment).then(|| Predicate::Id(id.to_string()));
+    let clause: Vec<Predicate> = params
+        .into_iter()
+        .map(|p| {
+            if p == "{def}" {
+                Predicate::Id(id.to_string())
+            } else {
+                Predicate::Reference {
+                    param: p.to_string(),
+                    keys: vec![key.clone()],
+                }
+            }
+        })
+        .chain(own)
+        .collect();
+    (!clause.is_empty()).then_some(clause)
 }

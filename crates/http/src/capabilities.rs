@@ -16,6 +16,32 @@ const TYPE_INTERACTIONS: [&str; 9] = [
     "search-type",
 ];
 
+/// The reference search parameters of a type (for `_include`).
+fn reference_params(rt: &str) -> Vec<String> {
+    flint_search::Registry::r4()
+        .params(rt)
+        .iter()
+        .filter(|p| p.kind == flint_search::ParamType::Reference)
+        .map(|p| p.code.clone())
+        .collect()
+}
+
+/// `Type:param` for every reference parameter that can point at `rt` (for `_revinclude`).
+fn referring_params(model: &Model, rt: &str) -> Vec<String> {
+    let registry = flint_search::Registry::r4();
+    let mut out = Vec::new();
+    for source in model.resource_types() {
+        for p in registry.params(source) {
+            if p.kind == flint_search::ParamType::Reference
+                && (p.targets.is_empty() || p.targets.iter().any(|t| t == rt))
+            {
+                out.push(format!("{source}:{}", p.code));
+            }
+        }
+    }
+    out
+}
+
 /// The search parameters of a type this server answers: every indexed parameter of a type
 /// it searches, plus `_id` and `_lastUpdated`.
 fn search_params(rt: &str) -> Vec<Value> {
@@ -47,10 +73,12 @@ pub fn capability_statement(model: &Model, base_url: &str, date: &str) -> Value 
                 "versioning": "versioned-update",
                 "readHistory": true,
                 "updateCreate": true,
-                "conditionalCreate": false,
+                "conditionalCreate": true,
                 "conditionalRead": "full-support",
-                "conditionalUpdate": false,
-                "conditionalDelete": "not-supported",
+                "conditionalUpdate": true,
+                "conditionalDelete": "multiple",
+                "searchInclude": reference_params(rt).iter().map(|p| format!("{rt}:{p}")).chain(std::iter::once(format!("{rt}:*"))).collect::<Vec<_>>(),
+                "searchRevInclude": referring_params(model, rt),
                 "searchParam": search_params(rt),
             })
         })

@@ -124,6 +124,10 @@ pub fn router<S: Store>(engine: Arc<Engine<S>>, config: HttpConfig) -> Router {
             axum::routing::post(type_search_post::<S>),
         )
         .route(&at("/__page/{token}"), get(page::<S>))
+        .route(
+            &at("/{compartment}/{id}/{rt}"),
+            get(compartment_search::<S>),
+        )
         .route(&at("/{rt}/_history"), get(type_history::<S>))
         .route(
             &at("/{rt}/{id}"),
@@ -719,6 +723,28 @@ const QUERY_VALUE: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUM
 
 fn encode(v: &str) -> String {
     percent_encoding::utf8_percent_encode(v, QUERY_VALUE).to_string()
+}
+
+/// `GET [Compartment]/[id]/[type]?...`: a search within a compartment (`Patient/123/Observation`).
+async fn compartment_search<S: Store>(
+    State(state): State<Shared<S>>,
+    Path((compartment, id, rt)): Path<(String, String, String)>,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+) -> ApiResult {
+    let f = fhir(&state, &headers, q.as_deref())?;
+    state.engine.check_type(&compartment)?;
+    state.engine.check_type(&rt)?;
+    if !matches!(
+        compartment.as_str(),
+        "Patient" | "Encounter" | "RelatedPerson" | "Practitioner" | "Device"
+    ) {
+        return Err(Error::not_found(format!("{compartment} is not a compartment")).into());
+    }
+    let mut params = f.params.clone();
+    // The compartment travels as a parameter of its own, so that paging links keep it.
+    params.push(("__compartment".into(), format!("{compartment}/{id}")));
+    search(&state, &headers, &f, &rt, &params).await
 }
 
 /// Follows a sealed paging link.

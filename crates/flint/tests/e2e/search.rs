@@ -166,6 +166,12 @@ fn parameters_of_every_supported_type_find_the_expected_resources() {
             "Organization?_has:Patient:organization:_has:Observation:subject:code=8480-6".into(),
             &["org1"],
         ),
+        // compartments
+        ("Patient/p1/Observation".into(), &["o1", "o2"]),
+        ("Patient/p1/Observation?code=8480-6".into(), &["o2"]),
+        ("Patient/p3/Observation".into(), &["o4"]),
+        ("Patient/p1/Patient".into(), &["p1"]),
+        ("Patient/p1/Organization".into(), &[]),
         // AND across parameters; _id; _lastUpdated
         ("Observation?status=final&code=8867-4".into(), &["o1"]),
         ("Observation?_id=o1,o2".into(), &["o1", "o2"]),
@@ -370,6 +376,8 @@ fn handling_of_unknown_unsupported_and_malformed_parameters() {
     );
     outcome(s.get("Patient?_sort=family").send().unwrap(), 400);
     outcome(s.get("Nope?x=1").send().unwrap(), 404);
+    outcome(s.get("Observation/o1/Patient").send().unwrap(), 404);
+    outcome(s.get("Nope/1/Observation").send().unwrap(), 404);
 }
 
 #[test]
