@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Writes synthetic patient transaction Bundles (urn:uuid references) for import benchmarks.
 
-    python3 bench/gen-bundles.py OUT_DIR [PATIENTS] [SEED]
+    python3 bench/gen-bundles.py OUT_DIR [PATIENTS] [SEED] [OBSERVATIONS_PER_PATIENT]
 
 Each Bundle holds one Patient with Encounters, Conditions, Observations (vital signs and labs
 with skewed LOINC codes, dates over ten years) and MedicationRequests, about 50 resources.
@@ -34,7 +34,7 @@ def date(rng):
     return f"{rng.randint(2014, 2023)}-{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d}"
 
 
-def bundle(rng, n):
+def bundle(rng, n, observations=40):
     pid = urn()
     family = rng.choice(["Smith", "Johnson", "Williams", "Brown", "Jones", "Garcia", "Miller", "Davis"])
     entries = [entry(pid, {"resourceType": "Patient",
@@ -55,7 +55,7 @@ def bundle(rng, n):
                                      "clinicalStatus": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-clinical", "code": "active"}]},
                                      "code": {"coding": [{"system": "http://snomed.info/sct", "code": code, "display": display}]},
                                      "subject": {"reference": pid}, "encounter": {"reference": rng.choice(encounters)}, "onsetDateTime": date(rng)}))
-    for _ in range(40):
+    for _ in range(observations):
         code, display, unit, lo, hi = rng.choices(LOINC, WEIGHTS)[0]
         entries.append(entry(urn(), {"resourceType": "Observation", "status": "final",
                                      "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category", "code": "vital-signs"}]}],
@@ -74,11 +74,12 @@ def main():
     out = sys.argv[1]
     patients = int(sys.argv[2]) if len(sys.argv) > 2 else 1000
     random.seed(int(sys.argv[3]) if len(sys.argv) > 3 else 42)
+    observations = int(sys.argv[4]) if len(sys.argv) > 4 else 40
     rng = random.Random(random.getrandbits(64))
     os.makedirs(out, exist_ok=True)
     total = 0
     for n in range(patients):
-        b = bundle(rng, n)
+        b = bundle(rng, n, observations)
         total += len(b["entry"])
         with open(os.path.join(out, f"patient-{n:06d}.json"), "w") as f:
             json.dump(b, f, separators=(",", ":"))

@@ -23,6 +23,9 @@ struct Sql<'c> {
     alias: String,
     aliases: usize,
     snapshot: Option<u64>,
+    /// The last index predicate rendered, as its `IN` text and its sub-select: the first
+    /// clause's, when it has a single alternative, drives the query (see `render`).
+    last_indexed: Option<(String, String)>,
     params: Vec<V>,
     ids: HashMap<String, Option<i64>>,
 }
@@ -113,10 +116,10 @@ impl Sql<'_> {
                 } else {
                     format!(" AND {condition}")
                 };
-                Ok(format!(
-                    "{}.seq IN (SELECT seq FROM {table} WHERE param = {p}{and})",
-                    self.alias
-                ))
+                let subselect = format!("SELECT seq FROM {table} WHERE param = {p}{and}");
+                let text = format!("{}.seq IN ({subselect})", self.alias);
+                self.last_indexed = Some((text.clone(), subselect));
+                Ok(text)
             }
         }
     }
@@ -401,27 +404,51 @@ pub fn render(
         alias: "r".into(),
         aliases: 0,
         snapshot: q.snapshot,
+        last_indexed: None,
         params: Vec::new(),
         ids: HashMap::new(),
     };
     let rt = sql.text(&q.resource_type);
     let mut conditions = vec![format!("r.type = {rt}"), sql.live("r")];
-    conditions.extend(sql.clauses(&q.clauses)?);
+    // The first clause, when it is a single index predicate, drives the query: its index rows
+    // are walked (in `seq` order where the index allows) and joined to their versions, rather
+    // than every version of the type being tested against a materialized list.
+    let mut driver: Option<String> = None;
+    for (i, clause) in q.clauses.iter().enumerate() {
+        sql.last_indexed = None;
+        let rendered = sql.clauses(std::slice::from_ref(clause))?;
+        match (i, clause.as_slice(), sql.last_indexed.take()) {
+            (0, [single], Some((text, subselect)))
+                if !matches!(single, Predicate::Not(_))
+                    && rendered.first() == Some(&format!("({text})")) =>
+            {
+                driver = Some(subselect);
+            }
+            _ => conditions.extend(rendered),
+        }
+    }
+    let from = match &driver {
+        Some(subselect) => format!("({subselect}) d JOIN resource r ON r.seq = d.seq"),
+        None => "resource r".to_string(),
+    };
     if count {
         return Ok((
             format!(
-                "SELECT COUNT(*) FROM resource r WHERE {}",
+                "SELECT COUNT(*) FROM {from} WHERE {}",
                 conditions.join(" AND ")
             ),
             sql.params,
         ));
     }
+    // With a driving index, order and bound by its `seq` so that the walk can start at the
+    // keyset position and stop after one page.
+    let seq = if driver.is_some() { "d.seq" } else { "r.seq" };
     match (&q.after, q.order) {
-        (Some(Position::Seq(seq)), Order::LastUpdated) => {
-            conditions.push(format!("r.seq > {}", sql.int(*seq as i64)))
+        (Some(Position::Seq(after)), Order::LastUpdated) => {
+            conditions.push(format!("{seq} > {}", sql.int(*after as i64)))
         }
-        (Some(Position::Seq(seq)), Order::LastUpdatedDesc) => {
-            conditions.push(format!("r.seq < {}", sql.int(*seq as i64)))
+        (Some(Position::Seq(after)), Order::LastUpdatedDesc) => {
+            conditions.push(format!("{seq} < {}", sql.int(*after as i64)))
         }
         (Some(Position::Id(id)), Order::Id) => conditions.push(format!("r.id > {}", sql.text(id))),
         (Some(Position::Id(id)), Order::IdDesc) => {
@@ -430,14 +457,14 @@ pub fn render(
         _ => {}
     }
     let order = match q.order {
-        Order::LastUpdated => "r.seq ASC",
-        Order::LastUpdatedDesc => "r.seq DESC",
-        Order::Id => "r.id ASC",
-        Order::IdDesc => "r.id DESC",
+        Order::LastUpdated => format!("{seq} ASC"),
+        Order::LastUpdatedDesc => format!("{seq} DESC"),
+        Order::Id => "r.id ASC".to_string(),
+        Order::IdDesc => "r.id DESC".to_string(),
     };
     Ok((
         format!(
-            "SELECT r.type, r.id, r.version, r.t, r.last_updated, r.method, r.json, r.seq FROM resource r WHERE {} ORDER BY {order} LIMIT {}",
+            "SELECT r.type, r.id, r.version, r.t, r.last_updated, r.method, r.json, r.seq FROM {from} WHERE {} ORDER BY {order} LIMIT {}",
             conditions.join(" AND "),
             q.limit + 1
         ),
