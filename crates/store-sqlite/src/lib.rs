@@ -157,6 +157,7 @@ pub(crate) fn run_search(
 ) -> rusqlite::Result<flint_store::search::SearchPage> {
     use flint_store::search::{Order, Position, SearchPage};
     let (sql, params) = search::render(c, q, false)?;
+    tracing::debug!(%sql, "search");
     let mut stmt = c.prepare(&sql)?;
     let mut rows = stmt.query(params_from_iter(params))?;
     let mut versions = Vec::new();

@@ -3,7 +3,7 @@
 use rusqlite::Connection;
 
 /// The schema version this build writes. Migrations run in order up to it.
-const SCHEMA_VERSION: i64 = 3;
+const SCHEMA_VERSION: i64 = 4;
 
 /// SQL functions the queries use: `flint_hash(text)`, the index key hash (chains, `_has`).
 fn add_functions(conn: &Connection) -> rusqlite::Result<()> {
@@ -150,6 +150,21 @@ pub fn migrate(conn: &Connection) -> rusqlite::Result<()> {
                  key     BLOB NOT NULL
              );
              PRAGMA user_version = 3;
+             COMMIT;",
+        )?;
+    }
+    if current < 4 {
+        // Look-ups of one version's rows (filters that do not drive a search, `:missing`,
+        // delete-history) for the tables whose keys do not lead to `seq`.
+        conn.execute_batch(
+            "BEGIN;
+             CREATE INDEX idx_string_seq ON idx_string (seq, param);
+             CREATE INDEX idx_token_text_seq ON idx_token_text (seq, param);
+             CREATE INDEX idx_date_seq ON idx_date (seq, param);
+             CREATE INDEX idx_number_seq ON idx_number (seq, param);
+             CREATE INDEX idx_quantity_seq ON idx_quantity (seq, param);
+             CREATE INDEX idx_uri_seq ON idx_uri (seq, param);
+             PRAGMA user_version = 4;
              COMMIT;",
         )?;
     }

@@ -26,6 +26,9 @@ struct Sql<'c> {
     /// The last index predicate rendered, as its `IN` text and its sub-select: the first
     /// clause's, when it has a single alternative, drives the query (see `render`).
     last_indexed: Option<(String, String)>,
+    /// Render index predicates as correlated `EXISTS` look-ups (filters) rather than `IN`
+    /// lists (drivers).
+    correlated: bool,
     params: Vec<V>,
     ids: HashMap<String, Option<i64>>,
 }
@@ -116,6 +119,19 @@ impl Sql<'_> {
                 } else {
                     format!(" AND {condition}")
                 };
+                if self.correlated {
+                    // A filter on a version found another way: look its rows up by `seq`,
+                    // through the `(seq, param)` index where the table's key does not lead
+                    // there (the planner, without statistics, might otherwise scan a range).
+                    let by_seq = match table {
+                        "idx_token" | "idx_reference" => String::new(),
+                        _ => format!(" INDEXED BY {table}_seq"),
+                    };
+                    return Ok(format!(
+                        "EXISTS (SELECT 1 FROM {table}{by_seq} WHERE param = {p} AND seq = {}.seq{and})",
+                        self.alias
+                    ));
+                }
                 let subselect = format!("SELECT seq FROM {table} WHERE param = {p}{and}");
                 let text = format!("{}.seq IN ({subselect})", self.alias);
                 self.last_indexed = Some((text.clone(), subselect));
@@ -405,6 +421,7 @@ pub fn render(
         aliases: 0,
         snapshot: q.snapshot,
         last_indexed: None,
+        correlated: false,
         params: Vec::new(),
         ids: HashMap::new(),
     };
@@ -416,7 +433,20 @@ pub fn render(
     let mut driver: Option<String> = None;
     for (i, clause) in q.clauses.iter().enumerate() {
         sql.last_indexed = None;
+        // Only the first clause may drive; a driver is rendered as an `IN` list.
+        let single_index = clause.len() == 1
+            && !matches!(
+                clause[0],
+                Predicate::Not(_)
+                    | Predicate::Chain { .. }
+                    | Predicate::Has { .. }
+                    | Predicate::Missing { .. }
+                    | Predicate::Id(_)
+                    | Predicate::LastUpdated { .. }
+            );
+        sql.correlated = !(i == 0 && single_index);
         let rendered = sql.clauses(std::slice::from_ref(clause))?;
+        sql.correlated = true;
         match (i, clause.as_slice(), sql.last_indexed.take()) {
             (0, [single], Some((text, subselect)))
                 if !matches!(single, Predicate::Not(_))
@@ -428,7 +458,8 @@ pub fn render(
         }
     }
     let from = match &driver {
-        Some(subselect) => format!("({subselect}) d JOIN resource r ON r.seq = d.seq"),
+        // CROSS JOIN keeps the driver as the outer loop whatever the planner estimates.
+        Some(subselect) => format!("({subselect}) d CROSS JOIN resource r ON r.seq = d.seq"),
         None => "resource r".to_string(),
     };
     if count {
