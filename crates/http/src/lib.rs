@@ -709,22 +709,6 @@ fn strict_handling(headers: &HeaderMap) -> bool {
         .any(|t| t.trim() == "handling=strict")
 }
 
-/// Characters escaped in link query values: everything but unreserved characters and the
-/// separators FHIR search values use (`:` `|` `,` `/`).
-const QUERY_VALUE: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
-    .remove(b'-')
-    .remove(b'_')
-    .remove(b'.')
-    .remove(b'~')
-    .remove(b':')
-    .remove(b'|')
-    .remove(b',')
-    .remove(b'/');
-
-fn encode(v: &str) -> String {
-    percent_encoding::utf8_percent_encode(v, QUERY_VALUE).to_string()
-}
-
 /// `GET [Compartment]/[id]/[type]?...`: a search within a compartment (`Patient/123/Observation`).
 async fn compartment_search<S: Store>(
     State(state): State<Shared<S>>,
@@ -756,10 +740,27 @@ async fn page<S: Store>(
 ) -> ApiResult {
     let f = fhir(&state, &headers, q.as_deref())?;
     let page = state.engine.open_page(&token)?;
+    if let Some(scope) = page.scope.strip_prefix("history:") {
+        let (rt, id) = match scope.split_once('/') {
+            Some((rt, id)) => (Some(rt.to_string()), Some(id.to_string())),
+            None if scope.is_empty() => (None, None),
+            None => (Some(scope.to_string()), None),
+        };
+        return history(
+            &state,
+            &f,
+            rt,
+            id,
+            &page.params,
+            Some(page.snapshot),
+            page.after,
+        )
+        .await;
+    }
     let rt = page
         .scope
         .strip_prefix("search:")
-        .ok_or_else(|| Error::invalid("not a search paging link"))?
+        .ok_or_else(|| Error::invalid("not a paging link of this server"))?
         .to_string();
     run_search(
         &state,
@@ -889,7 +890,8 @@ async fn system_history<S: Store>(
     headers: HeaderMap,
     RawQuery(q): RawQuery,
 ) -> ApiResult {
-    history(&state, &headers, q.as_deref(), None, None)
+    let f = fhir(&state, &headers, q.as_deref())?;
+    history(&state, &f, None, None, &f.params, None, None).await
 }
 
 async fn type_history<S: Store>(
@@ -898,7 +900,8 @@ async fn type_history<S: Store>(
     headers: HeaderMap,
     RawQuery(q): RawQuery,
 ) -> ApiResult {
-    history(&state, &headers, q.as_deref(), Some(rt), None)
+    let f = fhir(&state, &headers, q.as_deref())?;
+    history(&state, &f, Some(rt), None, &f.params, None, None).await
 }
 
 async fn instance_history<S: Store>(
@@ -907,7 +910,8 @@ async fn instance_history<S: Store>(
     headers: HeaderMap,
     RawQuery(q): RawQuery,
 ) -> ApiResult {
-    history(&state, &headers, q.as_deref(), Some(rt), Some(id))
+    let f = fhir(&state, &headers, q.as_deref())?;
+    history(&state, &f, Some(rt), Some(id), &f.params, None, None).await
 }
 
 fn instant_param(params: &Params, name: &str) -> Result<Option<(i64, i64)>, Error> {
@@ -921,37 +925,44 @@ fn instant_param(params: &Params, name: &str) -> Result<Option<(i64, i64)>, Erro
     }
 }
 
-fn history<S: Store>(
+/// The paging scope of a history: `history:`, `history:Patient`, `history:Patient/123`.
+fn history_scope(resource_type: Option<&str>, id: Option<&str>) -> String {
+    match (resource_type, id) {
+        (Some(rt), Some(id)) => format!("history:{rt}/{id}"),
+        (Some(rt), None) => format!("history:{rt}"),
+        _ => "history:".to_string(),
+    }
+}
+
+/// A page of history. Later pages come through sealed links (see `page`) carrying the
+/// parameters, the snapshot of the first page and the keyset position.
+async fn history<S: Store>(
     state: &AppState<S>,
-    headers: &HeaderMap,
-    query: Option<&str>,
+    f: &Fhir,
     resource_type: Option<String>,
     id: Option<String>,
+    params: &Params,
+    snapshot: Option<u64>,
+    after: Option<String>,
 ) -> ApiResult {
-    let f = fhir(state, headers, query)?;
-    let count = match param(&f.params, "_count") {
+    let count = match param(params, "_count") {
         None => state.config.default_page_size,
         Some(c) => c
             .parse::<usize>()
             .map_err(|_| Error::invalid(format!("_count '{c}' is not a non-negative integer")))?
             .min(state.config.max_page_size),
     };
-    // The snapshot and keyset position of later pages travel in the page links.
-    let snapshot = match param(&f.params, "__snapshot") {
-        Some(s) => Some(
-            s.parse::<u64>()
-                .map_err(|_| Error::invalid("bad paging link"))?,
-        ),
-        None => Some(state.engine.store().last_tx()?),
+    let snapshot = match snapshot {
+        Some(s) => s,
+        None => state.engine.store().last_tx()?,
     };
-    let after = match param(&f.params, "__after") {
+    let position = match &after {
         Some(s) => {
-            let (t, seq) = s
-                .split_once('.')
-                .ok_or_else(|| Error::invalid("bad paging link"))?;
+            let bad = || Error::invalid("bad paging position");
+            let (t, seq) = s.split_once('.').ok_or_else(bad)?;
             Some((
-                t.parse().map_err(|_| Error::invalid("bad paging link"))?,
-                seq.parse().map_err(|_| Error::invalid("bad paging link"))?,
+                t.parse().map_err(|_| bad())?,
+                seq.parse().map_err(|_| bad())?,
             ))
         }
         None => None,
@@ -959,52 +970,39 @@ fn history<S: Store>(
     let q = HistoryQuery {
         resource_type: resource_type.clone(),
         id: id.clone(),
-        since: instant_param(&f.params, "_since")?.map(|(start, _)| start),
-        at: instant_param(&f.params, "_at")?,
-        snapshot,
-        after,
+        since: instant_param(params, "_since")?.map(|(start, _)| start),
+        at: instant_param(params, "_at")?,
+        snapshot: Some(snapshot),
+        after: position,
         limit: count,
     };
     let (page, total) = state.engine.history(&q)?;
-    let mut path = f.ctx.base_url.clone();
-    if let Some(rt) = &resource_type {
-        path.push('/');
-        path.push_str(rt);
-    }
-    if let Some(id) = &id {
-        path.push('/');
-        path.push_str(id);
-    }
-    path.push_str("/_history");
-    let kept: Vec<String> = f
-        .params
+    let applied: Vec<(String, String)> = params
         .iter()
-        .filter(|(k, _)| matches!(k.as_str(), "_since" | "_at" | "_format" | "_pretty"))
-        .map(|(k, v)| format!("{k}={}", encode(v)))
+        .filter(|(k, _)| matches!(k.as_str(), "_since" | "_at" | "_count"))
+        .cloned()
         .collect();
-    let link = |extra: &str| {
-        let mut parts = kept.clone();
-        parts.push(format!("_count={count}"));
-        if !extra.is_empty() {
-            parts.push(extra.to_string());
-        }
-        format!("{path}?{}", parts.join("&"))
+    let seal = |after: Option<String>| flint_engine::paging::PageState {
+        scope: history_scope(resource_type.as_deref(), id.as_deref()),
+        params: applied.clone(),
+        snapshot,
+        after,
+        issued: 0,
     };
+    let link = |token: String| format!("{}/__page/{token}", f.ctx.base_url);
     let mut links = vec![(
         "self",
-        link(
-            &after
-                .map(|(t, s)| format!("__snapshot={}&__after={t}.{s}", snapshot.unwrap_or(0)))
-                .unwrap_or_default(),
-        ),
+        link(state.engine.seal_page(&seal(after.clone())).await?),
     )];
     if let Some((t, seq)) = page.next {
         links.push((
             "next",
-            link(&format!(
-                "__snapshot={}&__after={t}.{seq}",
-                snapshot.unwrap_or(0)
-            )),
+            link(
+                state
+                    .engine
+                    .seal_page(&seal(Some(format!("{t}.{seq}"))))
+                    .await?,
+            ),
         ));
     }
     let mut bundle = flint_engine::bundle::BundleBuilder::new("history", Some(total), &links);
