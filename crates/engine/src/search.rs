@@ -4,7 +4,9 @@
 
 use flint_fhir::{datetime, Error, Result};
 use flint_search::{ParamType, Registry};
-use flint_store::search::{Order, Position, Predicate, Prefix, SearchQuery, StringMatch, UriMatch};
+use flint_store::search::{
+    Order, Position, Predicate, Prefix, SearchQuery, SortBy, SortKey, StringMatch, UriMatch,
+};
 use flint_store::{Store, TxNumber, Version};
 
 use crate::{Context, Engine};
@@ -239,15 +241,23 @@ impl<S: Store> Engine<S> {
                         query.limit = n.min(max_count);
                     }
                     "_sort" => {
-                        query.order = match value.as_str() {
-                            "_lastUpdated" => Order::LastUpdated,
-                            "-_lastUpdated" => Order::LastUpdatedDesc,
-                            "_id" => Order::Id,
-                            "-_id" => Order::IdDesc,
-                            other => {
-                                return Err(unsupported(format!(
-                            "sorting by '{other}' is not supported yet (only _id and _lastUpdated)"
-                        )))
+                        let keys: Vec<&str> = value
+                            .split(',')
+                            .map(str::trim)
+                            .filter(|k| !k.is_empty())
+                            .collect();
+                        match keys.as_slice() {
+                            // One key on the version itself: keyset paging.
+                            ["_lastUpdated"] => query.order = Order::LastUpdated,
+                            ["-_lastUpdated"] => query.order = Order::LastUpdatedDesc,
+                            ["_id"] => query.order = Order::Id,
+                            ["-_id"] => query.order = Order::IdDesc,
+                            _ => {
+                                for key in keys {
+                                    query
+                                        .sort
+                                        .push(self.sort_key(registry, resource_type, key)?);
+                                }
                             }
                         }
                     }
@@ -298,6 +308,46 @@ impl<S: Store> Engine<S> {
         }
         parsed.query = query;
         Ok(parsed)
+    }
+
+    fn sort_key(&self, registry: &Registry, resource_type: &str, key: &str) -> Result<SortKey> {
+        let (descending, code) = match key.strip_prefix('-') {
+            Some(code) => (true, code),
+            None => (false, key),
+        };
+        let by = match code {
+            "_id" => SortBy::Id,
+            "_lastUpdated" => SortBy::LastUpdated,
+            _ => match registry.param(resource_type, code) {
+                Some(p)
+                    if matches!(
+                        p.kind,
+                        ParamType::String
+                            | ParamType::Date
+                            | ParamType::Number
+                            | ParamType::Quantity
+                            | ParamType::Uri
+                    ) =>
+                {
+                    SortBy::Param {
+                        code: code.to_string(),
+                        kind: p.kind,
+                    }
+                }
+                Some(p) => {
+                    return Err(unsupported(format!(
+                        "sorting by the {} parameter '{code}' is not supported yet",
+                        p.kind.code()
+                    )))
+                }
+                None => {
+                    return Err(Error::invalid(format!(
+                        "cannot sort by '{code}': not a search parameter of {resource_type}"
+                    )))
+                }
+            },
+        };
+        Ok(SortKey { by, descending })
     }
 
     fn include(

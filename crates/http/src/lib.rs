@@ -787,6 +787,7 @@ async fn search<S: Store>(
 fn position_text(p: &flint_store::search::Position) -> String {
     match p {
         flint_store::search::Position::Seq(s) => format!("s{s}"),
+        flint_store::search::Position::Offset(n) => format!("o{n}"),
         flint_store::search::Position::Id(id) => format!("i{id}"),
     }
 }
@@ -798,6 +799,9 @@ fn position_from_text(s: &str) -> Result<flint_store::search::Position, Error> {
             seq.parse().map_err(|_| bad())?,
         )),
         Some(("i", id)) => Ok(flint_store::search::Position::Id(id.to_string())),
+        Some(("o", n)) => Ok(flint_store::search::Position::Offset(
+            n.parse().map_err(|_| bad())?,
+        )),
         _ => Err(bad()),
     }
 }

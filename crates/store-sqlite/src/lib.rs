@@ -169,6 +169,13 @@ pub(crate) fn run_search(
     let more = versions.len() > q.limit;
     versions.truncate(q.limit);
     let next = match (more, versions.last()) {
+        (true, Some(_)) if !q.sort.is_empty() => {
+            let before = match q.after {
+                Some(Position::Offset(n)) => n,
+                _ => 0,
+            };
+            Some(Position::Offset(before + versions.len() as u64))
+        }
         (true, Some(last)) => Some(match q.order {
             Order::LastUpdated | Order::LastUpdatedDesc => Position::Seq(seqs[versions.len() - 1]),
             Order::Id | Order::IdDesc => Position::Id(last.id.clone()),

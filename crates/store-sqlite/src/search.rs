@@ -6,7 +6,10 @@
 
 use std::collections::HashMap;
 
-use flint_store::search::{Order, Position, Predicate, Prefix, SearchQuery, StringMatch, UriMatch};
+use flint_store::search::{
+    Order, Position, Predicate, Prefix, SearchQuery, SortBy, StringMatch, UriMatch,
+};
+use flint_store::ParamType;
 use rusqlite::types::Value as V;
 use rusqlite::Connection;
 
@@ -487,15 +490,48 @@ pub fn render(
         }
         _ => {}
     }
-    let order = match q.order {
+    let tie_break = match q.order {
         Order::LastUpdated => format!("{seq} ASC"),
         Order::LastUpdatedDesc => format!("{seq} DESC"),
         Order::Id => "r.id ASC".to_string(),
         Order::IdDesc => "r.id DESC".to_string(),
     };
+    let mut order_terms = Vec::new();
+    for key in &q.sort {
+        let direction = if key.descending { "DESC" } else { "ASC" };
+        let expr = match &key.by {
+            SortBy::Id => "r.id".to_string(),
+            SortBy::LastUpdated => "r.seq".to_string(),
+            SortBy::Param { code, kind } => match sql.param(code)? {
+                None => "NULL".to_string(),
+                Some(id) => {
+                    let p = sql.int(id);
+                    let agg = if key.descending { "MAX" } else { "MIN" };
+                    let (table, column) = match kind {
+                        ParamType::String => ("idx_string", "value"),
+                        ParamType::Date if key.descending => ("idx_date", "end"),
+                        ParamType::Date => ("idx_date", "start"),
+                        ParamType::Number => ("idx_number", "(low + high) / 2.0"),
+                        ParamType::Quantity => ("idx_quantity", "(low + high) / 2.0"),
+                        _ => ("idx_uri", "value"),
+                    };
+                    format!("(SELECT {agg}({column}) FROM {table} INDEXED BY {table}_seq WHERE param = {p} AND seq = r.seq)")
+                }
+            },
+        };
+        // Resources without a value come last, whichever the direction.
+        order_terms.push(format!("({expr}) IS NULL, {expr} {direction}"));
+    }
+    order_terms.push(tie_break);
+    let order = order_terms.join(", ");
+    let offset = match (&q.after, q.sort.is_empty()) {
+        (Some(Position::Offset(n)), false) => format!(" OFFSET {n}"),
+        _ => String::new(),
+    };
+
     Ok((
         format!(
-            "SELECT r.type, r.id, r.version, r.t, r.last_updated, r.method, r.json, r.seq FROM {from} WHERE {} ORDER BY {order} LIMIT {}",
+            "SELECT r.type, r.id, r.version, r.t, r.last_updated, r.method, r.json, r.seq FROM {from} WHERE {} ORDER BY {order} LIMIT {}{offset}",
             conditions.join(" AND "),
             q.limit + 1
         ),

@@ -142,10 +142,33 @@ pub enum Order {
     IdDesc,
 }
 
+/// What a `_sort` key sorts by.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SortBy {
+    Id,
+    LastUpdated,
+    /// A search parameter with the table kind it is indexed in (string, date, number,
+    /// quantity, uri); a resource with several values sorts by its lowest (ascending) or
+    /// highest (descending), and resources without one come last.
+    Param {
+        code: String,
+        kind: crate::ParamType,
+    },
+}
+
+/// One `_sort` key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SortKey {
+    pub by: SortBy,
+    pub descending: bool,
+}
+
 /// Where a page starts: after this key of the order.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Position {
     Seq(u64),
+    /// For searches sorted by parameters: how many results came before.
+    Offset(u64),
     Id(String),
 }
 
@@ -156,6 +179,9 @@ pub struct SearchQuery {
     /// Every clause must hold; a clause holds when any of its predicates does.
     pub clauses: Vec<Vec<Predicate>>,
     pub order: Order,
+    /// `_sort` by parameters; when present it decides the order (ties broken by `order`) and
+    /// pages are counted by offset.
+    pub sort: Vec<SortKey>,
     /// The snapshot to read; `None` reads the latest committed state.
     pub snapshot: Option<TxNumber>,
     pub after: Option<Position>,

@@ -249,6 +249,42 @@ fn paging_sorting_totals_and_summary() {
         order("Observation?_sort=-_lastUpdated"),
         vec!["o4", "o3", "o2", "o1"]
     );
+    // By parameters: lowest value first (highest when descending), resources without a
+    // value last, several keys, and paging through a sorted result.
+    assert_eq!(order("Patient?_sort=birthdate"), vec!["p1", "p2", "p3"]);
+    assert_eq!(order("Patient?_sort=-birthdate"), vec!["p3", "p2", "p1"]);
+    assert_eq!(order("Patient?_sort=family"), vec!["p3", "p1", "p2"]);
+    assert_eq!(
+        order("Observation?_sort=date"),
+        vec!["o1", "o2", "o3", "o4"]
+    );
+    assert_eq!(
+        order("Observation?_sort=-value-quantity"),
+        vec!["o2", "o3", "o1", "o4"]
+    );
+    assert_eq!(order("Patient?_sort=-family,_id"), vec!["p2", "p1", "p3"]);
+    let mut sorted = Vec::new();
+    let mut url = s.url("Observation?_sort=-date&_count=1");
+    loop {
+        let page: Value = s.client.get(&url).send().unwrap().json().unwrap();
+        sorted.extend(
+            page["entry"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| e["resource"]["id"].as_str().unwrap().to_string()),
+        );
+        match page["link"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["relation"] == "next")
+        {
+            Some(next) => url = next["url"].as_str().unwrap().to_string(),
+            None => break,
+        }
+    }
+    assert_eq!(sorted, vec!["o3", "o2", "o1", "o4"]);
 
     // Pages of 3 by id, and a snapshot: a change after page 1 does not move later pages.
     let first: Value = s
@@ -374,7 +410,9 @@ fn handling_of_unknown_unsupported_and_malformed_parameters() {
         s.get("Observation?code:in=http://x/vs").send().unwrap(),
         400,
     );
-    outcome(s.get("Patient?_sort=family").send().unwrap(), 400);
+    outcome(s.get("Patient?_sort=gender").send().unwrap(), 400);
+    outcome(s.get("Patient?_sort=nonsense").send().unwrap(), 400);
+    outcome(s.get("Patient?_sort=nonsense").send().unwrap(), 400);
     outcome(s.get("Nope?x=1").send().unwrap(), 404);
     outcome(s.get("Observation/o1/Patient").send().unwrap(), 404);
     outcome(s.get("Nope/1/Observation").send().unwrap(), 404);
