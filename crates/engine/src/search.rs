@@ -736,7 +736,28 @@ impl<S: Store> Engine<S> {
                         }
                         return Ok(Some(alternatives));
                     }
-                    Some(m @ ("in" | "not-in" | "above" | "below" | "of-type")) => {
+                    Some(m @ ("in" | "not-in")) => {
+                        for v in split_or(value) {
+                            let codes = value_set_codes(&v)?;
+                            alternatives.extend(codes.into_iter().map(|(system, c)| {
+                                Predicate::Token {
+                                    param: code.clone(),
+                                    system: Some(Some(system)),
+                                    code: c,
+                                }
+                            }));
+                        }
+                        if alternatives.is_empty() {
+                            // An empty value set: nothing is in it.
+                            alternatives.push(Predicate::Id(String::new()));
+                        }
+                        return Ok(Some(if m == "in" {
+                            alternatives
+                        } else {
+                            vec![Predicate::Not(alternatives)]
+                        }));
+                    }
+                    Some(m @ ("above" | "below" | "of-type")) => {
                         return Err(unsupported(format!("{code}:{m} is not supported yet")))
                     }
                     Some(m) => return Err(bad_modifier(m)),
@@ -929,6 +950,52 @@ impl<S: Store> Engine<S> {
             included,
         })
     }
+}
+
+/// The (system, code) pairs of a core ValueSet, for `:in` and `:not-in`: concepts listed in
+/// `compose.include`, and whole code systems (code `None`) included without concepts or
+/// filters. Excludes, filters and value sets not in the core package are refused.
+fn value_set_codes(url: &str) -> Result<Vec<(String, Option<String>)>> {
+    let vs = flint_fhir::definitions::by_url(url)
+        .filter(|r| r.get("resourceType").and_then(serde_json::Value::as_str) == Some("ValueSet"))
+        .ok_or_else(|| unsupported(format!("the value set '{url}' is not known to this server")))?;
+    let compose = vs
+        .get("compose")
+        .ok_or_else(|| unsupported(format!("the value set '{url}' has no compose")))?;
+    if compose.get("exclude").is_some() {
+        return Err(unsupported(format!(
+            "the value set '{url}' excludes codes; expansion is not supported yet"
+        )));
+    }
+    let mut out = Vec::new();
+    for include in compose
+        .get("include")
+        .and_then(serde_json::Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        if include.get("filter").is_some() || include.get("valueSet").is_some() {
+            return Err(unsupported(format!("the value set '{url}' uses filters or other value sets; expansion is not supported yet")));
+        }
+        let system = include
+            .get("system")
+            .and_then(serde_json::Value::as_str)
+            .ok_or_else(|| {
+                unsupported(format!(
+                    "the value set '{url}' includes codes without a system"
+                ))
+            })?;
+        match include.get("concept").and_then(serde_json::Value::as_array) {
+            Some(concepts) => out.extend(
+                concepts
+                    .iter()
+                    .filter_map(|c| c.get("code").and_then(serde_json::Value::as_str))
+                    .map(|c| (system.to_string(), Some(c.to_string()))),
+            ),
+            None => out.push((system.to_string(), None)),
+        }
+    }
+    Ok(out)
 }
 
 /// The index keys a reference search value can match.

@@ -103,6 +103,15 @@ fn parameters_of_every_supported_type_find_the_expected_resources() {
         ("Patient?active:missing=true".into(), &["p2", "p3"]),
         ("Patient?active:missing=false".into(), &["p1"]),
         ("Observation?category=vital-signs".into(), &["o2"]),
+        // :in / :not-in against core value sets
+        (
+            "Observation?category:in=http://hl7.org/fhir/ValueSet/observation-category".into(),
+            &["o2"],
+        ),
+        (
+            "Observation?category:not-in=http://hl7.org/fhir/ValueSet/observation-category".into(),
+            &["o1", "o3", "o4"],
+        ),
         // reference: Type/id, id, :Type, absolute with our base, patient parameter
         ("Observation?subject=Patient/p1".into(), &["o1", "o2"]),
         ("Observation?subject=p1".into(), &["o1", "o2"]),
@@ -412,7 +421,19 @@ fn handling_of_unknown_unsupported_and_malformed_parameters() {
     );
     outcome(s.get("Patient?_sort=gender").send().unwrap(), 400);
     outcome(s.get("Patient?_sort=nonsense").send().unwrap(), 400);
+    outcome(
+        s.get("Observation?code:in=http://example.org/no-such-valueset")
+            .send()
+            .unwrap(),
+        400,
+    );
     outcome(s.get("Patient?_sort=nonsense").send().unwrap(), 400);
+    outcome(
+        s.get("Observation?code:in=http://example.org/no-such-valueset")
+            .send()
+            .unwrap(),
+        400,
+    );
     outcome(s.get("Nope?x=1").send().unwrap(), 404);
     outcome(s.get("Observation/o1/Patient").send().unwrap(), 404);
     outcome(s.get("Nope/1/Observation").send().unwrap(), 404);
