@@ -523,7 +523,7 @@ fn is_base64(s: &str) -> bool {
             _ => return false,
         }
     }
-    count % 4 == 0 && padding <= 2
+    count.is_multiple_of(4) && padding <= 2
 }
 
 fn truncate(s: &str, max: usize) -> &str {

@@ -8,7 +8,7 @@ use serde::Deserialize;
 /// The documented default configuration, printed by `flint config`.
 pub const EXAMPLE: &str = include_str!("../flint.example.toml");
 
-#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     pub server: Server,
@@ -63,18 +63,6 @@ pub struct Sandbox {
 #[serde(deny_unknown_fields, default)]
 pub struct Log {
     pub level: String,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            server: Server::default(),
-            storage: Storage::default(),
-            history: History::default(),
-            apps: Apps::default(),
-            log: Log::default(),
-        }
-    }
 }
 
 impl Default for Server {
@@ -184,7 +172,7 @@ impl Config {
             ));
         }
         let base = &self.server.base_url;
-        if !base.is_empty() && !(base.starts_with("http://") || base.starts_with("https://")) {
+        if !(base.is_empty() || base.starts_with("http://") || base.starts_with("https://")) {
             return Err(format!(
                 "server.base_url must be an absolute http(s) URL, not '{base}'"
             ));

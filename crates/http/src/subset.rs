@@ -30,9 +30,7 @@ pub fn apply(
             .map(|c| c.element)
     };
     let keep: Box<dyn Fn(&str) -> bool> = if let Some(list) = elements {
-        Box::new(move |key: &str| {
-            element_of(key).is_some_and(|e| list.iter().any(|l| *l == e.name))
-        })
+        Box::new(move |key: &str| element_of(key).is_some_and(|e| list.contains(&e.name)))
     } else {
         match summary {
             Some(Summary::True) => {

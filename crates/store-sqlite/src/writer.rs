@@ -15,7 +15,10 @@ const MAX_BATCH: usize = 512;
 
 /// What a job hands back after it ran: whether it succeeded (keep its writes) and a
 /// completion to call with the outcome of the commit.
-type Ran = (bool, Box<dyn FnOnce(Option<&str>) + Send>);
+type Ran = (bool, Completion);
+
+/// Called with the commit's outcome (an error message, or none when durable).
+type Completion = Box<dyn FnOnce(Option<&str>) + Send>;
 
 /// A type-erased job.
 pub type Job = Box<dyn FnOnce(&mut dyn Transaction) -> Ran + Send>;
@@ -132,7 +135,7 @@ impl Writer {
         }
     }
 
-    fn run_job(&mut self, job: Job) -> Box<dyn FnOnce(Option<&str>) + Send> {
+    fn run_job(&mut self, job: Job) -> Completion {
         if let Err(e) = self.conn.execute_batch("SAVEPOINT job") {
             let msg = e.to_string();
             let (_, done) = job(&mut Refused);
