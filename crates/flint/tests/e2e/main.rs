@@ -5,6 +5,7 @@ mod cli;
 mod conditional;
 mod crud;
 mod durability;
+mod examples;
 mod history;
 mod http_behaviour;
 mod search;
