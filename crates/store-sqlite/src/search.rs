@@ -135,7 +135,8 @@ impl Sql<'_> {
                         self.alias
                     ));
                 }
-                let subselect = format!("SELECT seq FROM {table} WHERE param = {p}{and}");
+                // DISTINCT: a resource with several matching values is one match.
+                let subselect = format!("SELECT DISTINCT seq FROM {table} WHERE param = {p}{and}");
                 let text = format!("{}.seq IN ({subselect})", self.alias);
                 self.last_indexed = Some((text.clone(), subselect));
                 Ok(text)
@@ -428,13 +429,32 @@ pub fn render(
         params: Vec::new(),
         ids: HashMap::new(),
     };
-    let rt = sql.text(&q.resource_type);
-    let mut conditions = vec![format!("r.type = {rt}"), sql.live("r")];
+    let mut conditions = vec![sql.live("r")];
+    let system = q.all_types || !q.types.is_empty();
+    if q.all_types {
+        sql.correlated = true;
+        conditions.extend(sql.clauses(&q.clauses)?);
+    } else if system {
+        // Each type with its own clauses, rendered as filters on the version.
+        sql.correlated = true;
+        let mut per_type = Vec::new();
+        for (resource_type, clauses) in &q.types {
+            sql.resource_type = resource_type.clone();
+            let rt = sql.text(resource_type);
+            let mut parts = vec![format!("r.type = {rt}")];
+            parts.extend(sql.clauses(clauses)?);
+            per_type.push(format!("({})", parts.join(" AND ")));
+        }
+        conditions.push(format!("({})", per_type.join(" OR ")));
+    } else {
+        let rt = sql.text(&q.resource_type);
+        conditions.insert(0, format!("r.type = {rt}"));
+    }
     // The first clause, when it is a single index predicate, drives the query: its index rows
     // are walked (in `seq` order where the index allows) and joined to their versions, rather
     // than every version of the type being tested against a materialized list.
     let mut driver: Option<String> = None;
-    for (i, clause) in q.clauses.iter().enumerate() {
+    for (i, clause) in q.clauses.iter().enumerate().filter(|_| !system) {
         sql.last_indexed = None;
         // Only the first clause may drive; a driver is rendered as an `IN` list.
         let single_index = clause.len() == 1
