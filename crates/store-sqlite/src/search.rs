@@ -32,6 +32,8 @@ struct Sql<'c> {
     /// Render index predicates as correlated `EXISTS` look-ups (filters) rather than `IN`
     /// lists (drivers).
     correlated: bool,
+    /// Set by a predicate whose index rows are unique per version (see `indexed`).
+    unique_walk: bool,
     params: Vec<V>,
     ids: HashMap<String, Option<i64>>,
 }
@@ -135,8 +137,15 @@ impl Sql<'_> {
                         self.alias
                     ));
                 }
-                // DISTINCT: a resource with several matching values is one match.
-                let subselect = format!("SELECT DISTINCT seq FROM {table} WHERE param = {p}{and}");
+                // A resource with several matching values is one match: DISTINCT, unless the
+                // condition fixes every key column before `seq` (then rows are unique per
+                // version, and the walk stays in `seq` order without sorting).
+                let distinct = if std::mem::take(&mut self.unique_walk) {
+                    ""
+                } else {
+                    "DISTINCT "
+                };
+                let subselect = format!("SELECT {distinct}seq FROM {table} WHERE param = {p}{and}");
                 let text = format!("{}.seq IN ({subselect})", self.alias);
                 self.last_indexed = Some((text.clone(), subselect));
                 Ok(text)
@@ -212,6 +221,7 @@ impl Sql<'_> {
                     Some(Some(s)) => parts.push(format!("system = {}", self.int(key_hash(s)))),
                 }
                 let condition = parts.join(" AND ");
+                self.unique_walk = code.is_some() && system.is_some();
                 self.indexed(param, "idx_token", &condition)?
             }
             Predicate::TokenText { param, text } => {
@@ -224,6 +234,7 @@ impl Sql<'_> {
                 }
                 let list: Vec<String> = keys.iter().map(|k| self.int(key_hash(k))).collect();
                 let condition = format!("key IN ({})", list.join(", "));
+                self.unique_walk = keys.len() == 1;
                 self.indexed(param, "idx_reference", &condition)?
             }
             Predicate::Date {
@@ -426,6 +437,7 @@ pub fn render(
         snapshot: q.snapshot,
         last_indexed: None,
         correlated: false,
+        unique_walk: false,
         params: Vec::new(),
         ids: HashMap::new(),
     };
