@@ -904,6 +904,71 @@ impl<S: Store> Engine<S> {
         Ok(Some(alternatives))
     }
 
+    /// Parses a system search (`GET [base]?_type=Patient,Observation&...`): the parameters are
+    /// read against each named type. Without `_type`, only type-independent parameters
+    /// (`_id`, `_lastUpdated`) are accepted, over every type.
+    ///
+    /// # Errors
+    /// As [`Engine::parse_search`]; an unknown type in `_type`; `_sort` by a parameter.
+    pub fn parse_system_search(
+        &self,
+        ctx: &Context,
+        params: &[(String, String)],
+
+        max_count: usize,
+        default_count: usize,
+    ) -> Result<ParsedSearch> {
+        let types: Vec<String> = params
+            .iter()
+            .filter(|(k, _)| k == "_type")
+            .flat_map(|(_, v)| v.split(',').map(|t| t.trim().to_string()))
+            .filter(|t| !t.is_empty())
+            .collect();
+        for t in &types {
+            self.check_type(t).map_err(|_| {
+                Error::invalid(format!("_type names '{t}', which is not a resource type"))
+            })?;
+        }
+        let rest: Vec<(String, String)> = params
+            .iter()
+            .filter(|(k, _)| k != "_type")
+            .cloned()
+            .collect();
+        let type_independent =
+            |p: &Predicate| matches!(p, Predicate::Id(_) | Predicate::LastUpdated { .. });
+        let Some(first) = types.first() else {
+            // Every type: parse against one, then insist nothing depended on it.
+            let mut parsed =
+                self.parse_search(ctx, "Basic", &rest, true, max_count, default_count)?;
+            if !parsed.query.clauses.iter().flatten().all(type_independent)
+                || !parsed.query.sort.is_empty()
+            {
+                return Err(Error::invalid(
+                    "a system search without _type accepts only _id and _lastUpdated; name the types with _type",
+                ));
+            }
+            parsed.query.all_types = true;
+            return Ok(parsed);
+        };
+        // Every parameter must mean something for every type named (one ignored for a type
+        // would return all of that type), so parameters are read strictly whatever the
+        // `Prefer: handling` asked.
+        let mut parsed = self.parse_search(ctx, first, &rest, true, max_count, default_count)?;
+        if !parsed.query.sort.is_empty() {
+            return Err(unsupported(
+                "_sort by a parameter is not supported in a system search yet".into(),
+            ));
+        }
+        let mut per_type = vec![(first.clone(), parsed.query.clauses.clone())];
+        for t in &types[1..] {
+            let other = self.parse_search(ctx, t, &rest, true, max_count, default_count)?;
+            per_type.push((t.clone(), other.query.clauses));
+        }
+        parsed.query.types = per_type;
+        parsed.applied.push(("_type".into(), types.join(",")));
+        Ok(parsed)
+    }
+
     /// Runs a parsed search: one page, and the total unless `_total=none`.
     ///
     /// # Errors

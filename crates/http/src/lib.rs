@@ -108,7 +108,7 @@ pub fn router<S: Store>(engine: Arc<Engine<S>>, config: HttpConfig) -> Router {
     let cp = context_path.as_str();
     let at = |path: &str| format!("{cp}{path}");
     let mut app = Router::new()
-        .route(&at("/"), get(root_get).post(system_post::<S>))
+        .route(&at("/"), get(root_get::<S>).post(system_post::<S>))
         .route(&at("/metadata"), get(metadata::<S>))
         .route(&at("/_history"), get(system_history::<S>))
         .route(
@@ -142,7 +142,7 @@ pub fn router<S: Store>(engine: Arc<Engine<S>>, config: HttpConfig) -> Router {
         )
         .route(&at("/{rt}/{id}/_history/{vid}"), get(vread::<S>));
     if !cp.is_empty() {
-        app = app.route(cp, get(root_get).post(system_post::<S>));
+        app = app.route(cp, get(root_get::<S>).post(system_post::<S>));
     }
     app.method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
@@ -315,13 +315,20 @@ fn if_match(headers: &HeaderMap) -> Result<Option<u64>, Error> {
     }
 }
 
-async fn root_get(RawQuery(query): RawQuery) -> ApiError {
-    let what = if query.is_some() {
-        "system search"
-    } else {
-        "GET on the base"
-    };
-    ApiError(Error::not_supported(format!("{what} is not supported yet")))
+/// `GET [base]?...`: a system search (`_type` names the types).
+async fn root_get<S: Store>(
+    State(state): State<Shared<S>>,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+) -> ApiResult {
+    if q.as_deref().is_none_or(|q| q.trim().is_empty()) {
+        return Err(Error::invalid(
+            "GET on the base is a system search and needs parameters (for example _type)",
+        )
+        .into());
+    }
+    let f = fhir(&state, &headers, q.as_deref())?;
+    run_search(&state, &headers, &f, "", &f.params, None, None).await
 }
 
 async fn metadata<S: Store>(
@@ -816,14 +823,24 @@ async fn run_search<S: Store>(
     after: Option<String>,
 ) -> ApiResult {
     let engine = &state.engine;
-    let parsed = engine.parse_search(
-        &f.ctx,
-        rt,
-        params,
-        strict_handling(headers),
-        state.config.max_page_size,
-        state.config.default_page_size,
-    )?;
+    // An empty type is a system search.
+    let parsed = if rt.is_empty() {
+        engine.parse_system_search(
+            &f.ctx,
+            params,
+            state.config.max_page_size,
+            state.config.default_page_size,
+        )?
+    } else {
+        engine.parse_search(
+            &f.ctx,
+            rt,
+            params,
+            strict_handling(headers),
+            state.config.max_page_size,
+            state.config.default_page_size,
+        )?
+    };
     let position = after.as_deref().map(position_from_text).transpose()?;
     let outcome = engine.run_search(&parsed, snapshot, position)?;
     // Links carry the session sealed: the query never shows in clear, and any node can serve

@@ -186,6 +186,12 @@ pub struct SearchQuery {
     pub snapshot: Option<TxNumber>,
     pub after: Option<Position>,
     pub limit: usize,
+    /// System search: the types searched, each with its own clauses (parameters mean
+    /// different things per type); results of all of them are merged in `order`. Empty for a
+    /// search of `resource_type` alone.
+    pub types: Vec<(String, Vec<Vec<Predicate>>)>,
+    /// System search over every type with type-independent clauses (`_id`, `_lastUpdated`).
+    pub all_types: bool,
 }
 
 /// A page of matches in order, with the position of the next page.

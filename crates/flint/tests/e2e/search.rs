@@ -576,3 +576,71 @@ fn include_and_revinclude() {
     );
     outcome(s.get("Patient?_include=Nope:subject").send().unwrap(), 400);
 }
+
+#[test]
+fn system_search_across_types() {
+    let s = Server::start();
+    load(&s);
+    let found = |q: &str| -> BTreeSet<String> {
+        let r = s.client.get(format!("{}{q}", s.base)).send().unwrap();
+        assert_eq!(r.status(), 200, "{q}");
+        let b: Value = r.json().unwrap();
+        let found: BTreeSet<String> = b["entry"]
+            .as_array()
+            .map(|e| {
+                e.iter()
+                    .map(|e| {
+                        format!(
+                            "{}/{}",
+                            e["resource"]["resourceType"].as_str().unwrap(),
+                            e["resource"]["id"].as_str().unwrap()
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        assert_eq!(b["total"].as_u64().unwrap() as usize, found.len(), "{q}");
+        found
+    };
+    assert_eq!(
+        found("?_type=Patient,Observation&_id=p1,o2"),
+        set(&["Patient/p1", "Observation/o2"])
+    );
+    assert_eq!(found("/?_id=o1"), set(&["Observation/o1"]));
+    assert_eq!(
+        found("?_type=Patient,Organization&_lastUpdated=ge2000"),
+        set(&[
+            "Patient/p1",
+            "Patient/p2",
+            "Patient/p3",
+            "Organization/org1"
+        ])
+    );
+    // identifier means something for both types; a parameter one type lacks is refused.
+    assert_eq!(
+        found("?_type=Patient,Organization&identifier=A1"),
+        set(&["Patient/p1", "Patient/p3"])
+    );
+    outcome(
+        s.client
+            .get(format!("{}?_type=Patient,Observation&code=8480-6", s.base))
+            .send()
+            .unwrap(),
+        400,
+    );
+    outcome(
+        s.client
+            .get(format!("{}?gender=male", s.base))
+            .send()
+            .unwrap(),
+        400,
+    );
+    outcome(
+        s.client
+            .get(format!("{}?_type=Nope", s.base))
+            .send()
+            .unwrap(),
+        400,
+    );
+    outcome(s.client.get(s.base.clone()).send().unwrap(), 400);
+}
