@@ -1088,32 +1088,6 @@ fn reference_keys(
     types.iter().map(|t| format!("{t}/{value}")).collect()
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn values_split_on_unescaped_commas_and_bars() {
-        assert_eq!(split_or("a,b\\,c"), vec!["a", "b,c"]);
-        assert_eq!(
-            split_bar("http://loinc.org|1234-5"),
-            (Some("http://loinc.org".into()), "1234-5".into())
-        );
-        assert_eq!(split_bar("|x"), (Some(String::new()), "x".into()));
-        assert_eq!(split_bar("a\\|b"), (None, "a|b".into()));
-    }
-
-    #[test]
-    fn decimal_precision_ranges() {
-        assert_eq!(decimal_range("100"), Some((100.0, 99.5, 100.5)));
-        let (_, low, high) = decimal_range("100.00").unwrap();
-        assert!((low - 99.995).abs() < 1e-9 && (high - 100.005).abs() < 1e-9);
-        assert!(decimal_range("abc").is_none());
-        assert_eq!(prefix_and_rest("ge2020").0, Prefix::Ge);
-        assert_eq!(prefix_and_rest("2020").0, Prefix::Eq);
-    }
-}
-
 /// The clause that restricts a search to a compartment (`Patient/123/Observation`): any of
 /// the parameters the R4 CompartmentDefinition lists for the type references the compartment's
 /// owner. `None` when the type is not part of that compartment.
@@ -1154,4 +1128,30 @@ pub fn compartment_clause(
         .chain(own)
         .collect();
     (!clause.is_empty()).then_some(clause)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_split_on_unescaped_commas_and_bars() {
+        assert_eq!(split_or("a,b\\,c"), vec!["a", "b,c"]);
+        assert_eq!(
+            split_bar("http://loinc.org|1234-5"),
+            (Some("http://loinc.org".into()), "1234-5".into())
+        );
+        assert_eq!(split_bar("|x"), (Some(String::new()), "x".into()));
+        assert_eq!(split_bar("a\\|b"), (None, "a|b".into()));
+    }
+
+    #[test]
+    fn decimal_precision_ranges() {
+        assert_eq!(decimal_range("100"), Some((100.0, 99.5, 100.5)));
+        let (_, low, high) = decimal_range("100.00").unwrap();
+        assert!((low - 99.995).abs() < 1e-9 && (high - 100.005).abs() < 1e-9);
+        assert!(decimal_range("abc").is_none());
+        assert_eq!(prefix_and_rest("ge2020").0, Prefix::Ge);
+        assert_eq!(prefix_and_rest("2020").0, Prefix::Eq);
+    }
 }
