@@ -83,7 +83,7 @@ impl<S: Store> Engine<S> {
         let query = self.criteria(ctx, resource_type, criteria, 2)?;
         let id = new_id();
         let rt = resource_type.to_string();
-        let stamped = Stamped::new(resource, &id, 1);
+        let stamped = Stamped::new(resource, &id, 1, &self.registry());
         let criteria = criteria.to_string();
         self.store()
             .write(move |txn| {
@@ -98,6 +98,7 @@ impl<S: Store> Engine<S> {
                 }
             })
             .await
+            .inspect(|_| self.written(resource_type))
     }
 
     /// Updates the one resource matching `criteria`; with no match, creates (with the body's
@@ -122,6 +123,7 @@ impl<S: Store> Engine<S> {
             }
         }
         let query = self.criteria(ctx, resource_type, criteria, 2)?;
+        let registry = self.registry();
         let rt = resource_type.to_string();
         let criteria = criteria.to_string();
         self.store()
@@ -144,11 +146,12 @@ impl<S: Store> Engine<S> {
                 check_if_match(&rt, &id, current.as_ref(), if_match)?;
                 let created = current.as_ref().is_none_or(Version::is_deleted);
                 let version = current.map_or(1, |c| c.version + 1);
-                let stamped = Stamped::new(resource, &id, version);
+                let stamped = Stamped::new(resource, &id, version, &registry);
                 let v = txn.put(stamped.finish(&rt, &id, version, Method::Update, txn.now())?)?;
                 Ok(Written { version: v, created })
             })
             .await
+            .inspect(|_| self.written(resource_type))
     }
 
     /// Deletes every resource matching `criteria` (at most [`MAX_CONDITIONAL_DELETE`]);
@@ -188,6 +191,7 @@ impl<S: Store> Engine<S> {
                 Ok(found.len())
             })
             .await
+            .inspect(|_| self.written(resource_type))
     }
 
     /// Patches the one resource matching `criteria`.

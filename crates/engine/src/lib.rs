@@ -33,6 +33,9 @@ pub struct Engine<S> {
     store: S,
     model: &'static Model,
     clock: Box<dyn paging::Clock>,
+    /// The search parameters in force: the core ones and the SearchParameter resources
+    /// stored (replaced whole when one of those changes).
+    registry: parking_lot::RwLock<Arc<flint_search::Registry>>,
     /// Paging keys as last read from the store, newest first.
     paging_keys: parking_lot::RwLock<Vec<flint_store::PagingKey>>,
 }
@@ -44,12 +47,59 @@ impl<S: Store> Engine<S> {
 
     /// An engine reading time from `clock` (tests inject one).
     pub fn with_clock(store: S, clock: Box<dyn paging::Clock>) -> Arc<Engine<S>> {
-        Arc::new(Engine {
+        let engine = Engine {
             store,
             model: model::r4(),
             clock,
+            registry: parking_lot::RwLock::new(Arc::new(flint_search::Registry::with(&[]))),
             paging_keys: Default::default(),
-        })
+        };
+        if let Err(e) = engine.reload_search_parameters() {
+            tracing::error!(error = ?e, "cannot load the stored SearchParameters; using the core ones");
+        }
+        Arc::new(engine)
+    }
+
+    /// The search parameters in force.
+    pub fn registry(&self) -> Arc<flint_search::Registry> {
+        Arc::clone(&self.registry.read())
+    }
+
+    /// Rebuilds the search parameters from the core set and the stored SearchParameter
+    /// resources. New and changed parameters apply to writes from now on; resources written
+    /// before are indexed by them only once reindexed.
+    ///
+    /// # Errors
+    /// A store fault.
+    pub fn reload_search_parameters(&self) -> Result<()> {
+        let query = flint_store::search::SearchQuery {
+            resource_type: "SearchParameter".into(),
+            limit: 100_000,
+            ..Default::default()
+        };
+        let custom: Vec<Value> = self
+            .store
+            .search(&query)?
+            .versions
+            .iter()
+            .filter_map(|v| parse_stored(v).ok())
+            .collect();
+        let registry = if custom.is_empty() {
+            flint_search::Registry::with(&[])
+        } else {
+            flint_search::Registry::with(&custom)
+        };
+        *self.registry.write() = Arc::new(registry);
+        Ok(())
+    }
+
+    /// Called after a successful write of `resource_type`.
+    fn written(&self, resource_type: &str) {
+        if resource_type == "SearchParameter" {
+            if let Err(e) = self.reload_search_parameters() {
+                tracing::error!(error = ?e, "cannot reload the SearchParameters");
+            }
+        }
     }
 
     pub fn store(&self) -> &S {
@@ -132,7 +182,20 @@ impl<S: Store> Engine<S> {
                 .at("resourceType"));
             }
         }
-        validate::validate_resource(self.model, resource)
+        validate::validate_resource(self.model, resource)?;
+        if resource_type == "SearchParameter" {
+            // A parameter whose expression does not compile would index nothing, silently.
+            if let Some(expression) = resource.get("expression").and_then(Value::as_str) {
+                flint_fhirpath::Expression::compile(expression).map_err(|e| {
+                    Error::invalid(format!(
+                        "the SearchParameter's expression does not compile: {}",
+                        e.message
+                    ))
+                    .at("SearchParameter.expression")
+                })?;
+            }
+        }
+        Ok(())
     }
 
     /// Creates a resource with a new server-assigned id.
@@ -144,10 +207,11 @@ impl<S: Store> Engine<S> {
         self.check_resource(resource_type, &resource)?;
         let id = new_id();
         let rt = resource_type.to_string();
-        let stamped = Stamped::new(resource, &id, 1);
+        let stamped = Stamped::new(resource, &id, 1, &self.registry());
         self.store
             .write(move |txn| txn.put(stamped.finish(&rt, &id, 1, Method::Create, txn.now())?))
             .await
+            .inspect(|_| self.written(resource_type))
     }
 
     /// Updates (or creates, with the client's id) a resource. `if_match` is the version the
@@ -186,7 +250,7 @@ impl<S: Store> Engine<S> {
             .store
             .read(resource_type, id)?
             .map_or(1, |v| v.version + 1);
-        let stamped = Stamped::new(resource, id, guess);
+        let stamped = Stamped::new(resource, id, guess, &self.registry());
         let (rt, id) = (resource_type.to_string(), id.to_string());
         self.store
             .write(move |txn| {
@@ -201,6 +265,7 @@ impl<S: Store> Engine<S> {
                 })
             })
             .await
+            .inspect(|_| self.written(resource_type))
     }
 
     /// Applies a JSON Patch to the current version. The patch is applied and the result
@@ -233,7 +298,7 @@ impl<S: Store> Engine<S> {
             }
             self.check_resource(resource_type, &resource)?;
             let (rt, rid, base) = (resource_type.to_string(), id.to_string(), current.version);
-            let stamped = Stamped::new(resource, id, base + 1);
+            let stamped = Stamped::new(resource, id, base + 1, &self.registry());
             let result = self
                 .store
                 .write(move |txn| {
@@ -254,7 +319,7 @@ impl<S: Store> Engine<S> {
                 Err(e) if e.status() == 409 && e.code() == IssueType::Conflict && attempts < 5 => {
                     continue
                 }
-                other => return other,
+                other => return other.inspect(|_| self.written(resource_type)),
             }
         }
     }
@@ -290,6 +355,7 @@ impl<S: Store> Engine<S> {
                 }
             })
             .await
+            .inspect(|_| self.written(resource_type))
     }
 
     /// Removes all versions of a resource but the current one.
@@ -386,8 +452,13 @@ const TIME_PLACEHOLDER: &str = "0000-01-01T00:00:00.000Z";
 
 impl Stamped {
     /// Serializes `resource` as version `version` of `id`.
-    pub fn new(resource: Value, id: &str, version: u64) -> Stamped {
-        let index = index_values(&resource);
+    pub fn new(
+        resource: Value,
+        id: &str,
+        version: u64,
+        registry: &flint_search::Registry,
+    ) -> Stamped {
+        let index = index_values(&resource, registry);
         let json = stamp_with(resource, id, version, TIME_PLACEHOLDER);
         // The placeholder's first occurrence is `meta.lastUpdated`: it follows only
         // `resourceType` and `id`, neither of which can contain it.
@@ -440,8 +511,8 @@ impl Stamped {
 
 /// The search index values of a resource, for every parameter of the registry that applies
 /// to its type. `_id` and `_lastUpdated` are answered from the version itself, not indexed.
-pub fn index_values(resource: &Value) -> Vec<IndexedParam> {
-    flint_search::Registry::r4()
+pub fn index_values(resource: &Value, registry: &flint_search::Registry) -> Vec<IndexedParam> {
+    registry
         .extract(resource)
         .into_iter()
         .filter(|e| !e.values.is_empty() && e.param.code != "_id" && e.param.code != "_lastUpdated")
@@ -505,13 +576,13 @@ mod tests {
             s,
             r#"{"resourceType":"Patient","id":"new","meta":{"versionId":"2","lastUpdated":"1970-01-01T00:00:00.000Z","profile":["p"]},"name":[{"family":"x"}]}"#
         );
-        let finished = Stamped::new(r.clone(), "new", 2)
+        let finished = Stamped::new(r.clone(), "new", 2, flint_search::Registry::r4())
             .finish("Patient", "new", 2, Method::Update, 0)
             .unwrap();
         assert_eq!(finished.json.as_deref(), Some(s.as_str()));
         assert!(finished.index.iter().any(|p| p.code == "family"));
         // A different final version re-stamps.
-        let again = Stamped::new(r, "new", 2)
+        let again = Stamped::new(r, "new", 2, flint_search::Registry::r4())
             .finish("Patient", "new", 3, Method::Update, 0)
             .unwrap();
         assert!(again.json.unwrap().contains(r#""versionId":"3""#));

@@ -198,7 +198,8 @@ impl<S: Store> Engine<S> {
         default_count: usize,
     ) -> Result<ParsedSearch> {
         self.check_type(resource_type)?;
-        let registry = Registry::r4();
+        let registry = self.registry();
+        let registry = &*registry;
         let mut query = SearchQuery {
             resource_type: resource_type.to_string(),
             limit: default_count,
@@ -418,7 +419,8 @@ impl<S: Store> Engine<S> {
         matches: &[Version],
         snapshot: TxNumber,
     ) -> Result<Vec<Version>> {
-        let registry = Registry::r4();
+        let registry = self.registry();
+        let registry = &*registry;
         let mut seen: std::collections::HashSet<(String, String)> = matches
             .iter()
             .map(|v| (v.resource_type.clone(), v.id.clone()))

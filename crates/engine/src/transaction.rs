@@ -260,32 +260,42 @@ impl<S: Store> Engine<S> {
 
         let mut order: Vec<usize> = (0..entries.len()).collect();
         order.sort_by_key(|&i| entries[i].action.order());
+        let registry = self.registry();
         // Serialize created and updated resources here, not in the write job.
         let mut jobs: Vec<(usize, Action, Payload)> = Vec::with_capacity(order.len());
         for &i in &order {
             let entry = &mut entries[i];
             let payload = match (&entry.action, entry.resource.take()) {
-                (Action::Create { id, .. }, Some(r)) => Payload::Stamped(Stamped::new(r, id, 1)),
+                (Action::Create { id, .. }, Some(r)) => {
+                    Payload::Stamped(Stamped::new(r, id, 1, &registry))
+                }
                 (Action::Update { rt, id, .. }, Some(r)) => {
                     let guess = self.store().read(rt, id)?.map_or(1, |v| v.version + 1);
-                    Payload::Stamped(Stamped::new(r, id, guess))
+                    Payload::Stamped(Stamped::new(r, id, guess, &registry))
                 }
                 (_, Some(r)) => Payload::Json(r),
                 (_, None) => Payload::None,
             };
             jobs.push((i, entry.action.clone(), payload));
         }
+        let touches_search_parameters = jobs
+            .iter()
+            .any(|(_, action, _)| action.target().0 == "SearchParameter");
         let outcomes: Vec<Option<Outcome>> = self
             .store()
             .write(move |txn| {
                 let mut outcomes: Vec<Option<Outcome>> = (0..jobs.len()).map(|_| None).collect();
                 for (i, action, payload) in jobs {
-                    let outcome = write_entry(txn, action, payload).map_err(|e| in_entry(e, i))?;
+                    let outcome =
+                        write_entry(txn, action, payload, &registry).map_err(|e| in_entry(e, i))?;
                     outcomes[i] = outcome;
                 }
                 Ok(outcomes)
             })
             .await?;
+        if touches_search_parameters {
+            self.written("SearchParameter");
+        }
         let mut out = BundleBuilder::new("transaction-response", None, &[]);
         for outcome in outcomes.into_iter().flatten() {
             response_entry(&mut out, ctx, outcome, options);
@@ -520,6 +530,7 @@ fn write_entry(
     txn: &mut dyn Transaction,
     action: Action,
     payload: Payload,
+    registry: &flint_search::Registry,
 ) -> Result<Option<Outcome>> {
     match action {
         Action::Create { rt, id } => {
@@ -561,7 +572,7 @@ fn write_entry(
             }
             flint_fhir::validate::validate_resource(model::r4(), &patched)?;
             let next = current.version + 1;
-            let index = crate::index_values(&patched);
+            let index = crate::index_values(&patched, registry);
             let json = stamp(patched, &id, next, txn.now());
             let version = txn.put(NewVersion {
                 resource_type: rt,

@@ -2,6 +2,7 @@
 //! here is routed and tested.
 
 use flint_fhir::model::Model;
+use flint_search::Registry;
 use serde_json::{json, Value};
 
 const TYPE_INTERACTIONS: [&str; 9] = [
@@ -17,8 +18,8 @@ const TYPE_INTERACTIONS: [&str; 9] = [
 ];
 
 /// The reference search parameters of a type (for `_include`).
-fn reference_params(rt: &str) -> Vec<String> {
-    flint_search::Registry::r4()
+fn reference_params(registry: &Registry, rt: &str) -> Vec<String> {
+    registry
         .params(rt)
         .iter()
         .filter(|p| p.kind == flint_search::ParamType::Reference)
@@ -27,8 +28,7 @@ fn reference_params(rt: &str) -> Vec<String> {
 }
 
 /// `Type:param` for every reference parameter that can point at `rt` (for `_revinclude`).
-fn referring_params(model: &Model, rt: &str) -> Vec<String> {
-    let registry = flint_search::Registry::r4();
+fn referring_params(model: &Model, registry: &Registry, rt: &str) -> Vec<String> {
     let mut out = Vec::new();
     for source in model.resource_types() {
         for p in registry.params(source) {
@@ -44,12 +44,12 @@ fn referring_params(model: &Model, rt: &str) -> Vec<String> {
 
 /// The search parameters of a type this server answers: every indexed parameter of a type
 /// it searches, plus `_id` and `_lastUpdated`.
-fn search_params(rt: &str) -> Vec<Value> {
+fn search_params(registry: &Registry, rt: &str) -> Vec<Value> {
     let mut out = vec![
         json!({"name": "_id", "type": "token", "definition": "http://hl7.org/fhir/SearchParameter/Resource-id"}),
         json!({"name": "_lastUpdated", "type": "date", "definition": "http://hl7.org/fhir/SearchParameter/Resource-lastUpdated"}),
     ];
-    for p in flint_search::Registry::r4().params(rt) {
+    for p in registry.params(rt) {
         let supported = !matches!(
             p.kind,
             flint_search::ParamType::Composite | flint_search::ParamType::Special
@@ -61,7 +61,12 @@ fn search_params(rt: &str) -> Vec<Value> {
     out
 }
 
-pub fn capability_statement(model: &Model, base_url: &str, date: &str) -> Value {
+pub fn capability_statement(
+    model: &Model,
+    registry: &Registry,
+    base_url: &str,
+    date: &str,
+) -> Value {
     let resources: Vec<Value> = model
         .resource_types()
         .iter()
@@ -77,9 +82,9 @@ pub fn capability_statement(model: &Model, base_url: &str, date: &str) -> Value 
                 "conditionalRead": "full-support",
                 "conditionalUpdate": true,
                 "conditionalDelete": "multiple",
-                "searchInclude": reference_params(rt).iter().map(|p| format!("{rt}:{p}")).chain(std::iter::once(format!("{rt}:*"))).collect::<Vec<_>>(),
-                "searchRevInclude": referring_params(model, rt),
-                "searchParam": search_params(rt),
+                "searchInclude": reference_params(registry, rt).iter().map(|p| format!("{rt}:{p}")).chain(std::iter::once(format!("{rt}:*"))).collect::<Vec<_>>(),
+                "searchRevInclude": referring_params(model, registry, rt),
+                "searchParam": search_params(registry, rt),
             })
         })
         .collect();

@@ -342,7 +342,12 @@ async fn metadata<S: Store>(
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_micros() as i64),
     );
-    let cs = capabilities::capability_statement(state.engine.model(), &f.ctx.base_url, &date[..10]);
+    let cs = capabilities::capability_statement(
+        state.engine.model(),
+        &state.engine.registry(),
+        &f.ctx.base_url,
+        &date[..10],
+    );
     Ok(respond(
         &f.output,
         StatusCode::OK,

@@ -644,3 +644,70 @@ fn system_search_across_types() {
     );
     outcome(s.client.get(s.base.clone()).send().unwrap(), 400);
 }
+
+#[test]
+fn custom_search_parameters_apply_to_new_writes_at_once() {
+    // The data directory outlives the first server: the parameter must survive a restart.
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start_in(&dir.path().join("data"), &[], &[]);
+    let nickname = json!({
+        "resourceType": "SearchParameter", "id": "patient-nickname", "url": "http://example.org/SearchParameter/patient-nickname",
+        "name": "nickname", "status": "active", "description": "A patient's nickname", "code": "nickname",
+        "base": ["Patient"], "type": "string", "expression": "Patient.name.where(use = 'nickname').given"
+    });
+    assert_eq!(
+        s.put("SearchParameter/patient-nickname", &nickname)
+            .status(),
+        201
+    );
+    let p = json!({"resourceType": "Patient", "id": "nick", "name": [{"use": "nickname", "given": ["Bubba"]}, {"use": "official", "given": ["Robert"]}]});
+    assert_eq!(s.put("Patient/nick", &p).status(), 201);
+    assert_eq!(ids(&s, "Patient?nickname=bub"), set(&["nick"]));
+    assert_eq!(ids(&s, "Patient?nickname=rob"), set(&[]));
+    let r = s
+        .get("Patient?nickname=bub")
+        .header("prefer", "handling=strict")
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200, "a known parameter now");
+    // It is advertised, and a restarted server still knows it.
+    let cs: Value = s.get("metadata").send().unwrap().json().unwrap();
+    let patient = cs["rest"][0]["resource"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["type"] == "Patient")
+        .unwrap()
+        .clone();
+    assert!(patient["searchParam"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|p| p["name"] == "nickname"));
+    let data = s.kill();
+    let s = Server::start_in(&data, &[], &[]);
+    assert_eq!(ids(&s, "Patient?nickname=bub"), set(&["nick"]));
+    // Deleting it takes it away.
+    assert_eq!(
+        s.client
+            .delete(s.url("SearchParameter/patient-nickname"))
+            .send()
+            .unwrap()
+            .status(),
+        204
+    );
+    let r = s
+        .get("Patient?nickname=bub")
+        .header("prefer", "handling=strict")
+        .send()
+        .unwrap();
+    outcome(r, 400);
+    // An expression that does not compile is refused.
+    let mut bad = nickname.clone();
+    bad["expression"] = json!("Patient.name.where(");
+    let oo = outcome(s.put("SearchParameter/patient-nickname", &bad), 400);
+    assert!(
+        crate::server::has_expression(&oo, "SearchParameter.expression"),
+        "{oo}"
+    );
+}
