@@ -206,30 +206,47 @@ fn fhir<S>(state: &AppState<S>, headers: &HeaderMap, query: Option<&str>) -> Res
     })
 }
 
+/// How much of an over-long body is still read (and dropped) before answering 413, so that a
+/// client still sending gets the answer rather than a reset connection.
+const DRAIN_LIMIT: usize = 64 * 1024 * 1024;
+
 async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes, Error> {
+    use http_body_util::BodyExt;
     let too_large = || {
         Error::new(
             flint_fhir::IssueType::TooLong,
             format!("the request body exceeds {limit} bytes"),
         )
     };
-    if let Some(len) = headers
+    let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok())
-    {
-        if len > limit {
-            return Err(too_large());
+        .and_then(|v| v.parse::<usize>().ok());
+    // A body declared far beyond what is drained is refused at once.
+    if declared.is_some_and(|len| len > DRAIN_LIMIT) {
+        return Err(too_large());
+    }
+    let mut body = body;
+    let mut collected: Vec<u8> = Vec::with_capacity(declared.unwrap_or(0).min(limit));
+    let mut seen = 0usize;
+    while let Some(frame) = body.frame().await {
+        let frame =
+            frame.map_err(|e| Error::invalid(format!("cannot read the request body: {e}")))?;
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        seen += data.len();
+        if seen > DRAIN_LIMIT {
+            break;
+        }
+        if seen <= limit {
+            collected.extend_from_slice(&data);
         }
     }
-    axum::body::to_bytes(body, limit).await.map_err(|e| {
-        // axum reports an over-long body only through its message.
-        if e.to_string().contains("length limit") {
-            too_large()
-        } else {
-            Error::invalid(format!("cannot read the request body: {e}"))
-        }
-    })
+    if seen > limit {
+        return Err(too_large());
+    }
+    Ok(Bytes::from(collected))
 }
 
 fn parse_json(bytes: &[u8]) -> Result<Value, Error> {
