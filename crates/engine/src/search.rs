@@ -223,13 +223,10 @@ impl<S: Store> Engine<S> {
                     .split_once('/')
                     .ok_or_else(|| Error::invalid("bad compartment"))?;
                 // A type outside the compartment has nothing in it.
-                query
-                    .clauses
-                    .push(compartment_clause(compartment, id, resource_type).unwrap_or_default());
-                if query.clauses.last().is_some_and(Vec::is_empty) {
-                    query.clauses.pop();
-                    query.clauses.push(vec![Predicate::Id(String::new())]);
-                }
+                query.clauses.push(
+                    compartment_clause(compartment, id, resource_type)
+                        .unwrap_or_else(|| vec![Predicate::Nothing]),
+                );
                 parsed.applied.push((name.clone(), value.clone()));
                 continue;
             }
@@ -751,7 +748,7 @@ impl<S: Store> Engine<S> {
                         }
                         if alternatives.is_empty() {
                             // An empty value set: nothing is in it.
-                            alternatives.push(Predicate::Id(String::new()));
+                            alternatives.push(Predicate::Nothing);
                         }
                         return Ok(Some(if m == "in" {
                             alternatives

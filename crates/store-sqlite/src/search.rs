@@ -340,6 +340,7 @@ impl Sql<'_> {
                      (SELECT {alias}.seq FROM resource {alias} WHERE {conditions}))"
                 )
             }
+            Predicate::Nothing => "0".into(),
             Predicate::Not(alternatives) => {
                 let inner: Vec<String> = alternatives
                     .iter()

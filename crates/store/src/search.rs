@@ -111,6 +111,8 @@ pub enum Predicate {
     },
     /// `:missing=true|false`.
     Missing { param: String, missing: bool },
+    /// Holds for no resource (an empty value set, a type outside a compartment).
+    Nothing,
     /// `:not`: none of the alternatives holds.
     Not(Vec<Predicate>),
     /// A chained parameter (`subject:Patient.name=x`): the reference `param` points at a
