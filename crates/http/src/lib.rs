@@ -311,6 +311,24 @@ fn respond_text(output: &Output, status: StatusCode, text: String) -> Response {
     respond(output, status, Bytes::from(text))
 }
 
+fn respond_value(output: &Output, status: StatusCode, value: &Value) -> Response {
+    respond(output, status, Bytes::from(to_text(value, output.pretty)))
+}
+
+/// The answer to a write with nothing to send back: 204, or under
+/// `Prefer: return=OperationOutcome` an informational outcome saying what happened.
+fn no_content(output: &Output, message: impl FnOnce() -> String) -> Response {
+    if output.prefer == PreferReturn::OperationOutcome {
+        respond_value(
+            output,
+            StatusCode::OK,
+            &flint_fhir::error::information(message()),
+        )
+    } else {
+        StatusCode::NO_CONTENT.into_response()
+    }
+}
+
 fn version_headers(r: &mut Response, v: &Version) {
     let h = r.headers_mut();
     if let Ok(etag) = HeaderValue::from_str(&format!("W/\"{}\"", v.version)) {
@@ -365,11 +383,7 @@ async fn metadata<S: Store>(
         &f.ctx.base_url,
         &date[..10],
     );
-    Ok(respond(
-        &f.output,
-        StatusCode::OK,
-        Bytes::from(to_text(&cs, f.output.pretty)),
-    ))
+    Ok(respond_value(&f.output, StatusCode::OK, &cs))
 }
 
 async fn read<S: Store>(
@@ -451,11 +465,7 @@ fn write_response<S: Store>(
                 "{}/{} written as version {}",
                 v.resource_type, v.id, v.version
             ));
-            let mut r = respond(
-                &f.output,
-                status,
-                Bytes::from(to_text(&oo, f.output.pretty)),
-            );
+            let mut r = respond_value(&f.output, status, &oo);
             version_headers(&mut r, v);
             r
         }
@@ -566,15 +576,9 @@ async fn conditional_delete<S: Store>(
         .engine
         .conditional_delete(&f.ctx, &rt, &criteria)
         .await?;
-    if f.output.prefer == PreferReturn::OperationOutcome {
-        let oo = flint_fhir::error::information(format!("{deleted} {rt} resources deleted"));
-        return Ok(respond(
-            &f.output,
-            StatusCode::OK,
-            Bytes::from(to_text(&oo, f.output.pretty)),
-        ));
-    }
-    Ok(StatusCode::NO_CONTENT.into_response())
+    Ok(no_content(&f.output, || {
+        format!("{deleted} {rt} resources deleted")
+    }))
 }
 
 async fn conditional_patch<S: Store>(
@@ -644,20 +648,10 @@ async fn delete<S: Store>(
     let f = fhir(&state, &headers, q.as_deref())?;
     let expected = if_match(&headers)?;
     let deleted = state.engine.delete(&rt, &id, expected).await?;
-    let mut r = if f.output.prefer == PreferReturn::OperationOutcome {
-        let message = match &deleted {
-            Some(v) => format!("{rt}/{id} deleted (version {})", v.version),
-            None => format!("{rt}/{id} did not exist or was already deleted"),
-        };
-        let oo = flint_fhir::error::information(message);
-        respond(
-            &f.output,
-            StatusCode::OK,
-            Bytes::from(to_text(&oo, f.output.pretty)),
-        )
-    } else {
-        StatusCode::NO_CONTENT.into_response()
-    };
+    let mut r = no_content(&f.output, || match &deleted {
+        Some(v) => format!("{rt}/{id} deleted (version {})", v.version),
+        None => format!("{rt}/{id} did not exist or was already deleted"),
+    });
     if let Some(v) = &deleted {
         if let Ok(etag) = HeaderValue::from_str(&format!("W/\"{}\"", v.version)) {
             r.headers_mut().insert(header::ETAG, etag);
@@ -674,17 +668,9 @@ async fn delete_history<S: Store>(
 ) -> ApiResult {
     let f = fhir(&state, &headers, q.as_deref())?;
     let removed = state.engine.delete_history(&rt, &id).await?;
-    if f.output.prefer == PreferReturn::OperationOutcome {
-        let oo = flint_fhir::error::information(format!(
-            "{removed} earlier versions of {rt}/{id} removed"
-        ));
-        return Ok(respond(
-            &f.output,
-            StatusCode::OK,
-            Bytes::from(to_text(&oo, f.output.pretty)),
-        ));
-    }
-    Ok(StatusCode::NO_CONTENT.into_response())
+    Ok(no_content(&f.output, || {
+        format!("{removed} earlier versions of {rt}/{id} removed")
+    }))
 }
 
 async fn type_search<S: Store>(

@@ -107,6 +107,26 @@ fn prefer_return() {
     let v: Value = send("return=OperationOutcome").json().unwrap();
     assert_eq!(v["resourceType"], "OperationOutcome");
     assert_eq!(v["issue"][0]["severity"], "information");
+    // Deletes answer 204, or an informational outcome when asked for one.
+    let id = s.create(&json!({"resourceType": "Patient", "gender": "other"}));
+    let delete = |path: String, prefer: Option<&str>| {
+        let mut req = s.client.delete(s.url(&path));
+        if let Some(p) = prefer {
+            req = req.header("prefer", p);
+        }
+        req.send().unwrap()
+    };
+    assert_eq!(delete(format!("Patient/{id}/_history"), None).status(), 204);
+    for path in [
+        format!("Patient/{id}/_history"),
+        format!("Patient/{id}"),
+        "Patient?gender=other".to_string(),
+    ] {
+        let r = delete(path.clone(), Some("return=OperationOutcome"));
+        assert_eq!(r.status(), 200, "{path}");
+        let v: Value = r.json().unwrap();
+        assert_eq!(v["issue"][0]["code"], "informational", "{path}");
+    }
 }
 
 #[test]
