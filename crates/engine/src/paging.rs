@@ -54,6 +54,8 @@ pub struct PageState {
     pub after: Option<String>,
     /// When the link was issued (set by [`Engine::seal_page`]).
     pub issued: i64,
+    /// The total, once counted: the snapshot fixes it, so later pages need not count again.
+    pub total: Option<u64>,
 }
 
 fn bad_link() -> Error {
@@ -126,6 +128,7 @@ impl<S: Store> Engine<S> {
             "t": state.snapshot,
             "a": state.after,
             "i": self.clock.now(),
+            "n": state.total,
         })
         .to_string();
         let cipher = Aes256Gcm::new_from_slice(&key.key)
@@ -199,6 +202,7 @@ impl<S: Store> Engine<S> {
             snapshot: v["t"].as_u64().ok_or_else(bad_link)?,
             after: v["a"].as_str().map(str::to_string),
             issued,
+            total: v["n"].as_u64(),
         })
     }
 }
@@ -225,6 +229,7 @@ mod tests {
             snapshot: 7,
             after: Some(after.into()),
             issued: 0,
+            total: None,
         }
     }
 

@@ -968,7 +968,8 @@ impl<S: Store> Engine<S> {
         Ok(parsed)
     }
 
-    /// Runs a parsed search: one page, and the total unless `_total=none`.
+    /// Runs a parsed search: one page, and the total unless `_total=none`. `known_total` is
+    /// the total a paging link carries from its first page (the snapshot fixes it).
     ///
     /// # Errors
     /// A store fault.
@@ -977,6 +978,7 @@ impl<S: Store> Engine<S> {
         parsed: &ParsedSearch,
         snapshot: Option<TxNumber>,
         after: Option<Position>,
+        known_total: Option<u64>,
     ) -> Result<SearchOutcome> {
         let snapshot = match snapshot {
             Some(s) => s,
@@ -984,23 +986,25 @@ impl<S: Store> Engine<S> {
         };
         let mut query = parsed.query.clone();
         query.snapshot = Some(snapshot);
+        let first_page = after.is_none();
         query.after = after;
-        let total = match (parsed.total, parsed.count_only) {
-            (_, true) | (TotalMode::Accurate | TotalMode::Estimate, _) => {
-                Some(self.store().search_count(&query)?)
-            }
-            (TotalMode::None, false) => None,
-        };
         if parsed.count_only {
             return Ok(SearchOutcome {
                 versions: Vec::new(),
-                total,
+                total: Some(self.store().search_count(&query)?),
                 snapshot,
                 next: None,
                 included: Vec::new(),
             });
         }
         let page = self.store().search(&query)?;
+        let total = match parsed.total {
+            TotalMode::None => None,
+            _ if known_total.is_some() => known_total,
+            // A first page that holds every match is its own count.
+            _ if first_page && page.next.is_none() => Some(page.versions.len() as u64),
+            TotalMode::Accurate | TotalMode::Estimate => Some(self.store().search_count(&query)?),
+        };
         let included = if parsed.includes.is_empty() {
             Vec::new()
         } else {

@@ -363,7 +363,7 @@ async fn root_get<S: Store>(
         .into());
     }
     let f = fhir(&state, &headers, q.as_deref())?;
-    run_search(&state, &headers, &f, "", &f.params, None, None).await
+    run_search(&state, &headers, &f, "", &f.params, None, None, None).await
 }
 
 async fn metadata<S: Store>(
@@ -785,6 +785,7 @@ async fn page<S: Store>(
         &page.params,
         Some(page.snapshot),
         page.after,
+        page.total,
     )
     .await
 }
@@ -796,7 +797,7 @@ async fn search<S: Store>(
     rt: &str,
     params: &Params,
 ) -> ApiResult {
-    run_search(state, headers, f, rt, params, None, None).await
+    run_search(state, headers, f, rt, params, None, None, None).await
 }
 
 fn position_text(p: &flint_store::search::Position) -> String {
@@ -829,6 +830,7 @@ async fn run_search<S: Store>(
     params: &Params,
     snapshot: Option<u64>,
     after: Option<String>,
+    total: Option<u64>,
 ) -> ApiResult {
     let engine = &state.engine;
     // An empty type is a system search.
@@ -850,7 +852,7 @@ async fn run_search<S: Store>(
         )?
     };
     let position = after.as_deref().map(position_from_text).transpose()?;
-    let outcome = engine.run_search(&parsed, snapshot, position)?;
+    let outcome = engine.run_search(&parsed, snapshot, position, total)?;
     // Links carry the session sealed: the query never shows in clear, and any node can serve
     // the next page from the same snapshot.
     let seal = |after: Option<String>| flint_engine::paging::PageState {
@@ -859,6 +861,7 @@ async fn run_search<S: Store>(
         snapshot: outcome.snapshot,
         after,
         issued: 0,
+        total: outcome.total,
     };
     let link = |token: String| format!("{}/__page/{token}", f.ctx.base_url);
     let mut links = vec![("self", link(engine.seal_page(&seal(after.clone())).await?))];
@@ -1017,6 +1020,7 @@ async fn history<S: Store>(
         snapshot,
         after,
         issued: 0,
+        total: None,
     };
     let link = |token: String| format!("{}/__page/{token}", f.ctx.base_url);
     let mut links = vec![(

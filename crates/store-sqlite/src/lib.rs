@@ -156,15 +156,27 @@ pub(crate) fn run_search(
     q: &flint_store::search::SearchQuery,
 ) -> rusqlite::Result<flint_store::search::SearchPage> {
     use flint_store::search::{Order, Position, SearchPage};
-    let (sql, params) = search::render(c, q, false)?;
-    tracing::debug!(%sql, "search");
-    let mut stmt = c.prepare(&sql)?;
-    let mut rows = stmt.query(params_from_iter(params))?;
+    let rendered = search::render(c, q, false)?;
+    tracing::debug!(sql = %rendered.sql, "search");
+    let mut stmt = c.prepare_cached(&rendered.sql)?;
+    let mut rows = stmt.query(params_from_iter(rendered.params))?;
     let mut versions = Vec::new();
     let mut seqs = Vec::new();
-    while let Some(row) = rows.next()? {
-        seqs.push(row.get::<_, i64>(7)? as u64);
-        versions.push(version_from_row(row)?);
+    if rendered.seq_only {
+        while let Some(row) = rows.next()? {
+            seqs.push(row.get::<_, i64>(0)? as u64);
+        }
+        let mut by_seq = c.prepare_cached(
+            "SELECT type, id, version, t, last_updated, method, json FROM resource WHERE seq = ?1",
+        )?;
+        for seq in &seqs {
+            versions.push(by_seq.query_row([*seq as i64], version_from_row)?);
+        }
+    } else {
+        while let Some(row) = rows.next()? {
+            seqs.push(row.get::<_, i64>(7)? as u64);
+            versions.push(version_from_row(row)?);
+        }
     }
     let more = versions.len() > q.limit;
     versions.truncate(q.limit);
@@ -293,9 +305,9 @@ impl Store for SqliteStore {
 
     fn search_count(&self, q: &flint_store::search::SearchQuery) -> Result<u64> {
         self.with_reader(|c| {
-            let (sql, params) = search::render(c, q, true)?;
-            c.prepare(&sql)?
-                .query_row(params_from_iter(params), |r| r.get::<_, i64>(0))
+            let rendered = search::render(c, q, true)?;
+            c.prepare_cached(&rendered.sql)?
+                .query_row(params_from_iter(rendered.params), |r| r.get::<_, i64>(0))
         })
         .map(|n| n as u64)
     }

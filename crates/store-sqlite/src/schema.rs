@@ -3,7 +3,7 @@
 use rusqlite::Connection;
 
 /// The schema version this build writes. Migrations run in order up to it.
-const SCHEMA_VERSION: i64 = 4;
+const SCHEMA_VERSION: i64 = 5;
 
 /// SQL functions the queries use: `flint_hash(text)`, the index key hash (chains, `_has`).
 fn add_functions(conn: &Connection) -> rusqlite::Result<()> {
@@ -36,6 +36,9 @@ pub fn configure_writer(conn: &Connection) -> rusqlite::Result<()> {
 
 pub fn configure_reader(conn: &Connection) -> rusqlite::Result<()> {
     add_functions(conn)?;
+    // Searches of one shape share their SQL text (values are bound), so prepared statements
+    // are reused across requests.
+    conn.set_prepared_statement_cache_capacity(128);
     conn.pragma_update(None, "query_only", true)?;
     conn.pragma_update(None, "cache_size", -32_768)?;
     conn.pragma_update(None, "mmap_size", 1_i64 << 30)?;
@@ -165,6 +168,34 @@ pub fn migrate(conn: &Connection) -> rusqlite::Result<()> {
              CREATE INDEX idx_quantity_seq ON idx_quantity (seq, param);
              CREATE INDEX idx_uri_seq ON idx_uri (seq, param);
              PRAGMA user_version = 4;
+             COMMIT;",
+        )?;
+    }
+    if current < 5 {
+        // Searches driven by an index decide whether a row's version is live without reading
+        // the version itself (wide: it holds the JSON):
+        // - `ended` lists the versions a later one superseded, with the transaction that did;
+        // - `tx.last_seq` is the highest `seq` written up to each transaction, so the versions
+        //   of a snapshot T are exactly those with `seq <= last_seq(T)` that no transaction
+        //   up to T ended.
+        conn.execute_batch(
+            "BEGIN;
+             CREATE TABLE ended (
+                 seq   INTEGER PRIMARY KEY,
+                 t_end INTEGER NOT NULL
+             );
+             INSERT INTO ended (seq, t_end) SELECT seq, t_end FROM resource WHERE t_end IS NOT NULL;
+             ALTER TABLE tx ADD COLUMN last_seq INTEGER NOT NULL DEFAULT 0;
+             CREATE TEMP TABLE tx_seq (t INTEGER PRIMARY KEY, s INTEGER NOT NULL);
+             INSERT INTO temp.tx_seq SELECT t, max(seq) FROM resource GROUP BY t;
+             CREATE TEMP TABLE tx_last (t INTEGER PRIMARY KEY, s INTEGER NOT NULL);
+             INSERT INTO temp.tx_last
+                 SELECT tx.t, coalesce(max(x.s) OVER (ORDER BY tx.t), 0)
+                 FROM tx LEFT JOIN temp.tx_seq x ON x.t = tx.t;
+             UPDATE tx SET last_seq = (SELECT s FROM temp.tx_last l WHERE l.t = tx.t);
+             DROP TABLE temp.tx_seq;
+             DROP TABLE temp.tx_last;
+             PRAGMA user_version = 5;
              COMMIT;",
         )?;
     }

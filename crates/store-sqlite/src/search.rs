@@ -34,6 +34,9 @@ struct Sql<'c> {
     correlated: bool,
     /// Set by a predicate whose index rows are unique per version (see `indexed`).
     unique_walk: bool,
+    /// Set when a predicate about the searched resource reads its version row (`id`,
+    /// `last_updated`) rather than only its `seq`.
+    row_used: bool,
     params: Vec<V>,
     ids: HashMap<String, Option<i64>>,
 }
@@ -74,6 +77,33 @@ impl Sql<'_> {
                 format!("{alias}.json IS NOT NULL AND {alias}.t <= {t} AND ({alias}.t_end IS NULL OR {alias}.t_end > {t})")
             }
             None => format!("{alias}.json IS NOT NULL AND {alias}.t_end IS NULL"),
+        }
+    }
+
+    /// The versions of `alias` the query reads, decided from its `seq` alone (for index rows,
+    /// which only exist for versions that hold a resource): written by the snapshot and not
+    /// ended by it.
+    fn live_seq(&mut self, alias: &str) -> rusqlite::Result<String> {
+        Ok(match self.snapshot {
+            Some(t) => {
+                let last_seq: i64 = self.conn.prepare_cached(
+                    "SELECT coalesce((SELECT last_seq FROM tx WHERE t <= ?1 ORDER BY t DESC LIMIT 1), 0)",
+                )?
+                .query_row([t as i64], |r| r.get(0))?;
+                let last_seq = self.int(last_seq);
+                let t = self.int(t as i64);
+                format!(
+                    "{alias}.seq <= {last_seq} AND NOT EXISTS (SELECT 1 FROM ended e WHERE e.seq = {alias}.seq AND e.t_end <= {t})"
+                )
+            }
+            None => format!("NOT EXISTS (SELECT 1 FROM ended e WHERE e.seq = {alias}.seq)"),
+        })
+    }
+
+    /// Notes that a predicate reads the row of the searched resource.
+    fn uses_row(&mut self) {
+        if self.alias == "r" {
+            self.row_used = true;
         }
     }
 
@@ -180,17 +210,21 @@ impl Sql<'_> {
         }
         Ok(match p {
             Predicate::Id(id) => {
+                self.uses_row();
                 let v = self.text(id);
                 format!("{}.id = {v}", self.alias)
             }
-            Predicate::LastUpdated { prefix, start, end } => date_condition(
-                self,
-                *prefix,
-                *start,
-                *end,
-                &format!("{}.last_updated", self.alias.clone()),
-                &format!("({}.last_updated + 1)", self.alias.clone()),
-            ),
+            Predicate::LastUpdated { prefix, start, end } => {
+                self.uses_row();
+                date_condition(
+                    self,
+                    *prefix,
+                    *start,
+                    *end,
+                    &format!("{}.last_updated", self.alias.clone()),
+                    &format!("({}.last_updated + 1)", self.alias.clone()),
+                )
+            }
             Predicate::String { param, value, how } => {
                 let condition = match how {
                     StringMatch::Prefix => self.prefix_range("value", value),
@@ -326,6 +360,7 @@ impl Sql<'_> {
                 param,
                 inner,
             } => {
+                self.uses_row();
                 // The parameter belongs to the source type.
                 let outer_type = std::mem::replace(&mut self.resource_type, source_type.clone());
                 let id = self.param(param);
@@ -424,12 +459,18 @@ fn number_condition(sql: &mut Sql, prefix: Prefix, value: f64, low: f64, high: f
     }
 }
 
+/// What [`render`] produced: SQL, its parameters, and what a row of its result holds.
+pub struct Rendered {
+    pub sql: String,
+    pub params: Vec<V>,
+    /// Rows hold only `seq`, in page order: the caller reads the versions by `seq`. (The
+    /// query never touched a version row, and a page's few look-ups beat joining every
+    /// candidate.)
+    pub seq_only: bool,
+}
+
 /// The SQL and parameters of a search: the page (`count` false) or the total.
-pub fn render(
-    conn: &Connection,
-    q: &SearchQuery,
-    count: bool,
-) -> rusqlite::Result<(String, Vec<V>)> {
+pub fn render(conn: &Connection, q: &SearchQuery, count: bool) -> rusqlite::Result<Rendered> {
     let mut sql = Sql {
         conn,
         resource_type: q.resource_type.clone(),
@@ -439,10 +480,13 @@ pub fn render(
         last_indexed: None,
         correlated: false,
         unique_walk: false,
+        row_used: false,
         params: Vec::new(),
         ids: HashMap::new(),
     };
-    let mut conditions = vec![sql.live("r")];
+    // Conditions on the version row (type, liveness) are added below once it is known whether
+    // the row is read at all.
+    let mut conditions = Vec::new();
     let system = q.all_types || !q.types.is_empty();
     if q.all_types {
         sql.correlated = true;
@@ -459,13 +503,10 @@ pub fn render(
             per_type.push(format!("({})", parts.join(" AND ")));
         }
         conditions.push(format!("({})", per_type.join(" OR ")));
-    } else {
-        let rt = sql.text(&q.resource_type);
-        conditions.insert(0, format!("r.type = {rt}"));
     }
     // The first clause, when it is a single index predicate, drives the query: its index rows
-    // are walked (in `seq` order where the index allows) and joined to their versions, rather
-    // than every version of the type being tested against a materialized list.
+    // are walked (in `seq` order where the index allows) rather than every version of the
+    // type being tested against a materialized list.
     let mut driver: Option<String> = None;
     for (i, clause) in q.clauses.iter().enumerate().filter(|_| !system) {
         sql.last_indexed = None;
@@ -493,23 +534,47 @@ pub fn render(
             _ => conditions.extend(rendered),
         }
     }
+    let sort_reads_row = matches!(q.order, Order::Id | Order::IdDesc)
+        || q.sort.iter().any(|k| matches!(k.by, SortBy::Id));
+    // A driven query that reads nothing of the version row never joins it: liveness comes
+    // from `seq` (see `live_seq`), and the page's rows are read by `seq` afterwards.
+    let seq_only = driver.is_some() && !sql.row_used && !(sort_reads_row && !count);
     let from = match &driver {
+        Some(subselect) if seq_only => {
+            conditions.insert(0, sql.live_seq("r")?);
+            format!("({subselect}) r")
+        }
         // CROSS JOIN keeps the driver as the outer loop whatever the planner estimates.
-        Some(subselect) => format!("({subselect}) d CROSS JOIN resource r ON r.seq = d.seq"),
-        None => "resource r".to_string(),
+        Some(subselect) => {
+            conditions.insert(0, sql.live("r"));
+            format!("({subselect}) d CROSS JOIN resource r ON r.seq = d.seq")
+        }
+        None => {
+            conditions.insert(0, sql.live("r"));
+            if !system {
+                let rt = sql.text(&q.resource_type);
+                conditions.insert(0, format!("r.type = {rt}"));
+            }
+            "resource r".to_string()
+        }
     };
     if count {
-        return Ok((
-            format!(
+        return Ok(Rendered {
+            sql: format!(
                 "SELECT COUNT(*) FROM {from} WHERE {}",
                 conditions.join(" AND ")
             ),
-            sql.params,
-        ));
+            params: sql.params,
+            seq_only,
+        });
     }
     // With a driving index, order and bound by its `seq` so that the walk can start at the
     // keyset position and stop after one page.
-    let seq = if driver.is_some() { "d.seq" } else { "r.seq" };
+    let seq = if driver.is_some() && !seq_only {
+        "d.seq"
+    } else {
+        "r.seq"
+    };
     match (&q.after, q.order) {
         (Some(Position::Seq(after)), Order::LastUpdated) => {
             conditions.push(format!("{seq} > {}", sql.int(*after as i64)))
@@ -561,13 +626,18 @@ pub fn render(
         (Some(Position::Offset(n)), false) => format!(" OFFSET {n}"),
         _ => String::new(),
     };
-
-    Ok((
-        format!(
-            "SELECT r.type, r.id, r.version, r.t, r.last_updated, r.method, r.json, r.seq FROM {from} WHERE {} ORDER BY {order} LIMIT {}{offset}",
+    let columns = if seq_only {
+        "r.seq"
+    } else {
+        "r.type, r.id, r.version, r.t, r.last_updated, r.method, r.json, r.seq"
+    };
+    Ok(Rendered {
+        sql: format!(
+            "SELECT {columns} FROM {from} WHERE {} ORDER BY {order} LIMIT {}{offset}",
             conditions.join(" AND "),
             q.limit + 1
         ),
-        sql.params,
-    ))
+        params: sql.params,
+        seq_only,
+    })
 }

@@ -160,7 +160,10 @@ impl Writer {
             && (!wrote
                 || self
                     .conn
-                    .prepare_cached("INSERT INTO tx (t, instant) VALUES (?1, ?2)")
+                    .prepare_cached(
+                        "INSERT INTO tx (t, instant, last_seq)
+                         VALUES (?1, ?2, (SELECT coalesce(max(seq), 0) FROM resource))",
+                    )
                     .and_then(|mut s| s.execute((self.next_tx as i64, now)))
                     .is_ok());
         if recorded {
@@ -284,6 +287,11 @@ impl Transaction for SqliteTransaction<'_> {
                 .prepare_cached("UPDATE resource SET t_end = ?1, ended_at = ?2 WHERE seq = ?3")
                 .and_then(|mut s| s.execute((self.tx as i64, self.now, seq)));
             self.check(r)?;
+            let r = self
+                .conn
+                .prepare_cached("INSERT INTO ended (seq, t_end) VALUES (?1, ?2)")
+                .and_then(|mut s| s.execute((seq, self.tx as i64)));
+            self.check(r)?;
         }
         let r = self
             .conn
@@ -348,6 +356,14 @@ impl Transaction for SqliteTransaction<'_> {
 
     fn delete_history(&mut self, resource_type: &str, id: &str) -> Result<u64> {
         let r = crate::index::delete_for_history(self.conn, resource_type, id);
+        self.check(r)?;
+        let r = self
+            .conn
+            .prepare_cached(
+                "DELETE FROM ended WHERE seq IN
+                 (SELECT seq FROM resource WHERE type = ?1 AND id = ?2 AND t_end IS NOT NULL)",
+            )
+            .and_then(|mut s| s.execute((resource_type, id)));
         self.check(r)?;
         let r = self
             .conn
