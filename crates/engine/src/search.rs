@@ -14,6 +14,10 @@ use crate::{Context, Engine};
 /// `_total`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TotalMode {
+    /// No `_total`: the total when it costs nothing, that is when the first page holds every
+    /// match (a paging link carries it on). Counting a large result costs as much as the page
+    /// itself, so it is done only when asked for.
+    Auto,
     None,
     Estimate,
     Accurate,
@@ -207,7 +211,7 @@ impl<S: Store> Engine<S> {
         };
         let mut parsed = ParsedSearch {
             query: SearchQuery::default(),
-            total: TotalMode::Accurate,
+            total: TotalMode::Auto,
             count_only: false,
             applied: Vec::new(),
             ignored: Vec::new(),
@@ -1001,8 +1005,10 @@ impl<S: Store> Engine<S> {
         let total = match parsed.total {
             TotalMode::None => None,
             _ if known_total.is_some() => known_total,
+            TotalMode::Auto if !first_page => None,
             // A first page that holds every match is its own count.
             _ if first_page && page.next.is_none() => Some(page.versions.len() as u64),
+            TotalMode::Auto => None,
             TotalMode::Accurate | TotalMode::Estimate => Some(self.store().search_count(&query)?),
         };
         let included = if parsed.includes.is_empty() {

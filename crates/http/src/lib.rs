@@ -805,6 +805,7 @@ fn position_text(p: &flint_store::search::Position) -> String {
         flint_store::search::Position::Seq(s) => format!("s{s}"),
         flint_store::search::Position::Offset(n) => format!("o{n}"),
         flint_store::search::Position::Id(id) => format!("i{id}"),
+        flint_store::search::Position::Key(value, seq) => format!("k{seq}:{value}"),
     }
 }
 
@@ -818,6 +819,13 @@ fn position_from_text(s: &str) -> Result<flint_store::search::Position, Error> {
         Some(("o", n)) => Ok(flint_store::search::Position::Offset(
             n.parse().map_err(|_| bad())?,
         )),
+        Some(("k", rest)) => {
+            let (seq, value) = rest.split_once(':').ok_or_else(bad)?;
+            Ok(flint_store::search::Position::Key(
+                value.to_string(),
+                seq.parse().map_err(|_| bad())?,
+            ))
+        }
         _ => Err(bad()),
     }
 }

@@ -99,6 +99,10 @@ impl SqliteStore {
             }
         };
         let result = f(&conn).map_err(fault);
+        // A connection left inside a transaction would serve an old snapshot: not reused.
+        if !conn.is_autocommit() {
+            return result;
+        }
         let mut pool = self.inner.readers.lock();
         if pool.len() < MAX_IDLE_READERS {
             pool.push(conn);
@@ -162,9 +166,13 @@ pub(crate) fn run_search(
     let mut rows = stmt.query(params_from_iter(rendered.params))?;
     let mut versions = Vec::new();
     let mut seqs = Vec::new();
+    let mut keys = Vec::new();
     if rendered.seq_only {
         while let Some(row) = rows.next()? {
             seqs.push(row.get::<_, i64>(0)? as u64);
+            if rendered.index_order {
+                keys.push(row.get::<_, String>(1)?);
+            }
         }
         let mut by_seq = c.prepare_cached(
             "SELECT type, id, version, t, last_updated, method, json FROM resource WHERE seq = ?1",
@@ -188,8 +196,14 @@ pub(crate) fn run_search(
             };
             Some(Position::Offset(before + versions.len() as u64))
         }
+        (true, Some(_)) if rendered.index_order => {
+            let i = versions.len() - 1;
+            Some(Position::Key(keys[i].clone(), seqs[i]))
+        }
         (true, Some(last)) => Some(match q.order {
-            Order::LastUpdated | Order::LastUpdatedDesc => Position::Seq(seqs[versions.len() - 1]),
+            Order::Any | Order::LastUpdated | Order::LastUpdatedDesc => {
+                Position::Seq(seqs[versions.len() - 1])
+            }
             Order::Id | Order::IdDesc => Position::Id(last.id.clone()),
         }),
         _ => None,
@@ -300,7 +314,14 @@ impl Store for SqliteStore {
         &self,
         q: &flint_store::search::SearchQuery,
     ) -> Result<flint_store::search::SearchPage> {
-        self.with_reader(|c| run_search(c, q))
+        // One read transaction for the statements of a search (parameter ids, the page, its
+        // versions): each statement would otherwise take and drop the WAL read lock itself.
+        self.with_reader(|c| {
+            c.execute_batch("BEGIN")?;
+            let page = run_search(c, q);
+            c.execute_batch("COMMIT")?;
+            page
+        })
     }
 
     fn search_count(&self, q: &flint_store::search::SearchQuery) -> Result<u64> {
@@ -329,9 +350,8 @@ impl Store for SqliteStore {
 
     fn last_tx(&self) -> Result<TxNumber> {
         self.with_reader(|c| {
-            c.query_row("SELECT COALESCE(MAX(t), 0) FROM tx", [], |r| {
-                r.get::<_, i64>(0)
-            })
+            c.prepare_cached("SELECT COALESCE(MAX(t), 0) FROM tx")?
+                .query_row([], |r| r.get::<_, i64>(0))
         })
         .map(|t| t as u64)
     }

@@ -37,6 +37,9 @@ struct Sql<'c> {
     /// Set when a predicate about the searched resource reads its version row (`id`,
     /// `last_updated`) rather than only its `seq`.
     row_used: bool,
+    /// The bound parameter id and range of the last string prefix predicate rendered as a
+    /// driver, for a walk in index order (see `render`).
+    string_walk: Option<(String, String, String)>,
     params: Vec<V>,
     ids: HashMap<String, Option<i64>>,
 }
@@ -227,7 +230,18 @@ impl Sql<'_> {
             }
             Predicate::String { param, value, how } => {
                 let condition = match how {
-                    StringMatch::Prefix => self.prefix_range("value", value),
+                    StringMatch::Prefix => {
+                        let normalized = flint_search::normalize_string(value);
+                        let low = self.text(&normalized);
+                        let high = self.text(&format!("{normalized}{MAX_CHAR}"));
+                        if !self.correlated {
+                            if let Some(id) = self.param(param)? {
+                                let p = self.int(id);
+                                self.string_walk = Some((p, low.clone(), high.clone()));
+                            }
+                        }
+                        format!("value >= {low} AND value < {high}")
+                    }
                     StringMatch::Exact => {
                         let normalized = self.text(&flint_search::normalize_string(value));
                         let original = self.text(value);
@@ -467,6 +481,9 @@ pub struct Rendered {
     /// query never touched a version row, and a page's few look-ups beat joining every
     /// candidate.)
     pub seq_only: bool,
+    /// Rows hold `seq` and the driving string value, in index order (positions are
+    /// [`Position::Key`]).
+    pub index_order: bool,
 }
 
 /// The SQL and parameters of a search: the page (`count` false) or the total.
@@ -481,6 +498,7 @@ pub fn render(conn: &Connection, q: &SearchQuery, count: bool) -> rusqlite::Resu
         correlated: false,
         unique_walk: false,
         row_used: false,
+        string_walk: None,
         params: Vec::new(),
         ids: HashMap::new(),
     };
@@ -541,7 +559,9 @@ pub fn render(conn: &Connection, q: &SearchQuery, count: bool) -> rusqlite::Resu
     let seq_only = driver.is_some() && !sql.row_used && !(sort_reads_row && !count);
     let from = match &driver {
         Some(subselect) if seq_only => {
-            conditions.insert(0, sql.live_seq("r")?);
+            // Last: the filters are index look-ups that discard most candidates first.
+            let live = sql.live_seq("r")?;
+            conditions.push(live);
             format!("({subselect}) r")
         }
         // CROSS JOIN keeps the driver as the outer loop whatever the planner estimates.
@@ -566,6 +586,48 @@ pub fn render(conn: &Connection, q: &SearchQuery, count: bool) -> rusqlite::Resu
             ),
             params: sql.params,
             seq_only,
+            index_order: false,
+        });
+    }
+    // Without `_sort`, a string prefix walks its index in (value, seq) order and stops after
+    // one page, where `seq` order would collect and sort every match first (the walk reads the
+    // index table itself: a sub-select would be sorted again). A resource that matches through
+    // several values is kept at its lowest; the position is (value, seq).
+    let string_walk = sql.string_walk.take().filter(|_| {
+        seq_only
+            && q.order == Order::Any
+            && q.sort.is_empty()
+            && matches!(
+                q.clauses.first().map(Vec::as_slice),
+                Some([Predicate::String {
+                    how: StringMatch::Prefix,
+                    ..
+                }])
+            )
+    });
+    if let Some((p, low, high)) = string_walk {
+        if let Some(Position::Key(value, seq)) = &q.after {
+            let v = sql.text(value);
+            let s = sql.int(*seq as i64);
+            conditions.push(format!("(r.value, r.seq) > ({v}, {s})"));
+        }
+        // Each resource once: at its lowest matching (value, original).
+        conditions.push(format!(
+            "NOT EXISTS (SELECT 1 FROM idx_string m INDEXED BY idx_string_seq \
+             WHERE m.seq = r.seq AND m.param = {p} AND m.value >= {low} \
+             AND (m.value, m.original) < (r.value, r.original))"
+        ));
+        return Ok(Rendered {
+            sql: format!(
+                "SELECT r.seq, r.value FROM idx_string r \
+                 WHERE r.param = {p} AND r.value >= {low} AND r.value < {high} AND {} \
+                 ORDER BY r.value, r.seq LIMIT {}",
+                conditions.join(" AND "),
+                q.limit + 1
+            ),
+            params: sql.params,
+            seq_only,
+            index_order: true,
         });
     }
     // With a driving index, order and bound by its `seq` so that the walk can start at the
@@ -576,7 +638,7 @@ pub fn render(conn: &Connection, q: &SearchQuery, count: bool) -> rusqlite::Resu
         "r.seq"
     };
     match (&q.after, q.order) {
-        (Some(Position::Seq(after)), Order::LastUpdated) => {
+        (Some(Position::Seq(after)), Order::Any | Order::LastUpdated) => {
             conditions.push(format!("{seq} > {}", sql.int(*after as i64)))
         }
         (Some(Position::Seq(after)), Order::LastUpdatedDesc) => {
@@ -589,7 +651,7 @@ pub fn render(conn: &Connection, q: &SearchQuery, count: bool) -> rusqlite::Resu
         _ => {}
     }
     let tie_break = match q.order {
-        Order::LastUpdated => format!("{seq} ASC"),
+        Order::Any | Order::LastUpdated => format!("{seq} ASC"),
         Order::LastUpdatedDesc => format!("{seq} DESC"),
         Order::Id => "r.id ASC".to_string(),
         Order::IdDesc => "r.id DESC".to_string(),
@@ -639,5 +701,6 @@ pub fn render(conn: &Connection, q: &SearchQuery, count: bool) -> rusqlite::Resu
         ),
         params: sql.params,
         seq_only,
+        index_order: false,
     })
 }

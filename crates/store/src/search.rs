@@ -134,8 +134,11 @@ pub enum Predicate {
 /// The order of results.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum Order {
-    /// Oldest change first (`_sort=_lastUpdated`, and the default).
+    /// No `_sort`: an order of the store's choosing, stable across the pages of a session
+    /// (oldest change first, unless the driving index has a cheaper order of its own).
     #[default]
+    Any,
+    /// Oldest change first (`_sort=_lastUpdated`).
     LastUpdated,
     /// Newest change first (`_sort=-_lastUpdated`).
     LastUpdatedDesc,
@@ -172,6 +175,8 @@ pub enum Position {
     /// For searches sorted by parameters: how many results came before.
     Offset(u64),
     Id(String),
+    /// After this (index value, `seq`) of a walk in index order (see [`Order::Any`]).
+    Key(String, u64),
 }
 
 /// A search over one resource type.

@@ -297,13 +297,18 @@ fn paging_sorting_totals_and_summary() {
 
     // Pages of 3 by id, and a snapshot: a change after page 1 does not move later pages.
     let first: Value = s
-        .get("Patient?_count=1&_sort=_id")
+        .get("Patient?_count=1&_sort=_id&_total=accurate")
         .send()
         .unwrap()
         .json()
         .unwrap();
     assert_eq!(first["entry"][0]["resource"]["id"], "p1");
     assert_eq!(first["total"], 3);
+    // Without `_total` the total is given only when it is free: one page holds every match.
+    let unasked: Value = s.get("Patient?_count=1").send().unwrap().json().unwrap();
+    assert!(unasked.get("total").is_none(), "{unasked}");
+    let whole: Value = s.get("Patient?_count=3").send().unwrap().json().unwrap();
+    assert_eq!(whole["total"], 3);
     let changed = json!({"resourceType": "Patient", "id": "p2", "gender": "other"});
     assert_eq!(s.put("Patient/p2", &changed).status(), 200);
     assert_eq!(
@@ -710,4 +715,61 @@ fn custom_search_parameters_apply_to_new_writes_at_once() {
         crate::server::has_expression(&oo, "SearchParameter.expression"),
         "{oo}"
     );
+}
+
+/// A string prefix without `_sort` pages in index order: every match once, however many of its
+/// names match, and later pages read the first page's snapshot.
+#[test]
+fn string_prefix_pages_hold_every_match_once() {
+    let s = Server::start();
+    let families: [&[&str]; 7] = [
+        &["Smith"],
+        &["Smithson", "Smith"],
+        &["SMITH", "smith"],
+        &["Smyth"],
+        &["Brown", "Smitherson"],
+        &["Jones"],
+        &["Śmith"],
+    ];
+    for (i, names) in families.iter().enumerate() {
+        let name: Vec<Value> = names.iter().map(|f| json!({"family": f})).collect();
+        let p = json!({"resourceType": "Patient", "id": format!("s{i}"), "name": name});
+        assert_eq!(s.put(&format!("Patient/s{i}"), &p).status(), 201);
+    }
+    let expected: BTreeSet<String> = ["s0", "s1", "s2", "s4", "s6"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    for count in [1, 2, 3, 10] {
+        let mut url = s.url(&format!("Patient?family=smith&_count={count}"));
+        let mut seen = Vec::new();
+        let mut first = true;
+        loop {
+            let page: Value = s.client.get(&url).send().unwrap().json().unwrap();
+            for e in page["entry"].as_array().into_iter().flatten() {
+                seen.push(e["resource"]["id"].as_str().unwrap().to_string());
+            }
+            if first {
+                first = false;
+                // A change after the first page is not seen by the later ones.
+                let moved =
+                    json!({"resourceType": "Patient", "id": "s5", "name": [{"family": "Smithy"}]});
+                assert_eq!(s.put("Patient/s5", &moved).status(), 200);
+            }
+            match page["link"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|l| l["relation"] == "next")
+            {
+                Some(next) => url = next["url"].as_str().unwrap().to_string(),
+                None => break,
+            }
+        }
+        let unique: BTreeSet<String> = seen.iter().cloned().collect();
+        assert_eq!(unique.len(), seen.len(), "_count={count}: {seen:?}");
+        assert_eq!(unique, expected, "_count={count}");
+        let back = json!({"resourceType": "Patient", "id": "s5", "name": [{"family": "Jones"}]});
+        assert_eq!(s.put("Patient/s5", &back).status(), 200);
+    }
 }
