@@ -6,6 +6,7 @@
 pub mod bundle;
 mod conditional;
 mod context;
+pub mod jobs;
 pub mod paging;
 pub mod patch;
 pub mod search;
@@ -38,6 +39,9 @@ pub struct Engine<S> {
     registry: parking_lot::RwLock<Arc<flint_search::Registry>>,
     /// Paging keys as last read from the store, newest first.
     paging_keys: parking_lot::RwLock<Vec<flint_store::PagingKey>>,
+    /// The background jobs running on this node, with their cancellation flags.
+    running:
+        parking_lot::Mutex<std::collections::HashMap<String, Arc<std::sync::atomic::AtomicBool>>>,
 }
 
 impl<S: Store> Engine<S> {
@@ -53,6 +57,7 @@ impl<S: Store> Engine<S> {
             clock,
             registry: parking_lot::RwLock::new(Arc::new(flint_search::Registry::with(&[]))),
             paging_keys: Default::default(),
+            running: Default::default(),
         };
         if let Err(e) = engine.reload_search_parameters() {
             tracing::error!(error = ?e, "cannot load the stored SearchParameters; using the core ones");

@@ -26,6 +26,9 @@ pub struct Server {
     pub context_path: String,
     pub base_url: String,
     pub max_body_bytes: usize,
+    /// How long a request run in the background (`$reindex`, `Prefer: respond-async`) is
+    /// waited for before the answer is `202 Accepted` with a status URL.
+    pub async_budget_ms: u64,
 }
 
 #[derive(Clone, Debug, Deserialize, PartialEq)]
@@ -73,6 +76,7 @@ impl Default for Server {
             context_path: "/fhir".into(),
             base_url: String::new(),
             max_body_bytes: 16 * 1024 * 1024,
+            async_budget_ms: 1000,
         }
     }
 }

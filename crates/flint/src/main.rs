@@ -205,7 +205,12 @@ async fn serve(config: Config) -> Result<(), String> {
         max_body_bytes: config.server.max_body_bytes,
         default_page_size: config.history.default_page_size,
         max_page_size: config.history.max_page_size,
+        async_budget: std::time::Duration::from_millis(config.server.async_budget_ms),
     };
+    engine
+        .resume_jobs()
+        .await
+        .map_err(|e| format!("cannot resume the background jobs: {e}"))?;
     let app = flint_http::router(Arc::clone(&engine), http);
     let address = format!("{}:{}", config.server.host, config.server.port);
     let listener = tokio::net::TcpListener::bind(&address)

@@ -5,6 +5,7 @@
 
 mod capabilities;
 pub mod format;
+mod operations;
 mod subset;
 
 use std::sync::Arc;
@@ -40,6 +41,9 @@ pub struct HttpConfig {
     /// Default and largest page size of history.
     pub default_page_size: usize,
     pub max_page_size: usize,
+    /// How long a request run as a background job is waited for before the answer is
+    /// `202 Accepted` with a status URL.
+    pub async_budget: std::time::Duration,
 }
 
 impl Default for HttpConfig {
@@ -50,6 +54,7 @@ impl Default for HttpConfig {
             max_body_bytes: 16 * 1024 * 1024,
             default_page_size: 50,
             max_page_size: 1000,
+            async_budget: std::time::Duration::from_secs(1),
         }
     }
 }
@@ -125,13 +130,18 @@ pub fn router<S: Store>(engine: Arc<Engine<S>>, config: HttpConfig) -> Router {
         )
         .route(&at("/__page/{token}"), get(page::<S>))
         .route(
+            &at("/__async-status/{id}"),
+            get(operations::status::<S>).delete(operations::cancel::<S>),
+        )
+        .route(
             &at("/{compartment}/{id}/{rt}"),
-            get(compartment_search::<S>),
+            get(compartment_search::<S>).post(instance_operation::<S>),
         )
         .route(&at("/{rt}/_history"), get(type_history::<S>))
         .route(
             &at("/{rt}/{id}"),
             get(read::<S>)
+                .post(type_operation::<S>)
                 .put(update::<S>)
                 .patch(patch::<S>)
                 .delete(delete::<S>),
@@ -392,6 +402,9 @@ async fn read<S: Store>(
     headers: HeaderMap,
     RawQuery(q): RawQuery,
 ) -> ApiResult {
+    if let Some(name) = operations::operation_name(&id) {
+        return operations::invoke_get(name, operations::Target::Type(&rt));
+    }
     let f = fhir(&state, &headers, q.as_deref())?;
     let v = state.engine.read(&rt, &id)?;
     if not_modified(&headers, &v) {
@@ -488,6 +501,10 @@ async fn create<S: Store>(
     RawQuery(q): RawQuery,
     body: Body,
 ) -> ApiResult {
+    if let Some(name) = operations::operation_name(&rt) {
+        let target = operations::Target::System;
+        return operations::invoke(&state, &headers, q.as_deref(), target, name, body).await;
+    }
     let f = fhir(&state, &headers, q.as_deref())?;
     state.engine.check_type(&rt)?;
     let resource = resource_body(&headers, body, state.config.max_body_bytes).await?;
@@ -679,8 +696,52 @@ async fn type_search<S: Store>(
     headers: HeaderMap,
     RawQuery(q): RawQuery,
 ) -> ApiResult {
+    if let Some(name) = operations::operation_name(&rt) {
+        return operations::invoke_get(name, operations::Target::System);
+    }
     let f = fhir(&state, &headers, q.as_deref())?;
     search(&state, &headers, &f, &rt, &f.params).await
+}
+
+/// `POST [type]/$operation`.
+async fn type_operation<S: Store>(
+    State(state): State<Shared<S>>,
+    Path((rt, id)): Path<(String, String)>,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+    body: Body,
+) -> ApiResult {
+    match operations::operation_name(&id) {
+        Some(name) => {
+            let target = operations::Target::Type(&rt);
+            operations::invoke(&state, &headers, q.as_deref(), target, name, body).await
+        }
+        None => Err(ApiError(
+            Error::not_supported("POST is not allowed here (only operations: $name)")
+                .with_status(405),
+        )),
+    }
+}
+
+/// `POST [type]/[id]/$operation`.
+async fn instance_operation<S: Store>(
+    State(state): State<Shared<S>>,
+    Path((rt, id, op)): Path<(String, String, String)>,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+    body: Body,
+) -> ApiResult {
+    match operations::operation_name(&op) {
+        Some(name) => {
+            state.engine.check_type(&rt)?;
+            let target = operations::Target::Instance(&rt, &id);
+            operations::invoke(&state, &headers, q.as_deref(), target, name, body).await
+        }
+        None => Err(ApiError(
+            Error::not_supported("POST is not allowed here (only operations: $name)")
+                .with_status(405),
+        )),
+    }
 }
 
 /// `POST [type]/_search`: parameters from the form body (and the query string).
@@ -731,6 +792,9 @@ async fn compartment_search<S: Store>(
     headers: HeaderMap,
     RawQuery(q): RawQuery,
 ) -> ApiResult {
+    if let Some(name) = operations::operation_name(&rt) {
+        return operations::invoke_get(name, operations::Target::Instance(&compartment, &id));
+    }
     let f = fhir(&state, &headers, q.as_deref())?;
     state.engine.check_type(&compartment)?;
     state.engine.check_type(&rt)?;

@@ -248,3 +248,12 @@ pub fn delete_for_history(
     }
     Ok(())
 }
+
+/// Removes the index rows of one version (before `$reindex` writes them anew).
+pub fn delete_for_version(conn: &Connection, seq: i64) -> rusqlite::Result<()> {
+    for table in INDEX_TABLES {
+        conn.prepare_cached(&format!("DELETE FROM {table} WHERE seq = ?1"))?
+            .execute([seq])?;
+    }
+    Ok(())
+}

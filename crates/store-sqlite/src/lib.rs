@@ -111,6 +111,22 @@ impl SqliteStore {
     }
 }
 
+fn job_from_row(row: &Row) -> rusqlite::Result<flint_store::JobRecord> {
+    let state: String = row.get(2)?;
+    Ok(flint_store::JobRecord {
+        id: row.get(0)?,
+        kind: row.get(1)?,
+        state: flint_store::JobState::parse(&state).ok_or_else(|| {
+            rusqlite::Error::InvalidColumnType(2, state, rusqlite::types::Type::Text)
+        })?,
+        request: row.get(3)?,
+        progress: row.get(4)?,
+        result: row.get(5)?,
+        created: row.get(6)?,
+        updated: row.get(7)?,
+    })
+}
+
 pub(crate) fn version_from_row(row: &Row) -> rusqlite::Result<Version> {
     let json: Option<Vec<u8>> = row.get(6)?;
     Ok(Version {
@@ -344,6 +360,70 @@ impl Store for SqliteStore {
                     key: r.get(2)?,
                 })
             })?;
+            rows.collect()
+        })
+    }
+
+    fn current_versions(
+        &self,
+        resource_type: Option<&str>,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, Version)>> {
+        self.with_reader(|c| {
+            let (sql, params): (&str, Vec<rusqlite::types::Value>) = match resource_type {
+                Some(t) => (
+                    concat!(
+                        "SELECT ",
+                        version_columns!(),
+                        " FROM resource INDEXED BY resource_type_seq
+                     WHERE type = ?1 AND seq > ?2 AND t_end IS NULL AND json IS NOT NULL
+                     ORDER BY seq LIMIT ?3"
+                    ),
+                    vec![
+                        t.to_string().into(),
+                        (after as i64).into(),
+                        (limit as i64).into(),
+                    ],
+                ),
+                None => (
+                    concat!(
+                        "SELECT ",
+                        version_columns!(),
+                        " FROM resource
+                     WHERE seq > ?1 AND t_end IS NULL AND json IS NOT NULL
+                     ORDER BY seq LIMIT ?2"
+                    ),
+                    vec![(after as i64).into(), (limit as i64).into()],
+                ),
+            };
+            let mut stmt = c.prepare_cached(sql)?;
+            let mut rows = stmt.query(params_from_iter(params))?;
+            let mut out = Vec::new();
+            while let Some(row) = rows.next()? {
+                out.push((row.get::<_, i64>(7)? as u64, version_from_row(row)?));
+            }
+            Ok(out)
+        })
+    }
+
+    fn job(&self, id: &str) -> Result<Option<flint_store::JobRecord>> {
+        self.with_reader(|c| {
+            c.prepare_cached(
+                "SELECT id, kind, state, request, progress, result, created, updated FROM job WHERE id = ?1",
+            )?
+            .query_row([id], job_from_row)
+            .optional()
+        })
+    }
+
+    fn jobs(&self, state: flint_store::JobState) -> Result<Vec<flint_store::JobRecord>> {
+        self.with_reader(|c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT id, kind, state, request, progress, result, created, updated FROM job
+                 WHERE state = ?1 ORDER BY created",
+            )?;
+            let rows = stmt.query_map([state.as_str()], job_from_row)?;
             rows.collect()
         })
     }

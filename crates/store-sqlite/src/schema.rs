@@ -3,7 +3,7 @@
 use rusqlite::Connection;
 
 /// The schema version this build writes. Migrations run in order up to it.
-const SCHEMA_VERSION: i64 = 5;
+const SCHEMA_VERSION: i64 = 7;
 
 /// SQL functions the queries use: `flint_hash(text)`, the index key hash (chains, `_has`).
 fn add_functions(conn: &Connection) -> rusqlite::Result<()> {
@@ -196,6 +196,29 @@ pub fn migrate(conn: &Connection) -> rusqlite::Result<()> {
              DROP TABLE temp.tx_seq;
              DROP TABLE temp.tx_last;
              PRAGMA user_version = 5;
+             COMMIT;",
+        )?;
+    }
+    // (Version 6 is the composite index.)
+    if current < 7 {
+        // Background jobs (asynchronous requests, `$reindex`), and look-ups of one version's
+        // token and reference rows, which `$reindex` replaces and `delete_history` removes.
+        conn.execute_batch(
+            "BEGIN;
+             CREATE TABLE IF NOT EXISTS job (
+                 id       TEXT PRIMARY KEY,
+                 kind     TEXT NOT NULL,
+                 state    TEXT NOT NULL,
+                 request  TEXT NOT NULL,
+                 progress TEXT NOT NULL,
+                 result   TEXT,
+                 created  INTEGER NOT NULL,
+                 updated  INTEGER NOT NULL
+             );
+             CREATE INDEX IF NOT EXISTS job_state ON job (state);
+             CREATE INDEX IF NOT EXISTS idx_token_seq ON idx_token (seq, param);
+             CREATE INDEX IF NOT EXISTS idx_reference_seq ON idx_reference (seq, param);
+             PRAGMA user_version = 7;
              COMMIT;",
         )?;
     }

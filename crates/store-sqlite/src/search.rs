@@ -152,6 +152,9 @@ impl Sql<'_> {
             None => Ok("0".into()),
             Some(id) => {
                 let p = self.int(id);
+                if let Some(walk) = self.string_walk.as_mut().filter(|w| w.0.is_empty()) {
+                    walk.0 = p.clone();
+                }
                 let and = if condition.is_empty() {
                     String::new()
                 } else {
@@ -235,10 +238,8 @@ impl Sql<'_> {
                         let low = self.text(&normalized);
                         let high = self.text(&format!("{normalized}{MAX_CHAR}"));
                         if !self.correlated {
-                            if let Some(id) = self.param(param)? {
-                                let p = self.int(id);
-                                self.string_walk = Some((p, low.clone(), high.clone()));
-                            }
+                            // The parameter's bound id is filled in by `indexed` below.
+                            self.string_walk = Some((String::new(), low.clone(), high.clone()));
                         }
                         format!("value >= {low} AND value < {high}")
                     }
@@ -593,8 +594,9 @@ pub fn render(conn: &Connection, q: &SearchQuery, count: bool) -> rusqlite::Resu
     // one page, where `seq` order would collect and sort every match first (the walk reads the
     // index table itself: a sub-select would be sorted again). A resource that matches through
     // several values is kept at its lowest; the position is (value, seq).
-    let string_walk = sql.string_walk.take().filter(|_| {
-        seq_only
+    let string_walk = sql.string_walk.take().filter(|(p, _, _)| {
+        !p.is_empty()
+            && seq_only
             && q.order == Order::Any
             && q.sort.is_empty()
             && matches!(

@@ -4,8 +4,10 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::mpsc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use flint_store::{Error, NewVersion, Result, Transaction, TxNumber, Version};
-use rusqlite::Connection;
+use flint_store::{
+    Error, IndexedParam, JobRecord, NewVersion, Result, Transaction, TxNumber, Version,
+};
+use rusqlite::{Connection, OptionalExtension};
 use tokio::sync::oneshot;
 
 use crate::{fault, read_current};
@@ -222,6 +224,12 @@ impl Transaction for Refused {
     fn search(&mut self, _: &flint_store::search::SearchQuery) -> Result<Vec<Version>> {
         Err(Error::internal("the store cannot start a transaction"))
     }
+    fn reindex(&mut self, _: &str, _: &str, _: u64, _: Vec<IndexedParam>) -> Result<bool> {
+        Err(Error::internal("the store cannot start a transaction"))
+    }
+    fn put_job(&mut self, _: &JobRecord) -> Result<()> {
+        Err(Error::internal("the store cannot start a transaction"))
+    }
 }
 
 struct SqliteTransaction<'c> {
@@ -376,5 +384,55 @@ impl Transaction for SqliteTransaction<'_> {
             self.wrote = true;
         }
         Ok(n as u64)
+    }
+
+    fn reindex(
+        &mut self,
+        resource_type: &str,
+        id: &str,
+        version: u64,
+        index: Vec<IndexedParam>,
+    ) -> Result<bool> {
+        let r = self
+            .conn
+            .prepare_cached(
+                "SELECT seq FROM resource WHERE type = ?1 AND id = ?2 AND version = ?3
+                 AND t_end IS NULL AND json IS NOT NULL",
+            )
+            .and_then(|mut s| {
+                s.query_row((resource_type, id, version as i64), |r| r.get::<_, i64>(0))
+                    .optional()
+            });
+        let Some(seq) = self.check(r)? else {
+            return Ok(false);
+        };
+        let r = crate::index::delete_for_version(self.conn, seq);
+        self.check(r)?;
+        let r = crate::index::write(self.conn, self.params, resource_type, seq, &index);
+        self.check(r)?;
+        Ok(true)
+    }
+
+    fn put_job(&mut self, job: &JobRecord) -> Result<()> {
+        let r = self
+            .conn
+            .prepare_cached(
+                "INSERT OR REPLACE INTO job (id, kind, state, request, progress, result, created, updated)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            )
+            .and_then(|mut s| {
+                s.execute((
+                    &job.id,
+                    &job.kind,
+                    job.state.as_str(),
+                    &job.request,
+                    &job.progress,
+                    &job.result,
+                    job.created,
+                    job.updated,
+                ))
+            });
+        self.check(r)?;
+        Ok(())
     }
 }

@@ -190,4 +190,88 @@ pub async fn run<S: Store>(store: &S) {
         .write(|t| t.put(put("Patient", "a", 4, Some("{}"))))
         .await
         .unwrap();
+
+    // Walks over current data: every current version that holds a resource, once, in write
+    // order, resumable from any position.
+    let mut walked = Vec::new();
+    let mut after = 0;
+    loop {
+        let batch = store.current_versions(None, after, 7).unwrap();
+        let Some((last, _)) = batch.last() else { break };
+        after = *last;
+        walked.extend(
+            batch
+                .into_iter()
+                .map(|(_, v)| (v.resource_type, v.id, v.version)),
+        );
+    }
+    let mut unique = walked.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), walked.len(), "each resource once");
+    assert!(walked.contains(&("Patient".into(), "a".into(), 4)));
+    assert!(walked.iter().all(|(_, _, v)| *v > 0));
+    let patients = store.current_versions(Some("Patient"), 0, 1000).unwrap();
+    assert!(patients
+        .iter()
+        .all(|(_, v)| v.resource_type == "Patient" && v.json.is_some()));
+
+    // Reindex replaces the rows of a current version only.
+    let index = vec![crate::IndexedParam {
+        code: "family".into(),
+        kind: crate::ParamType::String,
+        values: vec![crate::IndexValue::String {
+            normalized: "reindexed".into(),
+            original: "Reindexed".into(),
+        }],
+    }];
+    let (current, stale) = store
+        .write(move |t| {
+            let stale = t.reindex("Patient", "a", 3, index.clone())?;
+            let current = t.reindex("Patient", "a", 4, index)?;
+            Ok((current, stale))
+        })
+        .await
+        .unwrap();
+    assert!(current && !stale);
+    let q = crate::search::SearchQuery {
+        resource_type: "Patient".into(),
+        clauses: vec![vec![crate::search::Predicate::String {
+            param: "family".into(),
+            value: "reindexed".into(),
+            how: crate::search::StringMatch::Prefix,
+        }]],
+        limit: 10,
+        ..Default::default()
+    };
+    let found = store.search(&q).unwrap().versions;
+    assert_eq!(found.len(), 1);
+    assert_eq!((found[0].id.as_str(), found[0].version), ("a", 4));
+
+    // Jobs are kept, replaced whole, and listed by state.
+    let mut job = crate::JobRecord {
+        id: "j1".into(),
+        kind: "reindex".into(),
+        state: crate::JobState::Running,
+        request: "{}".into(),
+        progress: "{\"after\":0}".into(),
+        result: None,
+        created: 1,
+        updated: 1,
+    };
+    let stored = job.clone();
+    store.write(move |t| t.put_job(&stored)).await.unwrap();
+    assert_eq!(store.job("j1").unwrap(), Some(job.clone()));
+    assert_eq!(
+        store.jobs(crate::JobState::Running).unwrap(),
+        vec![job.clone()]
+    );
+    job.state = crate::JobState::Done;
+    job.result = Some("{}".into());
+    job.updated = 2;
+    let stored = job.clone();
+    store.write(move |t| t.put_job(&stored)).await.unwrap();
+    assert!(store.jobs(crate::JobState::Running).unwrap().is_empty());
+    assert_eq!(store.job("j1").unwrap(), Some(job));
+    assert_eq!(store.job("nope").unwrap(), None);
 }

@@ -169,6 +169,58 @@ pub struct PagingKey {
     pub key: Vec<u8>,
 }
 
+/// Where a background job is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum JobState {
+    Running,
+    /// Finished; its result holds the response.
+    Done,
+    /// Ended by an error; its result holds the OperationOutcome.
+    Failed,
+    /// Cancelled by a client.
+    Cancelled,
+}
+
+impl JobState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobState::Running => "running",
+            JobState::Done => "done",
+            JobState::Failed => "failed",
+            JobState::Cancelled => "cancelled",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<JobState> {
+        Some(match s {
+            "running" => JobState::Running,
+            "done" => JobState::Done,
+            "failed" => JobState::Failed,
+            "cancelled" => JobState::Cancelled,
+            _ => return None,
+        })
+    }
+}
+
+/// A background job (an asynchronous request), kept in the store so that it survives a
+/// restart and any node can answer for it. What `request`, `progress` and `result` hold is
+/// the engine's business (JSON text).
+#[derive(Clone, Debug, PartialEq)]
+pub struct JobRecord {
+    pub id: String,
+    /// What runs it (`reindex`, …).
+    pub kind: String,
+    pub state: JobState,
+    pub request: String,
+    /// Where it is: enough to resume after a restart, and to report progress.
+    pub progress: String,
+    /// The response once it ended.
+    pub result: Option<String>,
+    /// Microseconds since the epoch.
+    pub created: i64,
+    pub updated: i64,
+}
+
 /// Which versions a history request asks for.
 #[derive(Clone, Debug, Default)]
 pub struct HistoryQuery {
@@ -242,6 +294,26 @@ pub trait Transaction {
     /// # Errors
     /// A backend fault.
     fn delete_history(&mut self, resource_type: &str, id: &str) -> Result<u64>;
+
+    /// Replaces the search index rows of a version (`$reindex`) if it is still the current
+    /// one; returns whether it was (a version superseded meanwhile was indexed when its
+    /// successor was written).
+    ///
+    /// # Errors
+    /// A backend fault.
+    fn reindex(
+        &mut self,
+        resource_type: &str,
+        id: &str,
+        version: u64,
+        index: Vec<IndexedParam>,
+    ) -> Result<bool>;
+
+    /// Creates or replaces a job record.
+    ///
+    /// # Errors
+    /// A backend fault.
+    fn put_job(&mut self, job: &JobRecord) -> Result<()>;
 }
 
 /// A storage backend.
@@ -293,6 +365,31 @@ pub trait Store: Send + Sync + 'static {
     /// # Errors
     /// A backend fault.
     fn last_tx(&self) -> Result<TxNumber>;
+
+    /// Current versions that hold a resource (not deletions), of one type or of all, in the
+    /// order they were written, after the position `after` (0 for the start); each comes
+    /// with its position. For walks over all data (`$reindex`).
+    ///
+    /// # Errors
+    /// A backend fault.
+    fn current_versions(
+        &self,
+        resource_type: Option<&str>,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, Version)>>;
+
+    /// A job by id.
+    ///
+    /// # Errors
+    /// A backend fault.
+    fn job(&self, id: &str) -> Result<Option<JobRecord>>;
+
+    /// The jobs in a state (`Running` ones, to resume them after a restart).
+    ///
+    /// # Errors
+    /// A backend fault.
+    fn jobs(&self, state: JobState) -> Result<Vec<JobRecord>>;
 
     /// Runs `job` in a new transaction and commits it if the job succeeds; the job's result
     /// is returned only once the transaction is durable. A failing job leaves no trace.

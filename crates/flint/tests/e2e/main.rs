@@ -8,6 +8,7 @@ mod durability;
 mod examples;
 mod history;
 mod http_behaviour;
+mod jobs;
 mod search;
 mod server;
 mod validation;
