@@ -6,6 +6,7 @@
 pub mod bundle;
 mod conditional;
 mod context;
+pub mod fulltext;
 pub mod jobs;
 pub mod paging;
 pub mod patch;
@@ -516,17 +517,42 @@ impl Stamped {
 
 /// The search index values of a resource, for every parameter of the registry that applies
 /// to its type. `_id` and `_lastUpdated` are answered from the version itself, not indexed.
+///
+/// `_text` and `_content` come last, each as one string value: the narrative as text, and
+/// all the text of the resource (the store keeps them in its full-text index).
 pub fn index_values(resource: &Value, registry: &flint_search::Registry) -> Vec<IndexedParam> {
-    registry
+    let mut values: Vec<IndexedParam> = registry
         .extract(resource)
         .into_iter()
-        .filter(|e| !e.values.is_empty() && e.param.code != "_id" && e.param.code != "_lastUpdated")
+        .filter(|e| {
+            !e.values.is_empty()
+                && !matches!(
+                    e.param.code.as_str(),
+                    "_id" | "_lastUpdated" | "_text" | "_content"
+                )
+        })
         .map(|e| IndexedParam {
             code: e.param.code.clone(),
             kind: e.param.kind,
             values: e.values.into_iter().map(flint_store::owned_value).collect(),
         })
-        .collect()
+        .collect();
+    for (code, text) in [
+        ("_text", fulltext::narrative(resource)),
+        ("_content", fulltext::content(resource)),
+    ] {
+        if !text.is_empty() {
+            values.push(IndexedParam {
+                code: code.into(),
+                kind: flint_search::ParamType::Special,
+                values: vec![flint_search::IndexValue::String {
+                    normalized: text.into(),
+                    original: "".into(),
+                }],
+            });
+        }
+    }
+    values
 }
 
 /// Sets `id`, `meta.versionId` and `meta.lastUpdated` and serializes the resource with

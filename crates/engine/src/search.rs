@@ -312,6 +312,40 @@ impl<S: Store> Engine<S> {
         Ok(parsed)
     }
 
+    /// `_list=id[,id]`: the resources of the type that the List's entries point at.
+    fn list_members(&self, resource_type: &str, value: &str) -> Result<Vec<Predicate>> {
+        let mut alternatives = Vec::new();
+        for list_id in split_or(value) {
+            if list_id.starts_with('$') {
+                return Err(unsupported(format!(
+                    "functional lists ('_list={list_id}') are not supported"
+                )));
+            }
+            let Some(list) = self.store().read("List", &list_id)? else {
+                continue;
+            };
+            let Some(json) = &list.json else { continue };
+            let list: serde_json::Value = serde_json::from_slice(json).map_err(Error::internal)?;
+            for entry in list["entry"].as_array().into_iter().flatten() {
+                let Some(reference) = entry["item"]["reference"].as_str() else {
+                    continue;
+                };
+                // Relative (`Type/id`) or absolute (`…/Type/id`), possibly versioned.
+                let path = reference.split("/_history/").next().unwrap_or(reference);
+                let mut segments = path.rsplit('/');
+                if let (Some(id), Some(rt)) = (segments.next(), segments.next()) {
+                    if rt == resource_type && !id.is_empty() {
+                        alternatives.push(Predicate::Id(id.to_string()));
+                    }
+                }
+            }
+        }
+        if alternatives.is_empty() {
+            alternatives.push(Predicate::Nothing);
+        }
+        Ok(alternatives)
+    }
+
     fn sort_key(&self, registry: &Registry, resource_type: &str, key: &str) -> Result<SortKey> {
         let (descending, code) = match key.strip_prefix('-') {
             Some(code) => (true, code),
@@ -640,11 +674,37 @@ impl<S: Store> Engine<S> {
                 "chained parameters ('{code}') are not supported yet"
             )));
         }
-        if matches!(
-            code,
-            "_has" | "_text" | "_content" | "_list" | "_query" | "_filter" | "_type"
-        ) {
+        if matches!(code, "_has" | "_query" | "_filter" | "_type") {
             return Err(unsupported(format!("'{code}' is not supported yet")));
+        }
+        if code == "_text" || code == "_content" {
+            if let Some(m) = modifier {
+                return Err(Error::invalid(format!(
+                    "modifier ':{m}' is not valid on {code}"
+                )));
+            }
+            let alternatives: Vec<Predicate> = split_or(value)
+                .iter()
+                .map(|v| Predicate::FullText {
+                    narrative: code == "_text",
+                    words: crate::fulltext::words(v),
+                })
+                .collect();
+            if alternatives
+                .iter()
+                .any(|p| matches!(p, Predicate::FullText { words, .. } if words.is_empty()))
+            {
+                return Err(Error::invalid(format!("{code} needs at least one word")));
+            }
+            return Ok(Some(alternatives));
+        }
+        if code == "_list" {
+            if let Some(m) = modifier {
+                return Err(Error::invalid(format!(
+                    "modifier ':{m}' is not valid on _list"
+                )));
+            }
+            return self.list_members(resource_type, value).map(Some);
         }
         if code == "_id" {
             let values = split_or(value);

@@ -122,14 +122,43 @@ pub fn write(
     seq: i64,
     params: &[IndexedParam],
 ) -> rusqlite::Result<()> {
+    let (mut narrative, mut content) = (None, None);
     for p in params {
+        // The full-text "parameters" go to one row of their own table.
+        let text = match p.code.as_str() {
+            FULL_TEXT_NARRATIVE => &mut narrative,
+            FULL_TEXT_CONTENT => &mut content,
+            _ => &mut None,
+        };
+        if let Some(IndexValue::String { normalized, .. }) = p.values.first() {
+            if p.code == FULL_TEXT_NARRATIVE || p.code == FULL_TEXT_CONTENT {
+                *text = Some(normalized.as_ref());
+                continue;
+            }
+        }
         let param = ids.get_or_create(conn, resource_type, &p.code)?;
         for value in &p.values {
             write_value(conn, param, seq, value)?;
         }
     }
+    if narrative.is_some() || content.is_some() {
+        conn.prepare_cached(
+            "INSERT INTO idx_fulltext (rowid, kind, narrative, content) VALUES (?1, ?2, ?3, ?4)",
+        )?
+        .execute((
+            seq,
+            resource_type,
+            narrative.unwrap_or(""),
+            content.unwrap_or(""),
+        ))?;
+    }
     Ok(())
 }
+
+/// The codes under which the engine hands over a version's narrative and whole text (as
+/// one string value each) for `_text` and `_content`.
+pub const FULL_TEXT_NARRATIVE: &str = "_text";
+pub const FULL_TEXT_CONTENT: &str = "_content";
 
 fn write_value(
     conn: &Connection,
@@ -246,6 +275,10 @@ pub fn delete_for_history(
         ))?
         .execute((resource_type, id))?;
     }
+    conn.prepare_cached(
+        "DELETE FROM idx_fulltext WHERE rowid IN (SELECT seq FROM resource WHERE type = ?1 AND id = ?2 AND t_end IS NOT NULL)",
+    )?
+    .execute((resource_type, id))?;
     Ok(())
 }
 
@@ -255,5 +288,7 @@ pub fn delete_for_version(conn: &Connection, seq: i64) -> rusqlite::Result<()> {
         conn.prepare_cached(&format!("DELETE FROM {table} WHERE seq = ?1"))?
             .execute([seq])?;
     }
+    conn.prepare_cached("DELETE FROM idx_fulltext WHERE rowid = ?1")?
+        .execute([seq])?;
     Ok(())
 }

@@ -3,7 +3,7 @@
 use rusqlite::Connection;
 
 /// The schema version this build writes. Migrations run in order up to it.
-const SCHEMA_VERSION: i64 = 7;
+const SCHEMA_VERSION: i64 = 8;
 
 /// SQL functions the queries use: `flint_hash(text)`, the index key hash (chains, `_has`).
 fn add_functions(conn: &Connection) -> rusqlite::Result<()> {
@@ -219,6 +219,21 @@ pub fn migrate(conn: &Connection) -> rusqlite::Result<()> {
              CREATE INDEX IF NOT EXISTS idx_token_seq ON idx_token (seq, param);
              CREATE INDEX IF NOT EXISTS idx_reference_seq ON idx_reference (seq, param);
              PRAGMA user_version = 7;
+             COMMIT;",
+        )?;
+    }
+    if current < 8 {
+        // `_text` and `_content`: one full-text row per version (rowid = seq) with its
+        // resource type as a token, its narrative and all its text. Contentless: the text is
+        // in the resource already; rows can still be deleted (reindex, delete-history).
+        conn.execute_batch(
+            "BEGIN;
+             CREATE VIRTUAL TABLE IF NOT EXISTS idx_fulltext USING fts5(
+                 kind, narrative, content,
+                 content = '', contentless_delete = 1,
+                 tokenize = 'unicode61 remove_diacritics 2'
+             );
+             PRAGMA user_version = 8;
              COMMIT;",
         )?;
     }

@@ -391,6 +391,31 @@ impl Sql<'_> {
                 )
             }
             Predicate::Nothing => "0".into(),
+            Predicate::FullText { narrative, words } => {
+                if words.is_empty() {
+                    return Ok("0".into());
+                }
+                // Every word as a quoted FTS5 string (no query syntax gets through), in the
+                // chosen column, and the resource type as a token of its own column.
+                let quoted: Vec<String> = words
+                    .iter()
+                    .map(|w| format!("\"{}\"", w.replace('"', "\"\"")))
+                    .collect();
+                let column = if *narrative { "narrative" } else { "content" };
+                let query = self.text(&format!(
+                    "kind : \"{}\" AND {column} : ({})",
+                    self.resource_type.replace('"', ""),
+                    quoted.join(" ")
+                ));
+                let subselect = format!(
+                    "SELECT rowid AS seq FROM idx_fulltext WHERE idx_fulltext MATCH {query}"
+                );
+                let text = format!("{}.seq IN ({subselect})", self.alias);
+                if !self.correlated {
+                    self.last_indexed = Some((text.clone(), subselect));
+                }
+                text
+            }
             Predicate::Not(alternatives) => {
                 let inner: Vec<String> = alternatives
                     .iter()

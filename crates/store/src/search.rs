@@ -113,6 +113,9 @@ pub enum Predicate {
     Missing { param: String, missing: bool },
     /// Holds for no resource (an empty value set, a type outside a compartment).
     Nothing,
+    /// `_text` (the narrative, `narrative` true) or `_content` (all the resource's text):
+    /// every word of `words` appears (case and accents ignored).
+    FullText { narrative: bool, words: Vec<String> },
     /// `:not`: none of the alternatives holds.
     Not(Vec<Predicate>),
     /// A chained parameter (`subject:Patient.name=x`): the reference `param` points at a

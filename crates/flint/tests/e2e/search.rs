@@ -418,7 +418,7 @@ fn handling_of_unknown_unsupported_and_malformed_parameters() {
     outcome(s.get("Patient?active:missing=maybe").send().unwrap(), 400);
     outcome(s.get("Patient?_count=many").send().unwrap(), 400);
     // Features not offered yet say so rather than answering wrongly.
-    let oo = outcome(s.get("Patient?_text=smith").send().unwrap(), 400);
+    let oo = outcome(s.get("Patient?_contained=true").send().unwrap(), 400);
     assert_eq!(oo["issue"][0]["code"], "not-supported");
     outcome(
         s.get("Observation?code:in=http://x/vs").send().unwrap(),
@@ -772,4 +772,79 @@ fn string_prefix_pages_hold_every_match_once() {
         let back = json!({"resourceType": "Patient", "id": "s5", "name": [{"family": "Jones"}]});
         assert_eq!(s.put("Patient/s5", &back).status(), 200);
     }
+}
+
+#[test]
+fn text_content_and_list_search() {
+    let s = Server::start();
+    let resources = [
+        json!({"resourceType": "Condition", "id": "c1", "subject": {"reference": "Patient/x"},
+               "text": {"status": "generated", "div": "<div xmlns=\"http://www.w3.org/1999/xhtml\">Persistent <b>dry</b> cough &amp; fever</div>"},
+               "code": {"text": "Bronchitis"}}),
+        json!({"resourceType": "Condition", "id": "c2", "subject": {"reference": "Patient/x"},
+               "text": {"status": "generated", "div": "<div xmlns=\"http://www.w3.org/1999/xhtml\">Fèver after travel</div>"},
+               "code": {"text": "Malaria"}, "note": [{"text": "Returned from Kenya with a cough"}]}),
+        json!({"resourceType": "Condition", "id": "c3", "subject": {"reference": "Patient/x"}, "code": {"text": "Fracture"}}),
+        // Same words in another type: never found by a Condition search.
+        json!({"resourceType": "Observation", "id": "o1", "status": "final", "code": {"text": "cough fever"},
+               "text": {"status": "generated", "div": "<div xmlns=\"http://www.w3.org/1999/xhtml\">cough fever</div>"}}),
+        json!({"resourceType": "List", "id": "l1", "status": "current", "mode": "working",
+               "entry": [{"item": {"reference": "Condition/c1"}}, {"item": {"reference": "Condition/c3"}},
+                         {"item": {"reference": "Observation/o1"}}, {"item": {"display": "no reference"}}]}),
+        json!({"resourceType": "List", "id": "l2", "status": "current", "mode": "working",
+               "entry": [{"item": {"reference": "http://example.org/fhir/Condition/c2/_history/1"}}]}),
+    ];
+    for r in resources {
+        let path = format!(
+            "{}/{}",
+            r["resourceType"].as_str().unwrap(),
+            r["id"].as_str().unwrap()
+        );
+        assert_eq!(s.put(&path, &r).status(), 201, "{path}");
+    }
+    let cases: Vec<(&str, &[&str])> = vec![
+        // _text: the narrative only; every word must appear; case and accents ignored.
+        ("Condition?_text=cough", &["c1"]),
+        ("Condition?_text=FEVER", &["c1", "c2"]),
+        ("Condition?_text=cough fever", &["c1"]),
+        ("Condition?_text=cough,travel", &["c1", "c2"]),
+        ("Condition?_text=bronchitis", &[]),
+        // _content: all the text of the resource.
+        ("Condition?_content=cough", &["c1", "c2"]),
+        ("Condition?_content=bronchitis", &["c1"]),
+        ("Condition?_content=kenya&_text=fever", &["c2"]),
+        ("Condition?_content=\"OR\" cough*", &[]),
+        ("Observation?_content=cough", &["o1"]),
+        // _list: the members of the type.
+        ("Condition?_list=l1", &["c1", "c3"]),
+        ("Condition?_list=l2", &["c2"]),
+        ("Condition?_list=l1,l2", &["c1", "c2", "c3"]),
+        ("Condition?_list=l1&_content=fracture", &["c3"]),
+        ("Observation?_list=l1", &["o1"]),
+        ("Condition?_list=nope", &[]),
+    ];
+    for (query, expected) in cases {
+        assert_eq!(ids(&s, query), set(expected), "{query}");
+    }
+    // A changed narrative is searched as it is now.
+    let changed = json!({"resourceType": "Condition", "id": "c1", "subject": {"reference": "Patient/x"},
+           "text": {"status": "generated", "div": "<div xmlns=\"http://www.w3.org/1999/xhtml\">Resolved</div>"}});
+    assert_eq!(s.put("Condition/c1", &changed).status(), 200);
+    assert_eq!(ids(&s, "Condition?_text=cough"), set(&[]));
+    assert_eq!(ids(&s, "Condition?_text=resolved"), set(&["c1"]));
+    outcome(s.get("Condition?_text:exact=x").send().unwrap(), 400);
+    outcome(
+        s.get("Condition?_content=%2C%3B")
+            .header("prefer", "handling=strict")
+            .send()
+            .unwrap(),
+        400,
+    );
+    outcome(
+        s.get("Condition?_list=$current-problems")
+            .header("prefer", "handling=strict")
+            .send()
+            .unwrap(),
+        400,
+    );
 }
