@@ -207,13 +207,31 @@ impl<S: Store> Engine<S> {
         if_match: Option<u64>,
     ) -> Result<Written> {
         self.check_type(resource_type)?;
-        let found = self.matches(ctx, resource_type, criteria, 2)?;
-        match found.as_slice() {
-            [] => Err(Error::not_found(format!(
-                "no {resource_type} matches '{criteria}'"
-            ))),
-            [one] => self.patch(resource_type, &one.id, patch, if_match).await,
-            _ => Err(multiple(resource_type, criteria)),
+        // The patch is computed outside the write job, so it is applied to the version the
+        // search found: if that changed meanwhile, search again (the match may be another).
+        for _ in 0..4 {
+            let found = self.matches(ctx, resource_type, criteria, 2)?;
+            match found.as_slice() {
+                [] => {
+                    return Err(Error::not_found(format!(
+                        "no {resource_type} matches '{criteria}'"
+                    )))
+                }
+                [one] => {
+                    let expected = if_match.unwrap_or(one.version);
+                    match self
+                        .patch(resource_type, &one.id, patch, Some(expected))
+                        .await
+                    {
+                        Err(e) if e.status() == 412 && if_match.is_none() => continue,
+                        other => return other,
+                    }
+                }
+                _ => return Err(multiple(resource_type, criteria)),
+            }
         }
+        Err(Error::conflict(format!(
+            "the {resource_type} matching '{criteria}' kept changing; send the patch again"
+        )))
     }
 }

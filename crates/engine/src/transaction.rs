@@ -85,6 +85,7 @@ impl Action {
     }
 }
 
+#[derive(Clone)]
 struct Entry {
     action: Action,
     resource: Option<Value>,
@@ -92,6 +93,17 @@ struct Entry {
     /// Search criteria of a conditional entry (`ifNoneExist`, or the url's query).
     criteria: Option<String>,
 }
+
+/// A conditional of a transaction resolved before its write job (its criteria and the ids
+/// they matched). The job runs each again; if one answers differently, something committed in
+/// between and the transaction starts over.
+struct Check {
+    query: flint_store::search::SearchQuery,
+    ids: Vec<String>,
+}
+
+/// How often a transaction whose conditionals changed under it is tried again.
+const CONDITIONAL_ATTEMPTS: usize = 4;
 
 /// The outcome of one entry.
 enum Outcome {
@@ -155,12 +167,47 @@ impl<S: Store> Engine<S> {
     async fn transaction(
         self: &Arc<Self>,
         ctx: &Context,
-        mut entries: Vec<Entry>,
+        entries: Vec<Entry>,
         options: BundleOptions,
     ) -> Result<String> {
-        // Conditional entries become plain ones, by searching now.
+        let conditional = entries.iter().any(|e| {
+            e.criteria.is_some()
+                || e.resource.as_ref().is_some_and(|r| {
+                    let mut found = Vec::new();
+                    conditional_references(r, &mut found);
+                    !found.is_empty()
+                })
+        });
+        if !conditional {
+            return self
+                .transaction_once(ctx, entries, options)
+                .await?
+                .ok_or_else(|| Error::internal("a transaction without conditionals was retried"));
+        }
+        for _ in 0..CONDITIONAL_ATTEMPTS {
+            if let Some(response) = self.transaction_once(ctx, entries.clone(), options).await? {
+                return Ok(response);
+            }
+        }
+        Err(Error::conflict(
+            "the resources this transaction's conditional entries or references match kept \
+             changing while it ran; send it again",
+        ))
+    }
+
+    /// One attempt at a transaction: `None` when a conditional resolved before the write job
+    /// answers differently inside it (nothing was written).
+    async fn transaction_once(
+        self: &Arc<Self>,
+        ctx: &Context,
+        mut entries: Vec<Entry>,
+        options: BundleOptions,
+    ) -> Result<Option<String>> {
+        // Conditional entries become plain ones, by searching now; the write job checks the
+        // searches still give the same answers.
+        let mut checks = Vec::new();
         for (i, entry) in entries.iter_mut().enumerate() {
-            self.resolve_conditional(ctx, entry)
+            self.resolve_conditional(ctx, entry, &mut checks)
                 .map_err(|e| in_entry(e, i))?;
         }
         // Resolve placeholders: every full URL of a created entry, and urn: full URLs of updates.
@@ -197,7 +244,7 @@ impl<S: Store> Engine<S> {
                 }
                 let (rt, criteria) = reference.split_once('?').unwrap_or((&reference, ""));
                 let found = self
-                    .matches(ctx, rt, criteria, 2)
+                    .checked_matches(ctx, rt, criteria, &mut checks)
                     .map_err(|e| in_entry(e, i))?;
                 match found.as_slice() {
                     [one] => {
@@ -281,18 +328,27 @@ impl<S: Store> Engine<S> {
         let touches_search_parameters = jobs
             .iter()
             .any(|(_, action, _)| action.target().0 == "SearchParameter");
-        let outcomes: Vec<Option<Outcome>> = self
+        let outcomes: Option<Vec<Option<Outcome>>> = self
             .store()
             .write(move |txn| {
+                for check in &checks {
+                    let now = txn.search(&check.query)?;
+                    if !now.iter().map(|v| &v.id).eq(check.ids.iter()) {
+                        return Ok(None);
+                    }
+                }
                 let mut outcomes: Vec<Option<Outcome>> = (0..jobs.len()).map(|_| None).collect();
                 for (i, action, payload) in jobs {
                     let outcome =
                         write_entry(txn, action, payload, &registry).map_err(|e| in_entry(e, i))?;
                     outcomes[i] = outcome;
                 }
-                Ok(outcomes)
+                Ok(Some(outcomes))
             })
             .await?;
+        let Some(outcomes) = outcomes else {
+            return Ok(None);
+        };
         if touches_search_parameters {
             self.written("SearchParameter");
         }
@@ -300,7 +356,25 @@ impl<S: Store> Engine<S> {
         for outcome in outcomes.into_iter().flatten() {
             response_entry(&mut out, ctx, outcome, options);
         }
-        Ok(out.finish())
+        Ok(Some(out.finish()))
+    }
+
+    /// Searches conditional criteria before a write job, recording the search for the job
+    /// to check.
+    fn checked_matches(
+        &self,
+        ctx: &Context,
+        resource_type: &str,
+        criteria: &str,
+        checks: &mut Vec<Check>,
+    ) -> Result<Vec<Version>> {
+        let query = self.criteria(ctx, resource_type, criteria, 2)?;
+        let found = self.store().search(&query)?.versions;
+        checks.push(Check {
+            query,
+            ids: found.iter().map(|v| v.id.clone()).collect(),
+        });
+        Ok(found)
     }
 
     async fn batch(
@@ -345,12 +419,17 @@ impl<S: Store> Engine<S> {
     }
 
     /// Turns a conditional entry into a plain one by searching its criteria now.
-    fn resolve_conditional(&self, ctx: &Context, entry: &mut Entry) -> Result<()> {
+    fn resolve_conditional(
+        &self,
+        ctx: &Context,
+        entry: &mut Entry,
+        checks: &mut Vec<Check>,
+    ) -> Result<()> {
         let Some(criteria) = entry.criteria.take() else {
             return Ok(());
         };
         let rt = entry.action.target().0.to_string();
-        let found = self.matches(ctx, &rt, &criteria, 2)?;
+        let found = self.checked_matches(ctx, &rt, &criteria, checks)?;
         let multiple = || {
             Error::new(
                 IssueType::MultipleMatches,
@@ -433,8 +512,13 @@ impl<S: Store> Engine<S> {
     }
 
     async fn run_batch_entry(&self, ctx: &Context, mut entry: Entry) -> Outcome {
-        if let Err(e) = self.resolve_conditional(ctx, &mut entry) {
-            return Outcome::Failed(e);
+        // A conditional entry of a batch is the conditional interaction itself: the search
+        // and the write run in one store job.
+        if let Some(criteria) = entry.criteria.take() {
+            return self
+                .run_conditional_batch_entry(ctx, entry, &criteria)
+                .await
+                .unwrap_or_else(Outcome::Failed);
         }
         let result = match entry.action {
             Action::Create { rt, .. } => match entry.resource {
@@ -488,6 +572,55 @@ impl<S: Store> Engine<S> {
             .map(Outcome::Read),
         };
         result.unwrap_or_else(Outcome::Failed)
+    }
+}
+
+impl<S: Store> Engine<S> {
+    async fn run_conditional_batch_entry(
+        &self,
+        ctx: &Context,
+        entry: Entry,
+        criteria: &str,
+    ) -> Result<Outcome> {
+        let resource = entry.resource;
+        let needs = |what: &str| Error::invalid(format!("a {what} entry needs a resource"));
+        match entry.action {
+            Action::Create { rt, .. } => {
+                let r = resource.ok_or_else(|| needs("POST"))?;
+                let (version, created) = self.conditional_create(ctx, &rt, r, criteria).await?;
+                Ok(Outcome::Written {
+                    status: if created { 201 } else { 200 },
+                    version,
+                })
+            }
+            Action::Update { rt, if_match, .. } => {
+                let r = resource.ok_or_else(|| needs("PUT"))?;
+                let w = self
+                    .conditional_update(ctx, &rt, criteria, r, if_match)
+                    .await?;
+                Ok(Outcome::Written {
+                    status: if w.created { 201 } else { 200 },
+                    version: w.version,
+                })
+            }
+            Action::Patch { rt, if_match, .. } => {
+                let doc = patch_document(resource.as_ref().ok_or_else(|| needs("PATCH"))?)?;
+                let w = self
+                    .conditional_patch(ctx, &rt, criteria, &doc, if_match)
+                    .await?;
+                Ok(Outcome::Written {
+                    status: 200,
+                    version: w.version,
+                })
+            }
+            Action::Delete { rt, .. } => {
+                self.conditional_delete(ctx, &rt, criteria).await?;
+                Ok(Outcome::Deleted)
+            }
+            Action::Read { .. } | Action::Unchanged { .. } => {
+                Err(Error::invalid("this entry cannot be conditional"))
+            }
+        }
     }
 }
 

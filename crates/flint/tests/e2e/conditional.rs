@@ -171,3 +171,46 @@ fn conditional_entries_and_references_in_a_transaction() {
     outcome(s.post("", &bad), 412);
     assert_eq!(total(&s, "Observation"), 1);
 }
+
+/// Concurrent Bundles with the same conditional create: exactly one resource is created, in
+/// transactions (the write job re-checks the search) and in batches (the search runs in it).
+#[test]
+fn concurrent_conditional_creates_in_bundles_create_once() {
+    let s = Server::start();
+    for (kind, mrn) in [("transaction", "race-t"), ("batch", "race-b")] {
+        let bundle = json!({"resourceType": "Bundle", "type": kind, "entry": [{
+            "resource": patient(mrn),
+            "request": {"method": "POST", "url": "Patient", "ifNoneExist": format!("identifier=http://mrn|{mrn}")}
+        }]});
+        let statuses: Vec<String> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..8)
+                .map(|_| {
+                    let (client, base, bundle) = (s.client.clone(), s.base.clone(), bundle.clone());
+                    scope.spawn(move || {
+                        let r = client.post(&base).json(&bundle).send().unwrap();
+                        assert_eq!(r.status(), 200);
+                        let b: Value = r.json().unwrap();
+                        b["entry"][0]["response"]["status"]
+                            .as_str()
+                            .unwrap()
+                            .to_string()
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        let created = statuses.iter().filter(|s| s.starts_with("201")).count();
+        assert_eq!(created, 1, "{kind}: {statuses:?}");
+        assert!(
+            statuses
+                .iter()
+                .all(|s| s.starts_with("201") || s.starts_with("200")),
+            "{statuses:?}"
+        );
+        assert_eq!(
+            total(&s, &format!("Patient?identifier=http://mrn|{mrn}")),
+            1,
+            "{kind}"
+        );
+    }
+}
