@@ -121,7 +121,7 @@ pub fn write(
     resource_type: &str,
     seq: i64,
     params: &[IndexedParam],
-) -> rusqlite::Result<()> {
+) -> rusqlite::Result<Option<FullTextRow>> {
     let (mut narrative, mut content) = (None, None);
     for p in params {
         // The full-text "parameters" go to one row of their own table.
@@ -141,16 +141,57 @@ pub fn write(
             write_value(conn, param, seq, value)?;
         }
     }
-    if narrative.is_some() || content.is_some() {
-        conn.prepare_cached(
-            "INSERT INTO idx_fulltext (rowid, kind, narrative, content) VALUES (?1, ?2, ?3, ?4)",
-        )?
-        .execute((
+    Ok(
+        (narrative.is_some() || content.is_some()).then(|| FullTextRow {
             seq,
-            resource_type,
-            narrative.unwrap_or(""),
-            content.unwrap_or(""),
-        ))?;
+            kind: resource_type.to_string(),
+            narrative: narrative.unwrap_or("").to_string(),
+            content: content.unwrap_or("").to_string(),
+        }),
+    )
+}
+
+/// A version's row of the full-text index. The writer inserts the rows of a whole batch just
+/// before its commit: FTS5 flushes its pending terms to a new segment at every savepoint, and
+/// a segment per job would cost more than the rest of the job's indexing.
+pub struct FullTextRow {
+    pub seq: i64,
+    pub kind: String,
+    pub narrative: String,
+    pub content: String,
+}
+
+pub fn write_full_text(conn: &Connection, rows: &[FullTextRow]) -> rusqlite::Result<()> {
+    // Many rows per statement: FTS5 also flushes at each statement's own savepoint.
+    const PER_STATEMENT: usize = 64;
+    for chunk in rows.chunks(PER_STATEMENT) {
+        let values: Vec<String> = (0..chunk.len())
+            .map(|i| {
+                format!(
+                    "(?{}, ?{}, ?{}, ?{})",
+                    4 * i + 1,
+                    4 * i + 2,
+                    4 * i + 3,
+                    4 * i + 4
+                )
+            })
+            .collect();
+        // A version removed later in the same batch (delete-history) gets no row.
+        let sql = format!(
+            "INSERT INTO idx_fulltext (rowid, kind, narrative, content)
+             SELECT column1, column2, column3, column4 FROM (VALUES {})
+             WHERE EXISTS (SELECT 1 FROM resource WHERE seq = column1)",
+            values.join(", ")
+        );
+        let mut params: Vec<rusqlite::types::Value> = Vec::with_capacity(4 * chunk.len());
+        for row in chunk {
+            params.push(row.seq.into());
+            params.push(row.kind.clone().into());
+            params.push(row.narrative.clone().into());
+            params.push(row.content.clone().into());
+        }
+        conn.prepare_cached(&sql)?
+            .execute(rusqlite::params_from_iter(params))?;
     }
     Ok(())
 }

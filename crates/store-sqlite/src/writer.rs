@@ -69,6 +69,7 @@ pub fn start(conn: Connection) -> Result<mpsc::Sender<Job>> {
                 params: Default::default(),
                 next_tx: next_tx as u64,
                 last_time,
+                full_text: Vec::new(),
             }
             .run(receiver)
         })
@@ -81,6 +82,8 @@ struct Writer {
     params: crate::index::ParamIds,
     next_tx: TxNumber,
     last_time: i64,
+    /// Full-text rows of the batch's committed jobs, written just before the commit.
+    full_text: Vec<crate::index::FullTextRow>,
 }
 
 fn now_micros() -> i64 {
@@ -121,7 +124,9 @@ impl Writer {
         for job in batch {
             completions.push(self.run_job(job));
         }
-        let commit = self.conn.execute_batch("COMMIT");
+        let rows = std::mem::take(&mut self.full_text);
+        let commit = crate::index::write_full_text(&self.conn, &rows)
+            .and_then(|()| self.conn.execute_batch("COMMIT"));
         let error = match commit {
             Ok(()) => None,
             Err(e) => {
@@ -151,9 +156,11 @@ impl Writer {
             now,
             wrote: false,
             failed: None,
+            full_text: Vec::new(),
         };
         let ran = catch_unwind(AssertUnwindSafe(|| job(&mut txn)));
         let (wrote, failed) = (txn.wrote, txn.failed.take());
+        let full_text = std::mem::take(&mut txn.full_text);
         let keep = match &ran {
             Ok((ok, _)) => *ok && failed.is_none(),
             Err(_) => false,
@@ -170,6 +177,7 @@ impl Writer {
                     .is_ok());
         if recorded {
             let _ = self.conn.execute_batch("RELEASE job");
+            self.full_text.extend(full_text);
             if wrote {
                 self.next_tx += 1;
                 self.last_time = now;
@@ -240,6 +248,8 @@ struct SqliteTransaction<'c> {
     wrote: bool,
     /// A backend error seen by this transaction: the job must not commit after one.
     failed: Option<String>,
+    /// Full-text rows of the versions it wrote (see `index::FullTextRow`).
+    full_text: Vec<crate::index::FullTextRow>,
 }
 
 impl SqliteTransaction<'_> {
@@ -329,7 +339,8 @@ impl Transaction for SqliteTransaction<'_> {
         self.check(r)?;
         let seq = self.conn.last_insert_rowid();
         let r = crate::index::write(self.conn, self.params, &new.resource_type, seq, &new.index);
-        self.check(r)?;
+        let row = self.check(r)?;
+        self.full_text.extend(row);
         self.wrote = true;
         Ok(Version {
             resource_type: new.resource_type,
@@ -409,7 +420,8 @@ impl Transaction for SqliteTransaction<'_> {
         let r = crate::index::delete_for_version(self.conn, seq);
         self.check(r)?;
         let r = crate::index::write(self.conn, self.params, resource_type, seq, &index);
-        self.check(r)?;
+        let row = self.check(r)?;
+        self.full_text.extend(row);
         Ok(true)
     }
 
