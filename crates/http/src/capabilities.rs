@@ -43,12 +43,21 @@ fn referring_params(model: &Model, registry: &Registry, rt: &str) -> Vec<String>
 }
 
 /// The search parameters of a type this server answers: every indexed parameter of a type
-/// it searches, plus `_id` and `_lastUpdated`.
+/// it searches, plus `_id`, `_lastUpdated`, `_content`, `_list` and `_text`.
 fn search_params(registry: &Registry, rt: &str) -> Vec<Value> {
     let mut out = vec![
         json!({"name": "_id", "type": "token", "definition": "http://hl7.org/fhir/SearchParameter/Resource-id"}),
         json!({"name": "_lastUpdated", "type": "date", "definition": "http://hl7.org/fhir/SearchParameter/Resource-lastUpdated"}),
+        json!({"name": "_content", "type": "string", "definition": "http://hl7.org/fhir/SearchParameter/Resource-content",
+               "documentation": "Every word must appear somewhere in the resource's text (case and accents ignored)."}),
+        json!({"name": "_list", "type": "special",
+               "documentation": "The resources a stored List's entries point at (List ids; functional lists are not supported)."}),
     ];
+    // Bundle, Binary and Parameters have no narrative.
+    if !matches!(rt, "Bundle" | "Binary" | "Parameters") {
+        out.push(json!({"name": "_text", "type": "string", "definition": "http://hl7.org/fhir/SearchParameter/DomainResource-text",
+                        "documentation": "Every word must appear in the narrative (case and accents ignored)."}));
+    }
     for p in registry.params(rt) {
         let supported = !matches!(
             p.kind,
