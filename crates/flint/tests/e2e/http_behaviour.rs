@@ -396,6 +396,9 @@ fn capability_statement_is_generated_and_true() {
         "birthdate",
         "identifier",
         "general-practitioner",
+        "_text",
+        "_content",
+        "_list",
     ] {
         assert!(
             params.contains(&p),
@@ -403,7 +406,7 @@ fn capability_statement_is_generated_and_true() {
         );
     }
     assert!(
-        !params.contains(&"_has") && !params.contains(&"_text"),
+        !params.contains(&"_contained") && !params.contains(&"_filter"),
         "unsupported special parameters are not claimed"
     );
     let system: Vec<&str> = cs["rest"][0]["interaction"]
