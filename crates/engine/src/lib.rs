@@ -537,6 +537,37 @@ pub fn index_values(resource: &Value, registry: &flint_search::Registry) -> Vec<
             values: e.values.into_iter().map(flint_store::owned_value).collect(),
         })
         .collect();
+    // Contained resources are searched with `_contained`: their values go under `#Type:code`
+    // (the store keeps them apart from the container's own).
+    for inner in resource["contained"].as_array().into_iter().flatten() {
+        let Some(inner_type) = inner["resourceType"].as_str() else {
+            continue;
+        };
+        values.push(IndexedParam {
+            code: format!("#{inner_type}:{}", search::CONTAINED_MARKER),
+            kind: flint_search::ParamType::Token,
+            values: vec![flint_search::IndexValue::Token {
+                system: None,
+                code: Some(inner_type.to_string().into()),
+                text: None,
+            }],
+        });
+        for e in registry.extract(inner) {
+            if e.values.is_empty()
+                || matches!(
+                    e.param.code.as_str(),
+                    "_id" | "_lastUpdated" | "_text" | "_content"
+                )
+            {
+                continue;
+            }
+            values.push(IndexedParam {
+                code: format!("#{inner_type}:{}", e.param.code),
+                kind: e.param.kind,
+                values: e.values.into_iter().map(flint_store::owned_value).collect(),
+            });
+        }
+    }
     for (code, text) in [
         ("_text", fulltext::narrative(resource)),
         ("_content", fulltext::content(resource)),

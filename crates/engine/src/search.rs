@@ -65,8 +65,22 @@ pub struct SearchOutcome {
     pub included: Vec<Version>,
 }
 
+/// The index entry every contained resource has under `#Type` (see `index_values`).
+pub const CONTAINED_MARKER: &str = "_contained";
+
+/// `_contained`: which resources a search looks at.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Contained {
+    /// Top-level resources only (the default).
+    No,
+    /// Resources contained in others, returned as their containers.
+    Only,
+    /// Both.
+    Both,
+}
+
 /// Parameters that shape the result rather than select resources.
-const RESULT_PARAMS: [&str; 8] = [
+const RESULT_PARAMS: [&str; 9] = [
     "_include",
     "_revinclude",
     "_count",
@@ -75,6 +89,7 @@ const RESULT_PARAMS: [&str; 8] = [
     "_summary",
     "_elements",
     "_contained",
+    "_containedType",
 ];
 /// Parameters handled outside search (format, paging state).
 const TRANSPORT_PARAMS: [&str; 4] = ["_format", "_pretty", "__snapshot", "__after"];
@@ -209,6 +224,7 @@ impl<S: Store> Engine<S> {
             limit: default_count,
             ..Default::default()
         };
+        let mut contained = Contained::No;
         let mut parsed = ParsedSearch {
             query: SearchQuery::default(),
             total: TotalMode::Auto,
@@ -286,8 +302,32 @@ impl<S: Store> Engine<S> {
                         )?);
                     }
                     "_contained" => {
-                        return Err(unsupported("_contained is not supported yet".into()))
+                        contained = match value.as_str() {
+                            "false" => Contained::No,
+                            "true" => Contained::Only,
+                            "both" => Contained::Both,
+                            other => {
+                                return Err(Error::invalid(format!(
+                                    "_contained must be true, false or both, not '{other}'"
+                                )))
+                            }
+                        }
                     }
+                    "_containedType" => match value.as_str() {
+                        "container" => {}
+                        "contained" => {
+                            return Err(unsupported(
+                                "_containedType=contained is not supported: contained matches \
+                                 are returned inside their containers"
+                                    .into(),
+                            ))
+                        }
+                        other => {
+                            return Err(Error::invalid(format!(
+                                "_containedType must be container or contained, not '{other}'"
+                            )))
+                        }
+                    },
                     _ => {}
                 }
                 parsed.applied.push((name.clone(), value.clone()));
@@ -307,6 +347,41 @@ impl<S: Store> Engine<S> {
             };
             query.clauses.push(clause);
             parsed.applied.push((name.clone(), value.clone()));
+        }
+        if contained != Contained::No {
+            // Contained resources are indexed under `#Type` (see `index_values`); a match
+            // is found as its container, which is what is returned.
+            let on_version = |p: &Predicate| {
+                matches!(
+                    p,
+                    Predicate::Id(_) | Predicate::LastUpdated { .. } | Predicate::FullText { .. }
+                )
+            };
+            if query.clauses.iter().flatten().any(on_version) {
+                return Err(unsupported(
+                    "_id, _lastUpdated, _text and _content cannot be combined with _contained"
+                        .into(),
+                ));
+            }
+            let inside = format!("#{resource_type}");
+            // Holds for a container of at least one resource of the type (so that a search
+            // with no other parameter does not match every resource).
+            // Last: the client's first parameter, more selective, drives.
+            let mut inside_clauses = query.clauses.clone();
+            inside_clauses.push(vec![Predicate::Token {
+                param: CONTAINED_MARKER.into(),
+                system: None,
+                code: Some(resource_type.to_string()),
+            }]);
+            if contained == Contained::Both {
+                query.types = vec![
+                    (resource_type.to_string(), query.clauses.clone()),
+                    (inside, inside_clauses),
+                ];
+            } else {
+                query.resource_type = inside;
+                query.clauses = inside_clauses;
+            }
         }
         parsed.query = query;
         Ok(parsed)

@@ -136,7 +136,11 @@ pub fn write(
                 continue;
             }
         }
-        let param = ids.get_or_create(conn, resource_type, &p.code)?;
+        // `#Type:code`: a parameter of a contained resource, kept under the type `#Type`.
+        let param = match p.code.strip_prefix('#').and_then(|c| c.split_once(':')) {
+            Some((inner, code)) => ids.get_or_create(conn, &format!("#{inner}"), code)?,
+            None => ids.get_or_create(conn, resource_type, &p.code)?,
+        };
         for value in &p.values {
             write_value(conn, param, seq, value)?;
         }

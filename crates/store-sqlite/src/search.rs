@@ -541,8 +541,13 @@ pub fn render(conn: &Connection, q: &SearchQuery, count: bool) -> rusqlite::Resu
         let mut per_type = Vec::new();
         for (resource_type, clauses) in &q.types {
             sql.resource_type = resource_type.clone();
-            let rt = sql.text(resource_type);
-            let mut parts = vec![format!("r.type = {rt}")];
+            // `#Type` are resources contained in others: found as their containers.
+            let mut parts = if resource_type.starts_with('#') {
+                vec!["1".to_string()]
+            } else {
+                let rt = sql.text(resource_type);
+                vec![format!("r.type = {rt}")]
+            };
             parts.extend(sql.clauses(clauses)?);
             per_type.push(format!("({})", parts.join(" AND ")));
         }
@@ -597,7 +602,7 @@ pub fn render(conn: &Connection, q: &SearchQuery, count: bool) -> rusqlite::Resu
         }
         None => {
             conditions.insert(0, sql.live("r"));
-            if !system {
+            if !system && !q.resource_type.starts_with('#') {
                 let rt = sql.text(&q.resource_type);
                 conditions.insert(0, format!("r.type = {rt}"));
             }

@@ -418,7 +418,7 @@ fn handling_of_unknown_unsupported_and_malformed_parameters() {
     outcome(s.get("Patient?active:missing=maybe").send().unwrap(), 400);
     outcome(s.get("Patient?_count=many").send().unwrap(), 400);
     // Features not offered yet say so rather than answering wrongly.
-    let oo = outcome(s.get("Patient?_contained=true").send().unwrap(), 400);
+    let oo = outcome(s.get("Patient?_filter=name eq x").send().unwrap(), 400);
     assert_eq!(oo["issue"][0]["code"], "not-supported");
     outcome(
         s.get("Observation?code:in=http://x/vs").send().unwrap(),
@@ -845,6 +845,107 @@ fn text_content_and_list_search() {
             .header("prefer", "handling=strict")
             .send()
             .unwrap(),
+        400,
+    );
+}
+
+#[test]
+fn contained_resources_are_searched_with_contained() {
+    let s = Server::start();
+    let med = |code: &str| json!({"resourceType": "Medication", "id": "m", "code": {"coding": [{"system": "http://rx", "code": code}]}});
+    let resources = [
+        json!({"resourceType": "Medication", "id": "top", "code": {"coding": [{"system": "http://rx", "code": "aspirin"}]}}),
+        json!({"resourceType": "MedicationRequest", "id": "mr1", "status": "active", "intent": "order",
+               "contained": [med("aspirin")], "medicationReference": {"reference": "#m"}, "subject": {"reference": "Patient/p"}}),
+        json!({"resourceType": "MedicationRequest", "id": "mr2", "status": "active", "intent": "order",
+               "contained": [med("ibuprofen")], "medicationReference": {"reference": "#m"}, "subject": {"reference": "Patient/p"}}),
+        json!({"resourceType": "MedicationRequest", "id": "mr3", "status": "active", "intent": "order",
+               "medicationCodeableConcept": {"coding": [{"system": "http://rx", "code": "aspirin"}]}, "subject": {"reference": "Patient/p"}}),
+        json!({"resourceType": "DiagnosticReport", "id": "dr1", "status": "final", "code": {"text": "panel"},
+               "contained": [{"resourceType": "Observation", "id": "o", "status": "final", "code": {"coding": [{"system": "http://loinc.org", "code": "718-7"}]},
+                              "valueQuantity": {"value": 13.2, "unit": "g/dL", "system": "http://unitsofmeasure.org", "code": "g/dL"}}],
+               "result": [{"reference": "#o"}]}),
+    ];
+    for r in resources {
+        let path = format!(
+            "{}/{}",
+            r["resourceType"].as_str().unwrap(),
+            r["id"].as_str().unwrap()
+        );
+        assert_eq!(s.put(&path, &r).status(), 201, "{path}");
+    }
+    let typed = |query: &str| -> BTreeSet<String> {
+        let b: Value = s.get(query).send().unwrap().json().unwrap();
+        b["entry"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|e| {
+                format!(
+                    "{}/{}",
+                    e["resource"]["resourceType"].as_str().unwrap(),
+                    e["resource"]["id"].as_str().unwrap()
+                )
+            })
+            .collect()
+    };
+    let cases: Vec<(&str, &[&str])> = vec![
+        ("Medication?code=aspirin", &["Medication/top"]),
+        (
+            "Medication?code=aspirin&_contained=false",
+            &["Medication/top"],
+        ),
+        (
+            "Medication?code=aspirin&_contained=true",
+            &["MedicationRequest/mr1"],
+        ),
+        (
+            "Medication?code=aspirin&_contained=true&_containedType=container",
+            &["MedicationRequest/mr1"],
+        ),
+        (
+            "Medication?code=aspirin,ibuprofen&_contained=true",
+            &["MedicationRequest/mr1", "MedicationRequest/mr2"],
+        ),
+        (
+            "Medication?code=aspirin&_contained=both",
+            &["Medication/top", "MedicationRequest/mr1"],
+        ),
+        (
+            "Medication?_contained=true",
+            &["MedicationRequest/mr1", "MedicationRequest/mr2"],
+        ),
+        (
+            "Medication?_contained=both",
+            &[
+                "Medication/top",
+                "MedicationRequest/mr1",
+                "MedicationRequest/mr2",
+            ],
+        ),
+        (
+            "Observation?_contained=true&value-quantity=gt13|http://unitsofmeasure.org|g/dL",
+            &["DiagnosticReport/dr1"],
+        ),
+        ("Observation?_contained=true&value-quantity=lt13", &[]),
+        ("Observation?code=718-7", &[]),
+        // The containers' own parameters are not the contained resource's.
+        ("MedicationRequest?code=ibuprofen", &[]),
+        ("MedicationRequest?code=aspirin", &["MedicationRequest/mr3"]),
+    ];
+    for (query, expected) in cases {
+        let expected: BTreeSet<String> = expected.iter().map(|s| s.to_string()).collect();
+        assert_eq!(typed(query), expected, "{query}");
+    }
+    outcome(s.get("Medication?_contained=maybe").send().unwrap(), 400);
+    outcome(
+        s.get("Medication?_contained=true&_containedType=contained")
+            .send()
+            .unwrap(),
+        400,
+    );
+    outcome(
+        s.get("Medication?_contained=true&_id=m").send().unwrap(),
         400,
     );
 }
