@@ -24,6 +24,9 @@ use crate::Engine;
 /// Resources re-indexed per store transaction.
 const REINDEX_BATCH: usize = 500;
 
+/// How long an ended job's result stays available at its status URL (microseconds).
+const KEEP_ENDED: i64 = 7 * 24 * 3600 * 1_000_000;
+
 /// What a finished job answers: the status and resource of its response.
 #[derive(Clone, Debug, PartialEq)]
 pub struct JobResponse {
@@ -154,7 +157,13 @@ impl<S: Store> Engine<S> {
             updated: now,
         };
         let stored = job.clone();
-        self.store().write(move |t| t.put_job(&stored)).await?;
+        let before = now - KEEP_ENDED;
+        self.store()
+            .write(move |t| {
+                t.prune_jobs(before)?;
+                t.put_job(&stored)
+            })
+            .await?;
         let id = job.id.clone();
         self.spawn_job(job);
         Ok(id)
@@ -166,6 +175,8 @@ impl<S: Store> Engine<S> {
     /// # Errors
     /// A store fault.
     pub async fn resume_jobs(self: &Arc<Self>) -> Result<()> {
+        let before = self.clock.now() - KEEP_ENDED;
+        self.store().write(move |t| t.prune_jobs(before)).await?;
         for mut job in self.store().jobs(JobState::Running)? {
             if self.running.lock().contains_key(&job.id) {
                 continue;

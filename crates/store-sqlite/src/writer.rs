@@ -238,6 +238,9 @@ impl Transaction for Refused {
     fn put_job(&mut self, _: &JobRecord) -> Result<()> {
         Err(Error::internal("the store cannot start a transaction"))
     }
+    fn prune_jobs(&mut self, _: i64) -> Result<u64> {
+        Err(Error::internal("the store cannot start a transaction"))
+    }
 }
 
 struct SqliteTransaction<'c> {
@@ -446,5 +449,13 @@ impl Transaction for SqliteTransaction<'_> {
             });
         self.check(r)?;
         Ok(())
+    }
+
+    fn prune_jobs(&mut self, before: i64) -> Result<u64> {
+        let r = self
+            .conn
+            .prepare_cached("DELETE FROM job WHERE state <> 'running' AND updated < ?1")
+            .and_then(|mut s| s.execute([before]));
+        Ok(self.check(r)? as u64)
     }
 }

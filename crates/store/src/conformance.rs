@@ -274,4 +274,18 @@ pub async fn run<S: Store>(store: &S) {
     assert!(store.jobs(crate::JobState::Running).unwrap().is_empty());
     assert_eq!(store.job("j1").unwrap(), Some(job));
     assert_eq!(store.job("nope").unwrap(), None);
+    // Ended jobs are pruned by age; running ones never.
+    let mut running = crate::JobRecord {
+        id: "j2".into(),
+        state: crate::JobState::Running,
+        result: None,
+        ..store.job("j1").unwrap().unwrap()
+    };
+    running.updated = 1;
+    let stored = running.clone();
+    store.write(move |t| t.put_job(&stored)).await.unwrap();
+    assert_eq!(store.write(|t| t.prune_jobs(2)).await.unwrap(), 0);
+    assert_eq!(store.write(|t| t.prune_jobs(3)).await.unwrap(), 1);
+    assert_eq!(store.job("j1").unwrap(), None);
+    assert_eq!(store.job("j2").unwrap(), Some(running));
 }

@@ -314,6 +314,13 @@ pub trait Transaction {
     /// # Errors
     /// A backend fault.
     fn put_job(&mut self, job: &JobRecord) -> Result<()>;
+
+    /// Removes the jobs that ended (done, failed, cancelled) before `before` (microseconds);
+    /// returns how many went.
+    ///
+    /// # Errors
+    /// A backend fault.
+    fn prune_jobs(&mut self, before: i64) -> Result<u64>;
 }
 
 /// A storage backend.
