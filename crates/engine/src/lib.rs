@@ -9,6 +9,7 @@ mod context;
 pub mod paging;
 pub mod patch;
 pub mod search;
+mod terminology;
 mod transaction;
 
 use std::sync::Arc;

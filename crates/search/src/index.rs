@@ -359,6 +359,26 @@ impl Registry {
         self.params(resource_type).iter().find(|p| p.code == code)
     }
 
+    /// Whether a composite parameter of `resource_type` can be searched: each component is a
+    /// parameter of the type, the first a token or a reference, the others neither composite
+    /// nor special.
+    pub fn composite_searchable(&self, resource_type: &str, param: &SearchParam) -> bool {
+        param.kind == ParamType::Composite
+            && !param.components.is_empty()
+            && param.components.iter().enumerate().all(|(i, c)| {
+                self.params(resource_type)
+                    .iter()
+                    .find(|p| p.url == c.definition)
+                    .is_some_and(|own| {
+                        if i == 0 {
+                            matches!(own.kind, ParamType::Token | ParamType::Reference)
+                        } else {
+                            !matches!(own.kind, ParamType::Composite | ParamType::Special)
+                        }
+                    })
+            })
+    }
+
     /// The SearchParameters that could not be used, with the reason.
     pub fn skipped(&self) -> &[Skipped] {
         &self.skipped
@@ -701,11 +721,38 @@ fn token_values<'a>(e: &Elem<'a>, v: &'a Value, out: &mut Vec<IndexValue<'a>>) {
                 });
             }
         }
-        ("Identifier", _) => out.push(IndexValue::Token {
-            system: text(v, "system"),
-            code: text(v, "value"),
-            text: field(v, "type").and_then(|t| text(t, "text")),
-        }),
+        ("Identifier", _) => {
+            out.push(IndexValue::Token {
+                system: text(v, "system"),
+                code: text(v, "value"),
+                text: field(v, "type").and_then(|t| text(t, "text")),
+            });
+            // For `:of-type`: each coding of the identifier's type with its value, as a
+            // tuple (the type's coding, then the value), so that both match on one Identifier.
+            if let Some(value) = text(v, "value") {
+                for c in field(v, "type")
+                    .and_then(|t| field(t, "coding"))
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                {
+                    if let Some(type_code) = text(c, "code") {
+                        out.push(IndexValue::Composite(vec![
+                            IndexValue::Token {
+                                system: text(c, "system"),
+                                code: Some(type_code),
+                                text: None,
+                            },
+                            IndexValue::Token {
+                                system: None,
+                                code: Some(value.clone()),
+                                text: None,
+                            },
+                        ]));
+                    }
+                }
+            }
+        }
         ("ContactPoint", _) => out.push(IndexValue::Token {
             system: text(v, "system"),
             code: text(v, "value"),

@@ -3,7 +3,7 @@
 use rusqlite::Connection;
 
 /// The schema version this build writes. Migrations run in order up to it.
-const SCHEMA_VERSION: i64 = 5;
+const SCHEMA_VERSION: i64 = 6;
 
 /// SQL functions the queries use: `flint_hash(text)`, the index key hash (chains, `_has`).
 fn add_functions(conn: &Connection) -> rusqlite::Result<()> {
@@ -196,6 +196,48 @@ pub fn migrate(conn: &Connection) -> rusqlite::Result<()> {
              DROP TABLE temp.tx_seq;
              DROP TABLE temp.tx_last;
              PRAGMA user_version = 5;
+             COMMIT;",
+        )?;
+    }
+    if current < 6 {
+        // Composite parameters and `_sort` by token and reference parameters (versions
+        // written before this migration have no rows here until they are written again).
+        // - `idx_composite`: one row per tuple and trailing component. The first component
+        //   (a token or a reference) is the key: `a_code`/`a_system` as in `idx_token`, or a
+        //   reference key hash in `a_code` with `a_system` 0. `pos` says which component the
+        //   `b_` columns hold (1, 2, ...); `tuple` ties the rows of one tuple together, so
+        //   every component matches on the same element. `b_code`/`b_system`: token or
+        //   reference hashes; `b_text`: normalized string, uri, quantity code; `b_original`:
+        //   string as written, quantity system; `b_low`/`b_high`: date microseconds, number
+        //   or quantity ranges.
+        // - `idx_sort`: the text of token (system, code) and reference values, for `_sort`.
+        conn.execute_batch(
+            "BEGIN;
+             CREATE TABLE idx_composite (
+                 param      INTEGER NOT NULL,
+                 a_code     INTEGER NOT NULL,
+                 a_system   INTEGER NOT NULL,
+                 seq        INTEGER NOT NULL,
+                 tuple      INTEGER NOT NULL,
+                 pos        INTEGER NOT NULL,
+                 b_code     INTEGER,
+                 b_system   INTEGER,
+                 b_text     TEXT,
+                 b_original TEXT,
+                 b_unit     TEXT,
+                 b_low,
+                 b_high
+             );
+             CREATE INDEX idx_composite_key ON idx_composite (param, a_code, a_system, seq);
+             CREATE INDEX idx_composite_seq ON idx_composite (seq, param);
+             CREATE TABLE idx_sort (
+                 param  INTEGER NOT NULL,
+                 seq    INTEGER NOT NULL,
+                 system TEXT NOT NULL,
+                 code   TEXT NOT NULL
+             );
+             CREATE INDEX idx_sort_seq ON idx_sort (seq, param);
+             PRAGMA user_version = 6;
              COMMIT;",
         )?;
     }
