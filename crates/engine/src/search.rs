@@ -780,9 +780,11 @@ impl<S: Store> Engine<S> {
                         for v in split_or(value) {
                             let (system, c) = match split_bar(&v) {
                                 (Some(s), c) if !s.is_empty() && !c.is_empty() => (s, c),
-                                _ => return Err(Error::invalid(format!(
+                                _ => {
+                                    return Err(Error::invalid(format!(
                                     "{code}:{m} needs a system and a code (system|code), not '{v}'"
-                                ))),
+                                )))
+                                }
                             };
                             let h = self.hierarchy(&system)?;
                             let codes = if m == "below" {

@@ -265,10 +265,12 @@ impl Registry {
                     .push(skip(&format!("unknown component {definition}")));
                 return;
             };
+            // The R4 composites write `value.as(DateTime)` for FHIR `dateTime` values.
             let compiled = match c
                 .get("expression")
                 .and_then(Value::as_str)
-                .map(Expression::compile)
+                .map(|e| e.replace("as(DateTime)", "as(dateTime)"))
+                .map(|e| Expression::compile(&e))
             {
                 Some(Ok(e)) => e,
                 Some(Err(e)) => {
