@@ -1307,6 +1307,42 @@ mod tests {
     }
 
     #[test]
+    fn identifier_types_and_dated_values_make_tuples() {
+        let p = json!({"resourceType": "Patient", "identifier": [
+            {"type": {"coding": [{"system": "http://t", "code": "MR"}, {"code": "X"}]}, "value": "12"},
+            {"system": "http://s", "value": "34"}]});
+        let x = extract(&p);
+        let identifier = values(&x, "identifier");
+        let tuples: Vec<_> = identifier
+            .iter()
+            .filter_map(|v| match v {
+                IndexValue::Composite(parts) => Some(parts.as_slice()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(identifier.len(), 4);
+        assert_eq!(tuples.len(), 2);
+        assert!(matches!(
+            tuples[0],
+            [IndexValue::Token { system: Some(s), code: Some(c), .. }, IndexValue::Token { system: None, code: Some(v), .. }]
+                if s == "http://t" && c == "MR" && v == "12"
+        ));
+        let o = json!({"resourceType": "Observation", "status": "final",
+            "code": {"coding": [{"system": "http://loinc.org", "code": "8665-2"}]}, "valueDateTime": "2016-12-30"});
+        let x = extract(&o);
+        assert!(matches!(
+            values(&x, "code-value-date"),
+            [IndexValue::Composite(parts)] if matches!(parts[1], IndexValue::Date { .. })
+        ));
+        assert!(Registry::r4().composite_searchable(
+            "Observation",
+            Registry::r4()
+                .param("Observation", "code-value-date")
+                .unwrap()
+        ));
+    }
+
+    #[test]
     fn custom_parameters_join_the_registry() {
         let custom = json!({
             "resourceType": "SearchParameter", "url": "http://example.org/SearchParameter/patient-nickname",
