@@ -135,6 +135,19 @@ pub fn split_or(value: &str) -> Vec<String> {
     out
 }
 
+/// Most codes a value set or a subsumption search may expand to: each is one alternative of
+/// the query (and two bound values).
+const MAX_EXPANDED_CODES: usize = 5000;
+
+fn check_expansion_size(code: &str, n: usize) -> Result<()> {
+    if n > MAX_EXPANDED_CODES {
+        return Err(unsupported(format!(
+            "'{code}' expands to {n} codes; at most {MAX_EXPANDED_CODES} are supported"
+        )));
+    }
+    Ok(())
+}
+
 /// Splits on every unescaped `sep`, keeping every escape in the parts (for composites: the
 /// tuples on `,`, then the components on `$`; each part is unescaped when parsed).
 fn split_raw(value: &str, sep: char) -> Vec<String> {
@@ -766,6 +779,7 @@ impl<S: Store> Engine<S> {
                                 }
                             }));
                         }
+                        check_expansion_size(&code, alternatives.len())?;
                         if alternatives.is_empty() {
                             // An empty value set: nothing is in it.
                             alternatives.push(Predicate::Nothing);
@@ -798,6 +812,7 @@ impl<S: Store> Engine<S> {
                                 code: Some(c),
                             }));
                         }
+                        check_expansion_size(&code, alternatives.len())?;
                         return Ok(Some(alternatives));
                     }
                     Some("of-type") => {
