@@ -263,12 +263,22 @@ fn intersect(a: &Expansion, b: &Expansion) -> Expansion {
 
 impl<S: Store> Engine<S> {
     /// The newest stored resource of `resource_type` with this canonical URL (`url|version`
-    /// picks a version), else the core one of that type.
+    /// picks a version), else the core one of that type; `Type/id` reads a stored one by id.
     pub(crate) fn conformance_resource(
         &self,
         resource_type: &str,
         canonical: &str,
     ) -> Result<Option<Value>> {
+        // A relative reference (`ValueSet/123`) names a stored resource by id.
+        if let Some(id) = canonical
+            .strip_prefix(resource_type)
+            .and_then(|rest| rest.strip_prefix('/'))
+        {
+            return match self.store().read(resource_type, id)? {
+                Some(v) if !v.is_deleted() => Ok(crate::parse_stored(&v).ok()),
+                _ => Ok(None),
+            };
+        }
         let (url, version) = match canonical.split_once('|') {
             Some((u, v)) => (u, Some(v)),
             None => (canonical, None),

@@ -915,7 +915,8 @@ fn token_subsumption_and_value_sets_with_filters() {
             json!({"resourceType": "Observation", "id": "blue", "status": "final", "code": {"coding": [{"system": "http://example.org/colours", "code": "blue"}]}}),
         ],
     );
-    let cases: Vec<(String, &[&str])> = vec![
+    let cases: Vec<(String, &[&str])> =
+        vec![
         // Core code system hierarchy: active ⊃ recurrence, relapse.
         (
             format!("Condition?clinical-status:below={clinical}|active"),
@@ -969,6 +970,7 @@ fn token_subsumption_and_value_sets_with_filters() {
             "Observation?code:not-in=http://example.org/vs/warm-not-orange".into(),
             &["orange", "blue"],
         ),
+        ("Observation?code:in=ValueSet/warm-not-orange".into(), &["crimson"]),
     ];
     for (query, expected) in cases {
         assert_eq!(ids(&s, &query), set(expected), "{query}");
