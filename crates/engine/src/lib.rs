@@ -94,6 +94,45 @@ impl<S: Store> Engine<S> {
         Ok(())
     }
 
+    /// Indexes again the stored versions the store lists as pending (written before its index
+    /// schema grew), in batches, with the search parameters in force; returns how many.
+    /// Run before serving, so that no search sees them half indexed.
+    ///
+    /// # Errors
+    /// A store fault.
+    pub async fn reindex_pending(&self) -> Result<u64> {
+        const BATCH: usize = 500;
+        let mut done = 0u64;
+        loop {
+            let pending = self.store.reindex_pending(BATCH)?;
+            if pending.is_empty() {
+                return Ok(done);
+            }
+            let registry = self.registry();
+            let work: Vec<(String, String, u64, Vec<IndexedParam>)> = pending
+                .iter()
+                .map(|v| {
+                    // A stored version that no longer parses keeps no index rows.
+                    let index = parse_stored(v)
+                        .map(|r| index_values(&r, &registry))
+                        .unwrap_or_default();
+                    (v.resource_type.clone(), v.id.clone(), v.version, index)
+                })
+                .collect();
+            let n = work.len() as u64;
+            self.store
+                .write(move |txn| {
+                    for (rt, id, version, index) in &work {
+                        txn.reindex(rt, id, *version, index)?;
+                    }
+                    Ok(())
+                })
+                .await?;
+            done += n;
+            tracing::info!(done, "reindexed stored versions");
+        }
+    }
+
     /// Called after a successful write of `resource_type`.
     fn written(&self, resource_type: &str) {
         if resource_type == "SearchParameter" {

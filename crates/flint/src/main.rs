@@ -199,6 +199,11 @@ async fn serve(config: Config) -> Result<(), String> {
     let model = flint_fhir::model::r4();
     tracing::debug!(types = model.resource_types().len(), "definitions loaded");
     let engine = Engine::new(store.clone());
+    // Versions stored before the index schema grew are indexed again before serving.
+    engine
+        .reindex_pending()
+        .await
+        .map_err(|e| format!("cannot reindex the stored resources: {e}"))?;
     let http = HttpConfig {
         base_url: (!config.server.base_url.is_empty()).then(|| config.server.base_url.clone()),
         context_path: config.server.context_path.clone(),

@@ -251,6 +251,17 @@ fn history_filter(q: &HistoryQuery, with_keyset: bool) -> (String, Vec<rusqlite:
 }
 
 impl Store for SqliteStore {
+    fn reindex_pending(&self, limit: usize) -> Result<Vec<Version>> {
+        self.with_reader(|c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT r.type, r.id, r.version, r.t, r.last_updated, r.method, r.json
+                 FROM reindex_pending p JOIN resource r ON r.seq = p.seq ORDER BY p.seq LIMIT ?1",
+            )?;
+            let rows = stmt.query_map([limit as i64], version_from_row)?;
+            rows.collect()
+        })
+    }
+
     fn read(&self, resource_type: &str, id: &str) -> Result<Option<Version>> {
         self.with_reader(|c| Ok(read_current(c, resource_type, id)?.map(|(v, _)| v)))
     }

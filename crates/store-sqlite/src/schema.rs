@@ -200,8 +200,7 @@ pub fn migrate(conn: &Connection) -> rusqlite::Result<()> {
         )?;
     }
     if current < 6 {
-        // Composite parameters and `_sort` by token and reference parameters (versions
-        // written before this migration have no rows here until they are written again).
+        // Composite parameters and `_sort` by token and reference parameters.
         // - `idx_composite`: one row per tuple and trailing component. The first component
         //   (a token or a reference) is the key: `a_code`/`a_system` as in `idx_token`, or a
         //   reference key hash in `a_code` with `a_system` 0. `pos` says which component the
@@ -211,6 +210,8 @@ pub fn migrate(conn: &Connection) -> rusqlite::Result<()> {
         //   string as written, quantity system; `b_low`/`b_high`: date microseconds, number
         //   or quantity ranges.
         // - `idx_sort`: the text of token (system, code) and reference values, for `_sort`.
+        // - `reindex_pending`: the versions written before, whose values the engine extracts
+        //   again at start-up (`Store::reindex_pending`, `Transaction::reindex`).
         conn.execute_batch(
             "BEGIN;
              CREATE TABLE idx_composite (
@@ -237,6 +238,8 @@ pub fn migrate(conn: &Connection) -> rusqlite::Result<()> {
                  code   TEXT NOT NULL
              );
              CREATE INDEX idx_sort_seq ON idx_sort (seq, param);
+             CREATE TABLE reindex_pending (seq INTEGER PRIMARY KEY);
+             INSERT INTO reindex_pending SELECT seq FROM resource WHERE json IS NOT NULL;
              PRAGMA user_version = 6;
              COMMIT;",
         )?;

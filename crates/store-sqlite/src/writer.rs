@@ -5,7 +5,7 @@ use std::sync::mpsc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use flint_store::{Error, NewVersion, Result, Transaction, TxNumber, Version};
-use rusqlite::Connection;
+use rusqlite::{Connection, OptionalExtension};
 use tokio::sync::oneshot;
 
 use crate::{fault, read_current};
@@ -352,6 +352,41 @@ impl Transaction for SqliteTransaction<'_> {
             .and_then(|mut s| s.execute([keep as i64]));
         self.check(r)?;
         Ok(id as u64)
+    }
+
+    fn reindex(
+        &mut self,
+        resource_type: &str,
+        id: &str,
+        version: u64,
+        index: &[flint_store::IndexedParam],
+    ) -> Result<()> {
+        let r = self
+            .conn
+            .prepare_cached("SELECT seq FROM resource WHERE type = ?1 AND id = ?2 AND version = ?3")
+            .and_then(|mut s| {
+                s.query_row((resource_type, id, version as i64), |r| r.get::<_, i64>(0))
+                    .optional()
+            });
+        let Some(seq) = self.check(r)? else {
+            return Ok(());
+        };
+        for table in crate::index::INDEX_TABLES {
+            let r = self
+                .conn
+                .prepare_cached(&format!("DELETE FROM {table} WHERE seq = ?1"))
+                .and_then(|mut s| s.execute([seq]));
+            self.check(r)?;
+        }
+        let r = crate::index::write(self.conn, self.params, resource_type, seq, index);
+        self.check(r)?;
+        let r = self
+            .conn
+            .prepare_cached("DELETE FROM reindex_pending WHERE seq = ?1")
+            .and_then(|mut s| s.execute([seq]));
+        self.check(r)?;
+        // No version changed: no transaction number is used.
+        Ok(())
     }
 
     fn delete_history(&mut self, resource_type: &str, id: &str) -> Result<u64> {

@@ -242,10 +242,37 @@ pub trait Transaction {
     /// # Errors
     /// A backend fault.
     fn delete_history(&mut self, resource_type: &str, id: &str) -> Result<u64>;
+
+    /// Replaces the index rows of a stored version with `index` and marks it reindexed (see
+    /// [`Store::reindex_pending`]); a version that no longer exists is skipped.
+    ///
+    /// # Errors
+    /// A backend fault.
+    fn reindex(
+        &mut self,
+        resource_type: &str,
+        id: &str,
+        version: u64,
+        index: &[IndexedParam],
+    ) -> Result<()> {
+        let _ = (resource_type, id, version, index);
+        Ok(())
+    }
 }
 
 /// A storage backend.
 pub trait Store: Send + Sync + 'static {
+    /// Up to `limit` stored versions whose index rows predate what the backend now indexes
+    /// (its index schema grew), oldest first: the engine extracts their values again and
+    /// writes them with [`Transaction::reindex`]. Empty once every version is done.
+    ///
+    /// # Errors
+    /// A backend fault.
+    fn reindex_pending(&self, limit: usize) -> Result<Vec<Version>> {
+        let _ = limit;
+        Ok(Vec::new())
+    }
+
     /// The latest version of a resource (possibly a deletion), if it ever existed.
     ///
     /// # Errors

@@ -1053,3 +1053,60 @@ fn sorting_by_token_and_reference_parameters_and_in_system_search() {
         400,
     );
 }
+
+#[test]
+fn versions_stored_before_the_composite_index_are_reindexed_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let s = Server::start_in(&data, &[], &[]);
+    let v2 = "http://terminology.hl7.org/CodeSystem/v2-0203";
+    put_all(
+        &s,
+        &[
+            json!({"resourceType": "Observation", "id": "bp", "status": "final", "code": loinc("85354-6"),
+                   "component": [{"code": loinc("8480-6"), "valueQuantity": mmhg(150.0)},
+                                 {"code": loinc("8462-4"), "valueQuantity": mmhg(70.0)}]}),
+            json!({"resourceType": "Patient", "id": "a", "gender": "male",
+                   "identifier": [{"type": {"coding": [{"system": v2, "code": "MR"}]}, "value": "1"}]}),
+            json!({"resourceType": "Patient", "id": "b", "gender": "female"}),
+        ],
+    );
+    let data = s.kill();
+    // Take the database back to schema 5, as an older Flint left it.
+    let db = rusqlite::Connection::open(data.join("flint.sqlite")).unwrap();
+    db.execute_batch(
+        "DROP TABLE idx_composite; DROP TABLE idx_sort; DROP TABLE reindex_pending;
+         PRAGMA user_version = 5;",
+    )
+    .unwrap();
+    drop(db);
+    let s = Server::start_in(&data, &[], &[]);
+    assert_eq!(
+        ids(&s, "Observation?component-code-value-quantity=8480-6$gt140"),
+        set(&["bp"])
+    );
+    assert_eq!(
+        ids(&s, "Observation?component-code-value-quantity=8480-6$lt100"),
+        set(&[])
+    );
+    assert_eq!(
+        ids(&s, &format!("Patient?identifier:of-type={v2}|MR|1")),
+        set(&["a"])
+    );
+    let b: Value = s
+        .get("Patient?_sort=gender")
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(b["entry"][0]["resource"]["id"], "b");
+    // The other indexes were rewritten, not doubled.
+    assert_eq!(ids(&s, "Patient?gender=male"), set(&["a"]));
+    let count: Value = s
+        .get("Observation?code=85354-6&_summary=count")
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(count["total"], 1);
+}
