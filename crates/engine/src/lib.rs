@@ -122,8 +122,8 @@ impl<S: Store> Engine<S> {
             let n = work.len() as u64;
             self.store
                 .write(move |txn| {
-                    for (rt, id, version, index) in &work {
-                        txn.reindex(rt, id, *version, index)?;
+                    for (rt, id, version, index) in work {
+                        txn.reindex(&rt, &id, version, index)?;
                     }
                     Ok(())
                 })

@@ -356,6 +356,8 @@ impl<S: Store> Engine<S> {
                             | ParamType::Number
                             | ParamType::Quantity
                             | ParamType::Uri
+                            // Tokens by system, then code (as HAPI FHIR does); references
+                            // by the reference (`Type/id`, else the URL or identifier value).
                             | ParamType::Token
                             | ParamType::Reference
                     ) =>

@@ -366,7 +366,12 @@ fn composite_rows(
         return Ok(());
     };
     let keys = composite_keys(first);
-    let columns: Vec<Vec<CompositeColumns>> = rest.iter().map(composite_columns).collect();
+    let mut columns: Vec<Vec<CompositeColumns>> = rest.iter().map(composite_columns).collect();
+    if columns.is_empty() {
+        // A composite of one component: a row with empty `b_` columns.
+        use rusqlite::types::Value as V;
+        columns.push(vec![(None, None, None, None, None, V::Null, V::Null)]);
+    }
     if keys.is_empty() || columns.iter().any(Vec::is_empty) {
         return Ok(());
     }

@@ -255,7 +255,8 @@ impl Store for SqliteStore {
         self.with_reader(|c| {
             let mut stmt = c.prepare_cached(
                 "SELECT r.type, r.id, r.version, r.t, r.last_updated, r.method, r.json
-                 FROM reindex_pending p JOIN resource r ON r.seq = p.seq ORDER BY p.seq LIMIT ?1",
+                 FROM reindex_pending p JOIN resource r ON r.seq = p.seq
+                 WHERE r.t_end IS NULL AND r.json IS NOT NULL ORDER BY p.seq LIMIT ?1",
             )?;
             let rows = stmt.query_map([limit as i64], version_from_row)?;
             rows.collect()

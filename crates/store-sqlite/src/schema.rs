@@ -199,7 +199,14 @@ pub fn migrate(conn: &Connection) -> rusqlite::Result<()> {
              COMMIT;",
         )?;
     }
-    if current < 6 {
+    // Version 6 also runs on a database a later schema created without it (its tables are
+    // created only if missing, and the version is never lowered).
+    let has_composite: bool = conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'idx_composite')",
+        [],
+        |r| r.get(0),
+    )?;
+    if current < 6 || !has_composite {
         // Composite parameters and `_sort` by token and reference parameters.
         // - `idx_composite`: one row per tuple and trailing component. The first component
         //   (a token or a reference) is the key: `a_code`/`a_system` as in `idx_token`, or a
@@ -212,9 +219,9 @@ pub fn migrate(conn: &Connection) -> rusqlite::Result<()> {
         // - `idx_sort`: the text of token (system, code) and reference values, for `_sort`.
         // - `reindex_pending`: the versions written before, whose values the engine extracts
         //   again at start-up (`Store::reindex_pending`, `Transaction::reindex`).
-        conn.execute_batch(
+        conn.execute_batch(&format!(
             "BEGIN;
-             CREATE TABLE idx_composite (
+             CREATE TABLE IF NOT EXISTS idx_composite (
                  param      INTEGER NOT NULL,
                  a_code     INTEGER NOT NULL,
                  a_system   INTEGER NOT NULL,
@@ -229,20 +236,22 @@ pub fn migrate(conn: &Connection) -> rusqlite::Result<()> {
                  b_low,
                  b_high
              );
-             CREATE INDEX idx_composite_key ON idx_composite (param, a_code, a_system, seq);
-             CREATE INDEX idx_composite_seq ON idx_composite (seq, param);
-             CREATE TABLE idx_sort (
+             CREATE INDEX IF NOT EXISTS idx_composite_key ON idx_composite (param, a_code, a_system, seq);
+             CREATE INDEX IF NOT EXISTS idx_composite_seq ON idx_composite (seq, param);
+             CREATE TABLE IF NOT EXISTS idx_sort (
                  param  INTEGER NOT NULL,
                  seq    INTEGER NOT NULL,
                  system TEXT NOT NULL,
                  code   TEXT NOT NULL
              );
-             CREATE INDEX idx_sort_seq ON idx_sort (seq, param);
-             CREATE TABLE reindex_pending (seq INTEGER PRIMARY KEY);
-             INSERT INTO reindex_pending SELECT seq FROM resource WHERE json IS NOT NULL;
-             PRAGMA user_version = 6;
+             CREATE INDEX IF NOT EXISTS idx_sort_seq ON idx_sort (seq, param);
+             CREATE TABLE IF NOT EXISTS reindex_pending (seq INTEGER PRIMARY KEY);
+             INSERT OR IGNORE INTO reindex_pending
+                 SELECT seq FROM resource WHERE json IS NOT NULL AND t_end IS NULL;
+             PRAGMA user_version = {};
              COMMIT;",
-        )?;
+            current.max(6)
+        ))?;
     }
     Ok(())
 }

@@ -213,6 +213,15 @@ impl Transaction for Refused {
     fn put(&mut self, _: NewVersion) -> Result<Version> {
         Err(Error::internal("the store cannot start a transaction"))
     }
+    fn reindex(
+        &mut self,
+        _: &str,
+        _: &str,
+        _: u64,
+        _: Vec<flint_store::IndexedParam>,
+    ) -> Result<bool> {
+        Err(Error::internal("the store cannot start a transaction"))
+    }
     fn delete_history(&mut self, _: &str, _: &str) -> Result<u64> {
         Err(Error::internal("the store cannot start a transaction"))
     }
@@ -359,17 +368,20 @@ impl Transaction for SqliteTransaction<'_> {
         resource_type: &str,
         id: &str,
         version: u64,
-        index: &[flint_store::IndexedParam],
-    ) -> Result<()> {
+        index: Vec<flint_store::IndexedParam>,
+    ) -> Result<bool> {
         let r = self
             .conn
-            .prepare_cached("SELECT seq FROM resource WHERE type = ?1 AND id = ?2 AND version = ?3")
+            .prepare_cached(
+                "SELECT seq FROM resource WHERE type = ?1 AND id = ?2 AND version = ?3
+                 AND t_end IS NULL AND json IS NOT NULL",
+            )
             .and_then(|mut s| {
                 s.query_row((resource_type, id, version as i64), |r| r.get::<_, i64>(0))
                     .optional()
             });
         let Some(seq) = self.check(r)? else {
-            return Ok(());
+            return Ok(false);
         };
         for table in crate::index::INDEX_TABLES {
             let r = self
@@ -378,7 +390,7 @@ impl Transaction for SqliteTransaction<'_> {
                 .and_then(|mut s| s.execute([seq]));
             self.check(r)?;
         }
-        let r = crate::index::write(self.conn, self.params, resource_type, seq, index);
+        let r = crate::index::write(self.conn, self.params, resource_type, seq, &index);
         self.check(r)?;
         let r = self
             .conn
@@ -386,7 +398,7 @@ impl Transaction for SqliteTransaction<'_> {
             .and_then(|mut s| s.execute([seq]));
         self.check(r)?;
         // No version changed: no transaction number is used.
-        Ok(())
+        Ok(true)
     }
 
     fn delete_history(&mut self, resource_type: &str, id: &str) -> Result<u64> {

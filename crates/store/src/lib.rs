@@ -243,8 +243,9 @@ pub trait Transaction {
     /// A backend fault.
     fn delete_history(&mut self, resource_type: &str, id: &str) -> Result<u64>;
 
-    /// Replaces the index rows of a stored version with `index` and marks it reindexed (see
-    /// [`Store::reindex_pending`]); a version that no longer exists is skipped.
+    /// Replaces the search index rows of a version (`$reindex`) if it is still the current
+    /// one; returns whether it was (a version superseded meanwhile was indexed when its
+    /// successor was written).
     ///
     /// # Errors
     /// A backend fault.
@@ -253,18 +254,16 @@ pub trait Transaction {
         resource_type: &str,
         id: &str,
         version: u64,
-        index: &[IndexedParam],
-    ) -> Result<()> {
-        let _ = (resource_type, id, version, index);
-        Ok(())
-    }
+        index: Vec<IndexedParam>,
+    ) -> Result<bool>;
 }
 
 /// A storage backend.
 pub trait Store: Send + Sync + 'static {
-    /// Up to `limit` stored versions whose index rows predate what the backend now indexes
+    /// Up to `limit` current versions whose index rows predate what the backend now indexes
     /// (its index schema grew), oldest first: the engine extracts their values again and
-    /// writes them with [`Transaction::reindex`]. Empty once every version is done.
+    /// writes them with [`Transaction::reindex`], which takes them off the list. Empty once
+    /// every version is done.
     ///
     /// # Errors
     /// A backend fault.

@@ -159,9 +159,8 @@ pub enum SortBy {
     Id,
     LastUpdated,
     /// A search parameter with the table kind it is indexed in (string, date, number,
-    /// quantity, uri, token, reference); a resource with several values sorts by its lowest
-    /// (ascending) or highest (descending), and resources without one come last. Tokens sort
-    /// by system, then code; references by the reference (`Type/id`, else the URL).
+    /// quantity, uri); a resource with several values sorts by its lowest (ascending) or
+    /// highest (descending), and resources without one come last.
     Param {
         code: String,
         kind: crate::ParamType,
