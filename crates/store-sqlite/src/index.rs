@@ -124,8 +124,8 @@ pub fn write(
 ) -> rusqlite::Result<()> {
     for p in params {
         let param = ids.get_or_create(conn, resource_type, &p.code)?;
-        for (tuple, value) in p.values.iter().enumerate() {
-            write_value(conn, param, seq, tuple as i64, value)?;
+        for value in &p.values {
+            write_value(conn, param, seq, value)?;
         }
     }
     Ok(())
@@ -135,7 +135,6 @@ fn write_value(
     conn: &Connection,
     param: i64,
     seq: i64,
-    tuple: i64,
     value: &IndexValue,
 ) -> rusqlite::Result<()> {
     match value {
@@ -226,7 +225,7 @@ fn write_value(
             )?
             .execute((param, uri.as_ref(), seq))?;
         }
-        IndexValue::Composite(parts) => composite_rows(conn, param, seq, tuple, parts)?,
+        IndexValue::Composite(parts) => composite_rows(conn, param, seq, parts)?,
     }
     Ok(())
 }
@@ -359,12 +358,17 @@ fn composite_rows(
     conn: &Connection,
     param: i64,
     seq: i64,
-    tuple: i64,
     parts: &[IndexValue],
 ) -> rusqlite::Result<()> {
     let Some((first, rest)) = parts.split_first() else {
         return Ok(());
     };
+    // The next tuple number of this version and parameter.
+    let tuple: i64 = conn
+        .prepare_cached(
+            "SELECT coalesce(max(tuple), -1) + 1 FROM idx_composite WHERE seq = ?1 AND param = ?2",
+        )?
+        .query_row((seq, param), |r| r.get(0))?;
     let keys = composite_keys(first);
     let mut columns: Vec<Vec<CompositeColumns>> = rest.iter().map(composite_columns).collect();
     if columns.is_empty() {
