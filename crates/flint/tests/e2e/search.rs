@@ -741,7 +741,8 @@ fn composite_parameters_match_components_on_the_same_element() {
             json!({"resourceType": "Observation", "id": "bp1", "status": "final", "code": loinc("85354-6"),
                    "component": [{"code": loinc("8480-6"), "valueQuantity": mmhg(120.0)},
                                  {"code": loinc("8462-4"), "valueQuantity": mmhg(80.0)}]}),
-            json!({"resourceType": "Observation", "id": "bp2", "status": "final", "code": loinc("85354-6"),
+            json!({"resourceType": "Patient", "id": "pbp"}),
+            json!({"resourceType": "Observation", "id": "bp2", "status": "final", "code": loinc("85354-6"), "subject": {"reference": "Patient/pbp"},
                    "component": [{"code": loinc("8480-6"), "valueQuantity": mmhg(150.0)},
                                  {"code": loinc("8462-4"), "valueQuantity": mmhg(95.0)}]}),
             json!({"resourceType": "Observation", "id": "w1", "status": "final", "code": loinc("29463-7"),
@@ -789,6 +790,15 @@ fn composite_parameters_match_components_on_the_same_element() {
         ("Observation?code-value-date=21112-8$2021-06", &["d1"]),
         ("Observation?code-value-date=21112-8$lt2021", &[]),
         ("Observation?code-value-quantity:missing=false", &["w1", "w2"]),
+        // Inside reverse chains and chains.
+        (
+            "Patient?_has:Observation:subject:component-code-value-quantity=8480-6$gt130",
+            &["pbp"],
+        ),
+        (
+            "Patient?_has:Observation:subject:component-code-value-quantity=8480-6$lt130",
+            &[],
+        ),
         // Group.characteristic: token and token.
         ("Group?characteristic-value=263495000$248152002", &["g1"]),
         ("Group?characteristic-value=263495000$female", &[]),
