@@ -208,11 +208,16 @@ impl Registry {
     /// Builds a registry from SearchParameter resources.
     pub fn from_search_parameters<'v>(params: impl Iterator<Item = &'v Value> + Clone) -> Registry {
         let model = model::r4();
-        let kinds: HashMap<&str, ParamType> = params
+        // Each parameter's type and expression, by URL, for the components of composites.
+        let kinds: HashMap<&str, (ParamType, &str)> = params
             .clone()
             .filter_map(|p| {
                 let url = p.get("url")?.as_str()?;
-                Some((url, ParamType::parse(p.get("type")?.as_str()?)?))
+                let expression = p.get("expression").and_then(Value::as_str).unwrap_or("");
+                Some((
+                    url,
+                    (ParamType::parse(p.get("type")?.as_str()?)?, expression),
+                ))
             })
             .collect();
         let mut registry = Registry::default();
@@ -222,7 +227,7 @@ impl Registry {
         registry
     }
 
-    fn add(&mut self, model: &Model, p: &Value, kinds: &HashMap<&str, ParamType>) {
+    fn add(&mut self, model: &Model, p: &Value, kinds: &HashMap<&str, (ParamType, &str)>) {
         let text = |k: &str| p.get(k).and_then(Value::as_str).unwrap_or("").to_string();
         let (url, code) = (text("url"), text("code"));
         let skip = |reason: &str| Skipped {
@@ -253,22 +258,27 @@ impl Registry {
             return;
         };
         let mut components = Vec::new();
-        for c in p
+        let mut raw: Vec<(&str, Option<&str>)> = p
             .get("component")
             .and_then(Value::as_array)
             .into_iter()
             .flatten()
-        {
-            let definition = c.get("definition").and_then(Value::as_str).unwrap_or("");
-            let Some(&kind) = kinds.get(definition) else {
+            .map(|c| {
+                (
+                    c.get("definition").and_then(Value::as_str).unwrap_or(""),
+                    c.get("expression").and_then(Value::as_str),
+                )
+            })
+            .collect();
+        unswap_components(&mut raw, kinds);
+        for (definition, expression) in raw {
+            let Some(&(kind, _)) = kinds.get(definition) else {
                 self.skipped
                     .push(skip(&format!("unknown component {definition}")));
                 return;
             };
             // The R4 composites write `value.as(DateTime)` for FHIR `dateTime` values.
-            let compiled = match c
-                .get("expression")
-                .and_then(Value::as_str)
+            let compiled = match expression
                 .map(|e| e.replace("as(DateTime)", "as(dateTime)"))
                 .map(|e| Expression::compile(&e))
             {
@@ -428,6 +438,34 @@ impl Registry {
             });
         }
         out
+    }
+}
+
+/// Puts back component expressions given in the wrong order: R4's DocumentReference
+/// `relationship` pairs the `relatesto` (reference, `relatesTo.target`) component with the
+/// expression `code` and the `relation` (token, `relatesTo.code`) one with `target`. A
+/// component whose expression is not the last step of its own parameter's expression, while
+/// another component's is, takes that one's.
+fn unswap_components(raw: &mut [(&str, Option<&str>)], kinds: &HashMap<&str, (ParamType, &str)>) {
+    let fits = |definition: &str, expression: Option<&str>| {
+        let own = kinds.get(definition).map_or("", |k| k.1);
+        expression.is_some_and(|e| own.ends_with(&format!(".{e}")))
+    };
+    for i in 0..raw.len() {
+        if fits(raw[i].0, raw[i].1) {
+            continue;
+        }
+        let swap = (0..raw.len()).find(|&j| {
+            j != i
+                && fits(raw[i].0, raw[j].1)
+                && fits(raw[j].0, raw[i].1)
+                && !fits(raw[j].0, raw[j].1)
+        });
+        if let Some(j) = swap {
+            let (a, b) = (raw[i].1, raw[j].1);
+            raw[i].1 = b;
+            raw[j].1 = a;
+        }
     }
 }
 
