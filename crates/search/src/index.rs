@@ -1378,6 +1378,21 @@ mod tests {
                 .param("Observation", "code-value-date")
                 .unwrap()
         ));
+        // R4 swaps DocumentReference.relationship's component expressions; put back.
+        let relationship = Registry::r4()
+            .param("DocumentReference", "relationship")
+            .unwrap();
+        let texts: Vec<&str> = relationship
+            .components
+            .iter()
+            .map(|c| c.expression.text())
+            .collect();
+        assert_eq!(texts, ["target", "code"]);
+        // Components already in order stay.
+        let cvq = Registry::r4()
+            .param("Observation", "code-value-quantity")
+            .unwrap();
+        assert_eq!(cvq.components[0].expression.text(), "code");
     }
 
     #[test]
