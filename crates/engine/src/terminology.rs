@@ -195,6 +195,14 @@ impl Hierarchy {
                     .collect()
             }
             (true, "not-in") => all_but(listed(value)),
+            // The hierarchy itself, nested or by property: the direct children of `value`
+            // (`parent = value`) or its direct parents (`child = value`).
+            (false, "=") if property == "parent" => {
+                self.children.get(value).cloned().unwrap_or_default()
+            }
+            (false, "=") if property == "child" => {
+                self.parents.get(value).cloned().unwrap_or_default()
+            }
             (false, "=") => self
                 .codes
                 .iter()
@@ -496,6 +504,9 @@ mod tests {
         assert_eq!(h.filter("colour", "=", "red").unwrap(), ["a2"]);
         assert_eq!(h.filter("colour", "exists", "true").unwrap(), ["a2", "c"]);
         assert_eq!(h.filter("concept", "in", "c,a2").unwrap(), ["a2", "c"]);
+        assert_eq!(h.filter("parent", "=", "a").unwrap(), ["a1", "a2"]);
+        assert_eq!(h.filter("parent", "=", "a1").unwrap(), ["a1x", "b"]);
+        assert_eq!(h.filter("child", "=", "b").unwrap(), ["a1"]);
         assert!(h.filter("code", "regex", ".*").is_err());
     }
 
