@@ -225,6 +225,25 @@ impl Hierarchy {
                     .cloned()
                     .collect()
             }
+            (_, "regex") => {
+                let re = regex_lite::Regex::new(&format!("^(?:{value})$")).map_err(|e| {
+                    Error::invalid(format!(
+                        "the value set filter regex '{value}' on '{}' is not valid: {e}",
+                        self.system
+                    ))
+                })?;
+                self.codes
+                    .iter()
+                    .filter(|c| {
+                        if concept {
+                            re.is_match(c)
+                        } else {
+                            has(c, &|v| re.is_match(v))
+                        }
+                    })
+                    .cloned()
+                    .collect()
+            }
             (false, "exists") => {
                 let wanted = value != "false";
                 self.codes
@@ -507,7 +526,13 @@ mod tests {
         assert_eq!(h.filter("parent", "=", "a").unwrap(), ["a1", "a2"]);
         assert_eq!(h.filter("parent", "=", "a1").unwrap(), ["a1x", "b"]);
         assert_eq!(h.filter("child", "=", "b").unwrap(), ["a1"]);
-        assert!(h.filter("code", "regex", ".*").is_err());
+        assert_eq!(
+            h.filter("code", "regex", "a[0-9].*").unwrap(),
+            ["a1", "a1x", "a2"]
+        );
+        assert_eq!(h.filter("colour", "regex", "r.d").unwrap(), ["a2"]);
+        assert!(h.filter("code", "regex", "(").is_err());
+        assert!(h.filter("concept", "before", "a").is_err());
     }
 
     #[test]
