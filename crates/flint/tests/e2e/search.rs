@@ -1036,6 +1036,38 @@ fn sorting_by_token_and_reference_parameters_and_in_system_search() {
             .map(|e| e["resource"]["id"].as_str().unwrap().to_string())
             .collect()
     };
+    // Every page, following the next links.
+    let paged = |q: &str| -> Vec<String> {
+        let mut url = format!("{}/{q}", s.base);
+        let mut out = Vec::new();
+        loop {
+            let b: Value = s.client.get(&url).send().unwrap().json().unwrap();
+            out.extend(
+                b["entry"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|e| e["resource"]["id"].as_str().unwrap().to_string()),
+            );
+            match b["link"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|l| l["relation"] == "next")
+            {
+                Some(next) => url = next["url"].as_str().unwrap().to_string(),
+                None => return out,
+            }
+        }
+    };
+    assert_eq!(
+        paged("?_type=Patient,Observation&_sort=-identifier,-_id&_count=2"),
+        vec!["p3", "p2", "p1", "o4", "o3", "o2", "o1"]
+    );
+    assert_eq!(
+        paged("Observation?_sort=subject,code&_count=1"),
+        vec!["o2", "o1", "o3", "o4"]
+    );
     // Tokens by system, then code; ties in the default order.
     assert_eq!(order("Patient?_sort=gender"), vec!["p2", "p1", "p3"]);
     assert_eq!(order("Patient?_sort=-gender"), vec!["p1", "p3", "p2"]);
