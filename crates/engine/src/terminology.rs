@@ -10,7 +10,7 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 
 use flint_fhir::{Error, Result};
-use flint_store::search::{Predicate, SearchQuery, UriMatch};
+use flint_store::search::{Order, Predicate, SearchQuery, UriMatch};
 use flint_store::Store;
 use serde_json::Value;
 
@@ -317,6 +317,8 @@ impl<S: Store> Engine<S> {
                 value: url.to_string(),
                 how: UriMatch::Exact,
             }]],
+            // Oldest change first, so that the last one kept is the newest.
+            order: Order::LastUpdated,
             limit: 100,
             ..Default::default()
         };
