@@ -466,6 +466,129 @@ m = pick(OBS, lambda o: o["id"] == "f002")
 case("Observation?_id=f002&_include=Observation:*", m,
      present(subject(m[0]) + refs(m[0].get("performer"), m[0].get("encounter"), m[0].get("specimen"), m[0].get("device"),
                                   m[0].get("basedOn"), m[0].get("partOf"), m[0].get("hasMember"), m[0].get("derivedFrom"), m[0].get("focus"))))
+section("Composite: components matched on the same element (the Observation, or one component).")
+
+
+def tuples(elements, value_key):
+    """(codes, value) for each element carrying both a code and the value."""
+    return [(cc_codes(e.get("code")), e[value_key]) for e in elements if e.get("code") and value_key in e]
+
+
+def quantity_ok(q, query):
+    """value[|system|code] with a prefix, as for a quantity parameter."""
+    parts = query.split("|")
+    if "value" not in q or not num_match(q["value"], parts[0]):
+        return False
+    if len(parts) > 1 and parts[1] and q.get("system") != parts[1]:
+        return False
+    if len(parts) > 2 and parts[2] and q.get("code") != parts[2] and not (not q.get("code") and q.get("unit") == parts[2]):
+        return False
+    return True
+
+
+def code_q(codes, q):
+    system, code = q.split("|") if "|" in q else (None, q)
+    return token(codes, system, code)
+
+
+def composite(elements, value_key, code_query, pred):
+    return any(code_q(codes, code_query) and pred(v) for codes, v in tuples(elements, value_key))
+
+
+def components(o):
+    return o.get("component", [])
+
+
+case("Observation?component-code-value-quantity=http://loinc.org|8480-6$gt100",
+     pick(OBS, lambda o: composite(components(o), "valueQuantity", "http://loinc.org|8480-6", lambda q: quantity_ok(q, "gt100"))))
+case("Observation?component-code-value-quantity=8462-4$lt90|http://unitsofmeasure.org|mm[Hg]",
+     pick(OBS, lambda o: composite(components(o), "valueQuantity", "8462-4", lambda q: quantity_ok(q, "lt90|http://unitsofmeasure.org|mm[Hg]"))))
+# Systolic under 60 exists only if one component holds both: the diastolic values do not count.
+case("Observation?component-code-value-quantity=8480-6$lt60",
+     pick(OBS, lambda o: composite(components(o), "valueQuantity", "8480-6", lambda q: quantity_ok(q, "lt60"))))
+case("Observation?code-value-quantity=http://loinc.org|29463-7$gt180",
+     pick(OBS, lambda o: composite([o], "valueQuantity", "http://loinc.org|29463-7", lambda q: quantity_ok(q, "gt180"))))
+case("Observation?combo-code-value-quantity=http://loinc.org|8480-6$gt100,http://loinc.org|9279-1$gt20",
+     pick(OBS, lambda o: any(composite([o] + components(o), "valueQuantity", c, lambda q, v=v: quantity_ok(q, v))
+                             for c, v in (("http://loinc.org|8480-6", "gt100"), ("http://loinc.org|9279-1", "gt20")))))
+case("Observation?code-value-concept=http://loinc.org|883-9$http://snomed.info/sct|112144000",
+     pick(OBS, lambda o: composite([o], "valueCodeableConcept", "http://loinc.org|883-9", lambda v: token(cc_codes(v), "http://snomed.info/sct", "112144000"))))
+case("Observation?component-code-value-concept=http://loinc.org|51967-8$http://snomed.info/sct|363358000",
+     pick(OBS, lambda o: composite(components(o), "valueCodeableConcept", "http://loinc.org|51967-8", lambda v: token(cc_codes(v), "http://snomed.info/sct", "363358000"))))
+case("Observation?code-value-date=http://loinc.org|8665-2$ge2016-12",
+     pick(OBS, lambda o: composite([o], "valueDateTime", "http://loinc.org|8665-2", lambda v: date_match([interval(v)], "ge2016-12"))))
+case("Observation?code-value-string=363779003$%2A1",
+     pick(OBS, lambda o: composite([o], "valueString", "363779003", lambda v: starts([v], "*1"))))
+section("Token :of-type: the type's coding and the value on the same Identifier.")
+V2 = "http://terminology.hl7.org/CodeSystem/v2-0203"
+
+
+def of_type(idents, system, code, value):
+    return any(i.get("value") == value and token(cc_codes(i.get("type")), system, code) for i in as_list(idents))
+
+
+for code, value in (("MR", "12345"), ("SS", "444222222"), ("MR", "444222222")):
+    case(f"Patient?identifier:of-type={V2}|{code}|{value}", pick(P, lambda p: of_type(p.get("identifier"), V2, code, value)))
+section("Token :below / :above over core code system hierarchies; :in with a filter and an exclude.")
+with gzip.open(os.path.join(ROOT, "crates/fhir/definitions/terminology.ndjson.gz"), "rt", encoding="utf-8") as f:
+    TERMINOLOGY = {r.get("url"): r for r in map(json.loads, f) if r.get("url")}
+
+
+def parents(system):
+    """child -> parents, from nested concepts and parent/child/subsumedBy properties."""
+    out = {}
+    def walk(concepts, parent):
+        for c in concepts:
+            if parent:
+                out.setdefault(c["code"], set()).add(parent)
+            for p in c.get("property", []):
+                v = p.get("valueCode") or p.get("valueString")
+                if p["code"] in ("parent", "subsumedBy") and v:
+                    out.setdefault(c["code"], set()).add(v)
+                if p["code"] == "child" and v:
+                    out.setdefault(v, set()).add(c["code"])
+            walk(c.get("concept", []), c["code"])
+    walk(TERMINOLOGY[system].get("concept", []), None)
+    return out
+
+
+def subsumes(system, ancestor, code):
+    ps, seen, todo = parents(system), set(), [code]
+    while todo:
+        c = todo.pop()
+        if c == ancestor:
+            return True
+        if c not in seen:
+            seen.add(c)
+            todo += ps.get(c, [])
+    return False
+
+
+CLINICAL = "http://terminology.hl7.org/CodeSystem/condition-clinical"
+COND = of("Condition")
+case(f"Condition?clinical-status:below={CLINICAL}|inactive",
+     pick(COND, lambda c: any(s == CLINICAL and subsumes(CLINICAL, "inactive", k) for s, k in cc_codes(c.get("clinicalStatus")))))
+case(f"Condition?clinical-status:above={CLINICAL}|resolved",
+     pick(COND, lambda c: any(s == CLINICAL and subsumes(CLINICAL, k, "resolved") for s, k in cc_codes(c.get("clinicalStatus")))))
+ACT = "http://terminology.hl7.org/CodeSystem/v3-ActCode"
+ENC = of("Encounter")
+case(f"Encounter?class:below={ACT}|AMB", pick(ENC, lambda e: e.get("class", {}).get("system") == ACT and subsumes(ACT, "AMB", e["class"].get("code"))))
+
+
+def in_value_set(url, system, code):
+    """compose.include (concepts or concept is-a filters) minus compose.exclude (concepts)."""
+    compose = TERMINOLOGY[url]["compose"]
+    def listed(part):
+        if part.get("system") != system:
+            return False
+        if "concept" in part:
+            return code in [c["code"] for c in part["concept"]]
+        return all(f["property"] == "concept" and f["op"] == "is-a" and subsumes(system, f["value"], code) for f in part.get("filter", []))
+    return any(listed(p) for p in compose["include"]) and not any(listed(p) for p in compose.get("exclude", []))
+
+
+ENC_VS = "http://terminology.hl7.org/ValueSet/v3-ActEncounterCode"
+case(f"Encounter?class:in={ENC_VS}", pick(ENC, lambda e: in_value_set(ENC_VS, e.get("class", {}).get("system"), e.get("class", {}).get("code"))))
 section("Paging: every next link is followed and the union of the pages compared.")
 case("MedicationRequest?_count=7", of("MedicationRequest"))
 case("Observation?status=final&_count=10", pick(OBS, lambda o: o.get("status") == "final"))

@@ -11,6 +11,7 @@ pub mod jobs;
 pub mod paging;
 pub mod patch;
 pub mod search;
+mod terminology;
 mod transaction;
 
 use std::sync::Arc;

@@ -154,6 +154,37 @@ pub fn split_or(value: &str) -> Vec<String> {
     out
 }
 
+/// Most codes a value set or a subsumption search may expand to: each is one alternative of
+/// the query (and two bound values).
+const MAX_EXPANDED_CODES: usize = 5000;
+
+fn check_expansion_size(code: &str, n: usize) -> Result<()> {
+    if n > MAX_EXPANDED_CODES {
+        return Err(unsupported(format!(
+            "'{code}' expands to {n} codes; at most {MAX_EXPANDED_CODES} are supported"
+        )));
+    }
+    Ok(())
+}
+
+/// Splits on every unescaped `sep`, keeping every escape in the parts (for composites: the
+/// tuples on `,`, then the components on `$`; each part is unescaped when parsed).
+fn split_raw(value: &str, sep: char) -> Vec<String> {
+    let mut out = vec![String::new()];
+    let mut escaped = false;
+    for c in value.chars() {
+        if c == sep && !escaped {
+            out.push(String::new());
+            continue;
+        }
+        escaped = c == '\\' && !escaped;
+        if let Some(last) = out.last_mut() {
+            last.push(c);
+        }
+    }
+    out
+}
+
 /// Splits `system|code` on the first unescaped bar.
 fn split_bar(value: &str) -> (Option<String>, String) {
     let mut prev_backslash = false;
@@ -438,6 +469,10 @@ impl<S: Store> Engine<S> {
                             | ParamType::Number
                             | ParamType::Quantity
                             | ParamType::Uri
+                            // Tokens by system, then code (as HAPI FHIR does); references
+                            // by the reference (`Type/id`, else the URL or identifier value).
+                            | ParamType::Token
+                            | ParamType::Reference
                     ) =>
                 {
                     SortBy::Param {
@@ -876,7 +911,7 @@ impl<S: Store> Engine<S> {
                     }
                     Some(m @ ("in" | "not-in")) => {
                         for v in split_or(value) {
-                            let codes = value_set_codes(&v)?;
+                            let codes = self.expand(&v)?;
                             alternatives.extend(codes.into_iter().map(|(system, c)| {
                                 Predicate::Token {
                                     param: code.clone(),
@@ -885,6 +920,7 @@ impl<S: Store> Engine<S> {
                                 }
                             }));
                         }
+                        check_expansion_size(&code, alternatives.len())?;
                         if alternatives.is_empty() {
                             // An empty value set: nothing is in it.
                             alternatives.push(Predicate::Nothing);
@@ -895,8 +931,65 @@ impl<S: Store> Engine<S> {
                             vec![Predicate::Not(alternatives)]
                         }));
                     }
-                    Some(m @ ("above" | "below" | "of-type")) => {
-                        return Err(unsupported(format!("{code}:{m} is not supported yet")))
+                    Some(m @ ("above" | "below")) => {
+                        for v in split_or(value) {
+                            let (system, c) = match split_bar(&v) {
+                                (Some(s), c) if !s.is_empty() && !c.is_empty() => (s, c),
+                                _ => {
+                                    return Err(Error::invalid(format!(
+                                    "{code}:{m} needs a system and a code (system|code), not '{v}'"
+                                )))
+                                }
+                            };
+                            let h = self.hierarchy(&system)?;
+                            let codes = if m == "below" {
+                                h.descendants(&c, true)
+                            } else {
+                                h.ancestors(&c, true)
+                            };
+                            alternatives.extend(codes.into_iter().map(|c| Predicate::Token {
+                                param: code.clone(),
+                                system: Some(Some(system.clone())),
+                                code: Some(c),
+                            }));
+                        }
+                        check_expansion_size(&code, alternatives.len())?;
+                        return Ok(Some(alternatives));
+                    }
+                    Some("of-type") => {
+                        for v in split_or(value) {
+                            let (type_system, rest) = split_bar(&v);
+                            let (type_code, id_value) = split_bar(&rest);
+                            let (Some(type_system), Some(type_code)) = (type_system, type_code)
+                            else {
+                                return Err(Error::invalid(format!(
+                                    "{code}:of-type takes type-system|type-code|value, not '{v}'"
+                                )));
+                            };
+                            if type_code.is_empty() || id_value.is_empty() {
+                                return Err(Error::invalid(format!(
+                                    "{code}:of-type needs a type code and a value, not '{v}'"
+                                )));
+                            }
+                            alternatives.push(Predicate::Composite {
+                                param: code.clone(),
+                                components: vec![
+                                    Predicate::Token {
+                                        param: code.clone(),
+                                        system: Some(
+                                            (!type_system.is_empty()).then_some(type_system),
+                                        ),
+                                        code: Some(type_code),
+                                    },
+                                    Predicate::Token {
+                                        param: code.clone(),
+                                        system: None,
+                                        code: Some(id_value),
+                                    },
+                                ],
+                            });
+                        }
+                        return Ok(Some(alternatives));
                     }
                     Some(m) => return Err(bad_modifier(m)),
                 };
@@ -1032,7 +1125,62 @@ impl<S: Store> Engine<S> {
                     });
                 }
             }
-            ParamType::Composite | ParamType::Special => {
+            ParamType::Composite => {
+                if let Some(m) = modifier {
+                    return Err(bad_modifier(m));
+                }
+                for tuple in split_raw(value, ',') {
+                    let parts = split_raw(&tuple, '$');
+                    if parts.len() != param.components.len() {
+                        return Err(Error::invalid(format!(
+                            "'{tuple}' has {} part(s) but the composite parameter '{code}' has {} components separated by '$'",
+                            parts.len(),
+                            param.components.len()
+                        )));
+                    }
+                    let mut components = Vec::with_capacity(parts.len());
+                    for (i, (part, component)) in parts.iter().zip(&param.components).enumerate() {
+                        let Some(own) = registry
+                            .params(resource_type)
+                            .iter()
+                            .find(|p| p.url == component.definition)
+                        else {
+                            return Err(unsupported(format!(
+                                "the component {} of '{code}' is not a search parameter of {resource_type} on this server",
+                                component.definition
+                            )));
+                        };
+                        let allowed = if i == 0 {
+                            matches!(own.kind, ParamType::Token | ParamType::Reference)
+                        } else {
+                            !matches!(own.kind, ParamType::Composite | ParamType::Special)
+                        };
+                        if !allowed {
+                            return Err(unsupported(format!(
+                                "composite parameters whose component {} is a {} parameter are not supported ('{code}')",
+                                i + 1,
+                                own.kind.code()
+                            )));
+                        }
+                        let predicate = self
+                            .clause(ctx, registry, resource_type, &own.code, None, part)?
+                            .filter(|c| c.len() == 1)
+                            .and_then(|mut c| c.pop())
+                            .ok_or_else(|| {
+                                Error::invalid(format!(
+                                    "'{part}' is not a value of the component '{}' of '{code}'",
+                                    own.code
+                                ))
+                            })?;
+                        components.push(predicate);
+                    }
+                    alternatives.push(Predicate::Composite {
+                        param: code.clone(),
+                        components,
+                    });
+                }
+            }
+            ParamType::Special => {
                 return Err(unsupported(format!(
                     "{} parameters ('{code}') are not supported yet",
                     param.kind.code()
@@ -1047,7 +1195,8 @@ impl<S: Store> Engine<S> {
     /// (`_id`, `_lastUpdated`) are accepted, over every type.
     ///
     /// # Errors
-    /// As [`Engine::parse_search`]; an unknown type in `_type`; `_sort` by a parameter.
+    /// As [`Engine::parse_search`]; an unknown type in `_type`; `_sort` by a parameter that
+    /// some type lacks or types differently.
     pub fn parse_system_search(
         &self,
         ctx: &Context,
@@ -1092,14 +1241,16 @@ impl<S: Store> Engine<S> {
         // would return all of that type), so parameters are read strictly whatever the
         // `Prefer: handling` asked.
         let mut parsed = self.parse_search(ctx, first, &rest, true, max_count, default_count)?;
-        if !parsed.query.sort.is_empty() {
-            return Err(unsupported(
-                "_sort by a parameter is not supported in a system search yet".into(),
-            ));
-        }
         let mut per_type = vec![(first.clone(), parsed.query.clauses.clone())];
         for t in &types[1..] {
             let other = self.parse_search(ctx, t, &rest, true, max_count, default_count)?;
+            // `_sort` keys are read against every type (an unknown one was refused there);
+            // a parameter sorts the same way only if it has the same type everywhere.
+            if other.query.sort != parsed.query.sort {
+                return Err(Error::invalid(format!(
+                    "_sort names a parameter whose type differs between {first} and {t}"
+                )));
+            }
             per_type.push((t.clone(), other.query.clauses));
         }
         parsed.query.types = per_type;
@@ -1159,52 +1310,6 @@ impl<S: Store> Engine<S> {
             included,
         })
     }
-}
-
-/// The (system, code) pairs of a core ValueSet, for `:in` and `:not-in`: concepts listed in
-/// `compose.include`, and whole code systems (code `None`) included without concepts or
-/// filters. Excludes, filters and value sets not in the core package are refused.
-fn value_set_codes(url: &str) -> Result<Vec<(String, Option<String>)>> {
-    let vs = flint_fhir::definitions::by_url(url)
-        .filter(|r| r.get("resourceType").and_then(serde_json::Value::as_str) == Some("ValueSet"))
-        .ok_or_else(|| unsupported(format!("the value set '{url}' is not known to this server")))?;
-    let compose = vs
-        .get("compose")
-        .ok_or_else(|| unsupported(format!("the value set '{url}' has no compose")))?;
-    if compose.get("exclude").is_some() {
-        return Err(unsupported(format!(
-            "the value set '{url}' excludes codes; expansion is not supported yet"
-        )));
-    }
-    let mut out = Vec::new();
-    for include in compose
-        .get("include")
-        .and_then(serde_json::Value::as_array)
-        .into_iter()
-        .flatten()
-    {
-        if include.get("filter").is_some() || include.get("valueSet").is_some() {
-            return Err(unsupported(format!("the value set '{url}' uses filters or other value sets; expansion is not supported yet")));
-        }
-        let system = include
-            .get("system")
-            .and_then(serde_json::Value::as_str)
-            .ok_or_else(|| {
-                unsupported(format!(
-                    "the value set '{url}' includes codes without a system"
-                ))
-            })?;
-        match include.get("concept").and_then(serde_json::Value::as_array) {
-            Some(concepts) => out.extend(
-                concepts
-                    .iter()
-                    .filter_map(|c| c.get("code").and_then(serde_json::Value::as_str))
-                    .map(|c| (system.to_string(), Some(c.to_string()))),
-            ),
-            None => out.push((system.to_string(), None)),
-        }
-    }
-    Ok(out)
 }
 
 /// The index keys a reference search value can match.
@@ -1287,6 +1392,9 @@ mod tests {
         );
         assert_eq!(split_bar("|x"), (Some(String::new()), "x".into()));
         assert_eq!(split_bar("a\\|b"), (None, "a|b".into()));
+        assert_eq!(split_raw("a$b\\$c,d", ','), vec!["a$b\\$c", "d"]);
+        assert_eq!(split_raw("a$b\\$c", '$'), vec!["a", "b\\$c"]);
+        assert_eq!(split_raw("a\\\\$b", '$'), vec!["a\\\\", "b"]);
     }
 
     #[test]

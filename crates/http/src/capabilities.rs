@@ -59,10 +59,11 @@ fn search_params(registry: &Registry, rt: &str) -> Vec<Value> {
                         "documentation": "Every word must appear in the narrative (case and accents ignored)."}));
     }
     for p in registry.params(rt) {
-        let supported = !matches!(
-            p.kind,
-            flint_search::ParamType::Composite | flint_search::ParamType::Special
-        );
+        let supported = match p.kind {
+            flint_search::ParamType::Special => false,
+            flint_search::ParamType::Composite => registry.composite_searchable(rt, p),
+            _ => true,
+        };
         if supported && p.code != "_id" && p.code != "_lastUpdated" {
             out.push(json!({"name": p.code, "type": p.kind.code(), "definition": p.url}));
         }

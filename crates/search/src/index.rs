@@ -208,11 +208,16 @@ impl Registry {
     /// Builds a registry from SearchParameter resources.
     pub fn from_search_parameters<'v>(params: impl Iterator<Item = &'v Value> + Clone) -> Registry {
         let model = model::r4();
-        let kinds: HashMap<&str, ParamType> = params
+        // Each parameter's type and expression, by URL, for the components of composites.
+        let kinds: HashMap<&str, (ParamType, &str)> = params
             .clone()
             .filter_map(|p| {
                 let url = p.get("url")?.as_str()?;
-                Some((url, ParamType::parse(p.get("type")?.as_str()?)?))
+                let expression = p.get("expression").and_then(Value::as_str).unwrap_or("");
+                Some((
+                    url,
+                    (ParamType::parse(p.get("type")?.as_str()?)?, expression),
+                ))
             })
             .collect();
         let mut registry = Registry::default();
@@ -222,7 +227,7 @@ impl Registry {
         registry
     }
 
-    fn add(&mut self, model: &Model, p: &Value, kinds: &HashMap<&str, ParamType>) {
+    fn add(&mut self, model: &Model, p: &Value, kinds: &HashMap<&str, (ParamType, &str)>) {
         let text = |k: &str| p.get(k).and_then(Value::as_str).unwrap_or("").to_string();
         let (url, code) = (text("url"), text("code"));
         let skip = |reason: &str| Skipped {
@@ -253,22 +258,29 @@ impl Registry {
             return;
         };
         let mut components = Vec::new();
-        for c in p
+        let mut raw: Vec<(&str, Option<&str>)> = p
             .get("component")
             .and_then(Value::as_array)
             .into_iter()
             .flatten()
-        {
-            let definition = c.get("definition").and_then(Value::as_str).unwrap_or("");
-            let Some(&kind) = kinds.get(definition) else {
+            .map(|c| {
+                (
+                    c.get("definition").and_then(Value::as_str).unwrap_or(""),
+                    c.get("expression").and_then(Value::as_str),
+                )
+            })
+            .collect();
+        unswap_components(&mut raw, kinds);
+        for (definition, expression) in raw {
+            let Some(&(kind, _)) = kinds.get(definition) else {
                 self.skipped
                     .push(skip(&format!("unknown component {definition}")));
                 return;
             };
-            let compiled = match c
-                .get("expression")
-                .and_then(Value::as_str)
-                .map(Expression::compile)
+            // The R4 composites write `value.as(DateTime)` for FHIR `dateTime` values.
+            let compiled = match expression
+                .map(|e| e.replace("as(DateTime)", "as(dateTime)"))
+                .map(|e| Expression::compile(&e))
             {
                 Some(Ok(e)) => e,
                 Some(Err(e)) => {
@@ -359,6 +371,26 @@ impl Registry {
         self.params(resource_type).iter().find(|p| p.code == code)
     }
 
+    /// Whether a composite parameter of `resource_type` can be searched: each component is a
+    /// parameter of the type, the first a token or a reference, the others neither composite
+    /// nor special.
+    pub fn composite_searchable(&self, resource_type: &str, param: &SearchParam) -> bool {
+        param.kind == ParamType::Composite
+            && !param.components.is_empty()
+            && param.components.iter().enumerate().all(|(i, c)| {
+                self.params(resource_type)
+                    .iter()
+                    .find(|p| p.url == c.definition)
+                    .is_some_and(|own| {
+                        if i == 0 {
+                            matches!(own.kind, ParamType::Token | ParamType::Reference)
+                        } else {
+                            !matches!(own.kind, ParamType::Composite | ParamType::Special)
+                        }
+                    })
+            })
+    }
+
     /// The SearchParameters that could not be used, with the reason.
     pub fn skipped(&self) -> &[Skipped] {
         &self.skipped
@@ -406,6 +438,34 @@ impl Registry {
             });
         }
         out
+    }
+}
+
+/// Puts back component expressions given in the wrong order: R4's DocumentReference
+/// `relationship` pairs the `relatesto` (reference, `relatesTo.target`) component with the
+/// expression `code` and the `relation` (token, `relatesTo.code`) one with `target`. A
+/// component whose expression is not the last step of its own parameter's expression, while
+/// another component's is, takes that one's.
+fn unswap_components(raw: &mut [(&str, Option<&str>)], kinds: &HashMap<&str, (ParamType, &str)>) {
+    let fits = |definition: &str, expression: Option<&str>| {
+        let own = kinds.get(definition).map_or("", |k| k.1);
+        expression.is_some_and(|e| own.ends_with(&format!(".{e}")))
+    };
+    for i in 0..raw.len() {
+        if fits(raw[i].0, raw[i].1) {
+            continue;
+        }
+        let swap = (0..raw.len()).find(|&j| {
+            j != i
+                && fits(raw[i].0, raw[j].1)
+                && fits(raw[j].0, raw[i].1)
+                && !fits(raw[j].0, raw[j].1)
+        });
+        if let Some(j) = swap {
+            let (a, b) = (raw[i].1, raw[j].1);
+            raw[i].1 = b;
+            raw[j].1 = a;
+        }
     }
 }
 
@@ -701,11 +761,38 @@ fn token_values<'a>(e: &Elem<'a>, v: &'a Value, out: &mut Vec<IndexValue<'a>>) {
                 });
             }
         }
-        ("Identifier", _) => out.push(IndexValue::Token {
-            system: text(v, "system"),
-            code: text(v, "value"),
-            text: field(v, "type").and_then(|t| text(t, "text")),
-        }),
+        ("Identifier", _) => {
+            out.push(IndexValue::Token {
+                system: text(v, "system"),
+                code: text(v, "value"),
+                text: field(v, "type").and_then(|t| text(t, "text")),
+            });
+            // For `:of-type`: each coding of the identifier's type with its value, as a
+            // tuple (the type's coding, then the value), so that both match on one Identifier.
+            if let Some(value) = text(v, "value") {
+                for c in field(v, "type")
+                    .and_then(|t| field(t, "coding"))
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                {
+                    if let Some(type_code) = text(c, "code") {
+                        out.push(IndexValue::Composite(vec![
+                            IndexValue::Token {
+                                system: text(c, "system"),
+                                code: Some(type_code),
+                                text: None,
+                            },
+                            IndexValue::Token {
+                                system: None,
+                                code: Some(value.clone()),
+                                text: None,
+                            },
+                        ]));
+                    }
+                }
+            }
+        }
         ("ContactPoint", _) => out.push(IndexValue::Token {
             system: text(v, "system"),
             code: text(v, "value"),
@@ -1255,6 +1342,57 @@ mod tests {
                 text: None
             }]
         );
+    }
+
+    #[test]
+    fn identifier_types_and_dated_values_make_tuples() {
+        let p = json!({"resourceType": "Patient", "identifier": [
+            {"type": {"coding": [{"system": "http://t", "code": "MR"}, {"code": "X"}]}, "value": "12"},
+            {"system": "http://s", "value": "34"}]});
+        let x = extract(&p);
+        let identifier = values(&x, "identifier");
+        let tuples: Vec<_> = identifier
+            .iter()
+            .filter_map(|v| match v {
+                IndexValue::Composite(parts) => Some(parts.as_slice()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(identifier.len(), 4);
+        assert_eq!(tuples.len(), 2);
+        assert!(matches!(
+            tuples[0],
+            [IndexValue::Token { system: Some(s), code: Some(c), .. }, IndexValue::Token { system: None, code: Some(v), .. }]
+                if s == "http://t" && c == "MR" && v == "12"
+        ));
+        let o = json!({"resourceType": "Observation", "status": "final",
+            "code": {"coding": [{"system": "http://loinc.org", "code": "8665-2"}]}, "valueDateTime": "2016-12-30"});
+        let x = extract(&o);
+        assert!(matches!(
+            values(&x, "code-value-date"),
+            [IndexValue::Composite(parts)] if matches!(parts[1], IndexValue::Date { .. })
+        ));
+        assert!(Registry::r4().composite_searchable(
+            "Observation",
+            Registry::r4()
+                .param("Observation", "code-value-date")
+                .unwrap()
+        ));
+        // R4 swaps DocumentReference.relationship's component expressions; put back.
+        let relationship = Registry::r4()
+            .param("DocumentReference", "relationship")
+            .unwrap();
+        let texts: Vec<&str> = relationship
+            .components
+            .iter()
+            .map(|c| c.expression.text())
+            .collect();
+        assert_eq!(texts, ["target", "code"]);
+        // Components already in order stay.
+        let cvq = Registry::r4()
+            .param("Observation", "code-value-quantity")
+            .unwrap();
+        assert_eq!(cvq.components[0].expression.text(), "code");
     }
 
     #[test]

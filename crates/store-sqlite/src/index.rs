@@ -225,8 +225,10 @@ fn write_value(
             text: display,
         } => {
             if code.is_some() || system.is_some() {
-                conn.prepare_cached("INSERT OR IGNORE INTO idx_token (param, code, system, seq) VALUES (?1, ?2, ?3, ?4)")?
-                    .execute((param, opt_hash(code), opt_hash(system), seq))?;
+                // `sort` is what `_sort` orders by: system, then code.
+                let sort = format!("{}\u{1}{}", text(system), text(code));
+                conn.prepare_cached("INSERT OR IGNORE INTO idx_token (param, code, system, seq, sort) VALUES (?1, ?2, ?3, ?4, ?5)")?
+                    .execute((param, opt_hash(code), opt_hash(system), seq, sort))?;
             }
             if let Some(display) = display {
                 conn.prepare_cached(
@@ -242,6 +244,13 @@ fn write_value(
             url,
             identifier,
         } => {
+            // What `_sort` orders by, on each of the value's rows.
+            let sort = reference_sort_text(
+                resource_type.as_deref(),
+                id.as_deref(),
+                url.as_deref(),
+                identifier,
+            );
             for key in reference_keys(
                 resource_type.as_deref(),
                 id.as_deref(),
@@ -250,9 +259,9 @@ fn write_value(
                 identifier,
             ) {
                 conn.prepare_cached(
-                    "INSERT OR IGNORE INTO idx_reference (param, key, seq) VALUES (?1, ?2, ?3)",
+                    "INSERT OR IGNORE INTO idx_reference (param, key, seq, sort) VALUES (?1, ?2, ?3, ?4)",
                 )?
-                .execute((param, key_hash(&key), seq))?;
+                .execute((param, key_hash(&key), seq, sort.as_deref()))?;
             }
         }
         IndexValue::Date { start, end } => {
@@ -290,14 +299,177 @@ fn write_value(
             )?
             .execute((param, uri.as_ref(), seq))?;
         }
-        // Composite parameters are not indexed yet; searching by one is refused as unsupported.
-        IndexValue::Composite(_) => {}
+        IndexValue::Composite(parts) => composite_rows(conn, param, seq, parts)?,
+    }
+    Ok(())
+}
+
+/// What a reference sorts by: `Type/id` for a literal reference, else its absolute URL,
+/// else its identifier's value.
+fn reference_sort_text(
+    resource_type: Option<&str>,
+    id: Option<&str>,
+    url: Option<&str>,
+    identifier: &Option<(Option<std::borrow::Cow<'_, str>>, std::borrow::Cow<'_, str>)>,
+) -> Option<String> {
+    match (resource_type, id, url) {
+        (Some(t), Some(id), _) => Some(format!("{t}/{id}")),
+        (_, _, Some(url)) => Some(url.to_string()),
+        _ => identifier.as_ref().map(|(_, v)| v.to_string()),
+    }
+}
+
+/// The key hashes `(code, system)` under which a composite's first component is found: a
+/// token's code and system, or each key of a reference (system 0). Empty for other kinds.
+pub fn composite_keys(value: &IndexValue) -> Vec<(i64, i64)> {
+    match value {
+        IndexValue::Token { system, code, .. } if code.is_some() || system.is_some() => {
+            vec![(opt_hash(code), opt_hash(system))]
+        }
+        IndexValue::Reference {
+            resource_type,
+            id,
+            version,
+            url,
+            identifier,
+        } => reference_keys(
+            resource_type.as_deref(),
+            id.as_deref(),
+            version.as_deref(),
+            url.as_deref(),
+            identifier,
+        )
+        .iter()
+        .map(|k| (key_hash(k), 0))
+        .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// The `b_` columns of a composite row holding one trailing component's value: one set per
+/// way it can be found (a reference has several keys).
+type CompositeColumns = (
+    Option<i64>,
+    Option<i64>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    rusqlite::types::Value,
+    rusqlite::types::Value,
+);
+
+fn composite_columns(value: &IndexValue) -> Vec<CompositeColumns> {
+    use rusqlite::types::Value as V;
+    let none = |low: V, high: V| (None, None, None, None, None, low, high);
+    match value {
+        IndexValue::Token { system, code, .. } => {
+            if code.is_none() && system.is_none() {
+                return Vec::new();
+            }
+            let mut row = none(V::Null, V::Null);
+            row.0 = Some(opt_hash(code));
+            row.1 = Some(opt_hash(system));
+            vec![row]
+        }
+        IndexValue::Reference { .. } => composite_keys(value)
+            .into_iter()
+            .map(|(k, _)| {
+                let mut row = none(V::Null, V::Null);
+                row.0 = Some(k);
+                row
+            })
+            .collect(),
+        IndexValue::String {
+            normalized,
+            original,
+        } => {
+            let mut row = none(V::Null, V::Null);
+            row.2 = Some(normalized.to_string());
+            row.3 = Some(original.to_string());
+            vec![row]
+        }
+        IndexValue::Uri(uri) => {
+            let mut row = none(V::Null, V::Null);
+            row.2 = Some(uri.to_string());
+            vec![row]
+        }
+        IndexValue::Date { start, end } => vec![none(V::Integer(*start), V::Integer(*end))],
+        IndexValue::Number { low, high, .. } => vec![none(V::Real(*low), V::Real(*high))],
+        IndexValue::Quantity {
+            low,
+            high,
+            system,
+            code,
+            unit,
+            ..
+        } => {
+            let mut row = none(V::Real(*low), V::Real(*high));
+            row.2 = Some(text(code).to_string());
+            row.3 = Some(text(system).to_string());
+            row.4 = Some(text(unit).to_string());
+            vec![row]
+        }
+        IndexValue::Composite(_) => Vec::new(),
+    }
+}
+
+/// The rows of one composite tuple (see the `idx_composite` table): for each key of the
+/// first component, a row per trailing component's value.
+fn composite_rows(
+    conn: &Connection,
+    param: i64,
+    seq: i64,
+    parts: &[IndexValue],
+) -> rusqlite::Result<()> {
+    let Some((first, rest)) = parts.split_first() else {
+        return Ok(());
+    };
+    // The next tuple number of this version and parameter.
+    let tuple: i64 = conn
+        .prepare_cached(
+            "SELECT coalesce(max(tuple), -1) + 1 FROM idx_composite WHERE seq = ?1 AND param = ?2",
+        )?
+        .query_row((seq, param), |r| r.get(0))?;
+    let keys = composite_keys(first);
+    let mut columns: Vec<Vec<CompositeColumns>> = rest.iter().map(composite_columns).collect();
+    if columns.is_empty() {
+        // A composite of one component: a row with empty `b_` columns.
+        use rusqlite::types::Value as V;
+        columns.push(vec![(None, None, None, None, None, V::Null, V::Null)]);
+    }
+    if keys.is_empty() || columns.iter().any(Vec::is_empty) {
+        return Ok(());
+    }
+    let mut insert = conn.prepare_cached(
+        "INSERT INTO idx_composite (param, a_code, a_system, seq, tuple, pos, b_code, b_system, b_text, b_original, b_unit, b_low, b_high)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+    )?;
+    for (a_code, a_system) in keys {
+        for (i, rows) in columns.iter().enumerate() {
+            for (code, system, text, original, unit, low, high) in rows {
+                insert.execute(rusqlite::params![
+                    param,
+                    a_code,
+                    a_system,
+                    seq,
+                    tuple,
+                    i as i64 + 1,
+                    code,
+                    system,
+                    text,
+                    original,
+                    unit,
+                    low,
+                    high
+                ])?;
+            }
+        }
     }
     Ok(())
 }
 
 /// Every index table; each has a `seq` column.
-pub const INDEX_TABLES: [&str; 8] = [
+pub const INDEX_TABLES: [&str; 9] = [
     "idx_string",
     "idx_token",
     "idx_token_text",
@@ -306,6 +478,7 @@ pub const INDEX_TABLES: [&str; 8] = [
     "idx_number",
     "idx_quantity",
     "idx_uri",
+    "idx_composite",
 ];
 
 /// Removes the index rows of the versions `delete_history` is about to remove.

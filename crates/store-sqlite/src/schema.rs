@@ -3,7 +3,7 @@
 use rusqlite::Connection;
 
 /// The schema version this build writes. Migrations run in order up to it.
-const SCHEMA_VERSION: i64 = 8;
+const SCHEMA_VERSION: i64 = 9;
 
 /// SQL functions the queries use: `flint_hash(text)`, the index key hash (chains, `_has`).
 fn add_functions(conn: &Connection) -> rusqlite::Result<()> {
@@ -199,7 +199,7 @@ pub fn migrate(conn: &Connection) -> rusqlite::Result<()> {
              COMMIT;",
         )?;
     }
-    // (Version 6 is the composite index.)
+    // (Version 6 was never released: its tables came with version 9.)
     if current < 7 {
         // Background jobs (asynchronous requests, `$reindex`), and look-ups of one version's
         // token and reference rows, which `$reindex` replaces and `delete_history` removes.
@@ -236,6 +236,54 @@ pub fn migrate(conn: &Connection) -> rusqlite::Result<()> {
              PRAGMA user_version = 8;
              COMMIT;",
         )?;
+    }
+    if current < 9 {
+        // Composite parameters and `_sort` by token and reference parameters.
+        // - `idx_composite`: one row per tuple and trailing component. The first component
+        //   (a token or a reference) is the key: `a_code`/`a_system` as in `idx_token`, or a
+        //   reference key hash in `a_code` with `a_system` 0. `pos` says which component the
+        //   `b_` columns hold (1, 2, ...); `tuple` ties the rows of one tuple together, so
+        //   every component matches on the same element. `b_code`/`b_system`: token or
+        //   reference hashes; `b_text`: normalized string, uri, quantity code; `b_original`:
+        //   string as written, quantity system; `b_low`/`b_high`: date microseconds, number
+        //   or quantity ranges.
+        // - `sort` on token and reference rows: the text `_sort` orders by (token: system,
+        //   U+0001, code; reference: `Type/id`, else the URL, else the identifier's value). A
+        //   column rather than a table: no row more to write per value.
+        // Resources stored before this version lack these rows, and those of versions 7 and 8
+        // (full text, contained resources): a `$reindex` job over everything is queued, which
+        // the engine runs in the background from the start (`resume_jobs`).
+        conn.execute_batch(&format!(
+            "BEGIN;
+             CREATE TABLE IF NOT EXISTS idx_composite (
+                 param      INTEGER NOT NULL,
+                 a_code     INTEGER NOT NULL,
+                 a_system   INTEGER NOT NULL,
+                 seq        INTEGER NOT NULL,
+                 tuple      INTEGER NOT NULL,
+                 pos        INTEGER NOT NULL,
+                 b_code     INTEGER,
+                 b_system   INTEGER,
+                 b_text     TEXT,
+                 b_original TEXT,
+                 b_unit     TEXT,
+                 b_low,
+                 b_high
+             );
+             CREATE INDEX IF NOT EXISTS idx_composite_key ON idx_composite (param, a_code, a_system, seq);
+             CREATE INDEX IF NOT EXISTS idx_composite_seq ON idx_composite (seq, param);
+             ALTER TABLE idx_token ADD COLUMN sort TEXT;
+             ALTER TABLE idx_reference ADD COLUMN sort TEXT;
+             INSERT INTO job (id, kind, state, request, progress, result, created, updated)
+                 SELECT 'schema-9-reindex', 'reindex', 'running', '{{\"type\":null}}',
+                        '{{\"after\":0,\"done\":0}}', NULL, {now}, {now}
+                 WHERE EXISTS (SELECT 1 FROM resource);
+             PRAGMA user_version = 9;
+             COMMIT;",
+            now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_micros() as i64)
+        ))?;
     }
     Ok(())
 }

@@ -206,7 +206,8 @@ impl Sql<'_> {
             | Predicate::Date { param, .. }
             | Predicate::Number { param, .. }
             | Predicate::Quantity { param, .. }
-            | Predicate::Uri { param, .. } => Some(param),
+            | Predicate::Uri { param, .. }
+            | Predicate::Composite { param, .. } => Some(param),
             _ => None,
         };
         if let Some(code) = indexed_param {
@@ -335,6 +336,10 @@ impl Sql<'_> {
                 };
                 self.indexed(param, "idx_uri", &condition)?
             }
+            Predicate::Composite { param, components } => {
+                let condition = self.composite(components)?;
+                self.indexed(param, "idx_composite", &condition)?
+            }
             Predicate::Missing { param, missing } => match self.param(param)? {
                 None => {
                     if *missing {
@@ -427,6 +432,194 @@ impl Sql<'_> {
     }
 }
 
+impl Sql<'_> {
+    /// `= ?` or `IN (?, ...)` over the ids of the sorted parameter: of the searched type, or
+    /// of each type of a system search (a version belongs to one type, so its rows carry
+    /// that type's id). `None` when the parameter was never indexed.
+    fn sort_param(
+        &mut self,
+        code: &str,
+        types: &[(String, Vec<Vec<Predicate>>)],
+    ) -> rusqlite::Result<Option<String>> {
+        let mut ids = Vec::new();
+        if types.is_empty() {
+            ids.extend(self.param(code)?);
+        } else {
+            let saved = self.resource_type.clone();
+            for (t, _) in types {
+                self.resource_type = t.clone();
+                let id = self.param(code);
+                if let Ok(Some(id)) = id {
+                    ids.push(id);
+                } else if let Err(e) = id {
+                    self.resource_type = saved;
+                    return Err(e);
+                }
+            }
+            self.resource_type = saved;
+        }
+        Ok(match ids.as_slice() {
+            [] => None,
+            [one] => Some(format!("= {}", self.int(*one))),
+            _ => {
+                let list: Vec<String> = ids.iter().map(|i| self.int(*i)).collect();
+                Some(format!("IN ({})", list.join(", ")))
+            }
+        })
+    }
+
+    /// The condition on `idx_composite` rows for one tuple of component values: the first
+    /// component on the row's key, the second on its `b_` columns, and each further one on
+    /// another row of the same tuple.
+    fn composite(&mut self, components: &[Predicate]) -> rusqlite::Result<String> {
+        let Some((first, rest)) = components.split_first() else {
+            return Ok("0".into());
+        };
+        let mut parts = vec!["pos = 1".to_string()];
+        match first {
+            Predicate::Token { system, code, .. } => {
+                if let Some(code) = code {
+                    parts.push(format!("a_code = {}", self.int(key_hash(code))));
+                }
+                match system {
+                    None => {}
+                    Some(None) => parts.push("a_system = 0".into()),
+                    Some(Some(s)) => parts.push(format!("a_system = {}", self.int(key_hash(s)))),
+                }
+            }
+            Predicate::Reference { keys, .. } => {
+                if keys.is_empty() {
+                    return Ok("0".into());
+                }
+                let list: Vec<String> = keys.iter().map(|k| self.int(key_hash(k))).collect();
+                parts.push(format!("a_code IN ({}) AND a_system = 0", list.join(", ")));
+            }
+            _ => return Ok("0".into()),
+        }
+        for (i, component) in rest.iter().enumerate() {
+            let pos = i + 1;
+            if pos == 1 {
+                let condition = self.composite_component(component, "")?;
+                parts.push(condition);
+            } else {
+                let alias = format!("c{pos}");
+                let condition = self.composite_component(component, &format!("{alias}."))?;
+                parts.push(format!(
+                    "EXISTS (SELECT 1 FROM idx_composite {alias} WHERE {alias}.seq = idx_composite.seq \
+                     AND {alias}.param = idx_composite.param AND {alias}.tuple = idx_composite.tuple \
+                     AND {alias}.pos = {pos} AND {condition})"
+                ));
+            }
+        }
+        Ok(parts.join(" AND "))
+    }
+
+    /// One trailing component's condition on the `b_` columns (prefixed with `col`).
+    fn composite_component(&mut self, p: &Predicate, col: &str) -> rusqlite::Result<String> {
+        let c = |name: &str| format!("{col}{name}");
+        Ok(match p {
+            Predicate::Token { system, code, .. } => {
+                let mut parts = Vec::new();
+                if let Some(code) = code {
+                    parts.push(format!("{} = {}", c("b_code"), self.int(key_hash(code))));
+                }
+                match system {
+                    None => {}
+                    Some(None) => parts.push(format!("{} = 0", c("b_system"))),
+                    Some(Some(s)) => {
+                        parts.push(format!("{} = {}", c("b_system"), self.int(key_hash(s))))
+                    }
+                }
+                if parts.is_empty() {
+                    format!("{} IS NOT NULL", c("b_code"))
+                } else {
+                    parts.join(" AND ")
+                }
+            }
+            Predicate::Reference { keys, .. } => {
+                if keys.is_empty() {
+                    return Ok("0".into());
+                }
+                let list: Vec<String> = keys.iter().map(|k| self.int(key_hash(k))).collect();
+                format!("{} IN ({})", c("b_code"), list.join(", "))
+            }
+            Predicate::String { value, how, .. } => match how {
+                StringMatch::Prefix => self.prefix_range(&c("b_text"), value),
+                StringMatch::Exact => {
+                    let normalized = self.text(&flint_search::normalize_string(value));
+                    let original = self.text(value);
+                    format!(
+                        "{} = {normalized} AND {} = {original}",
+                        c("b_text"),
+                        c("b_original")
+                    )
+                }
+                StringMatch::Contains => {
+                    let pattern = self.text(&format!("%{}%", escape_like(value)));
+                    format!("{} LIKE {pattern} ESCAPE '\\'", c("b_text"))
+                }
+            },
+            Predicate::Uri { value, how, .. } => match how {
+                UriMatch::Exact => format!("{} = {}", c("b_text"), self.text(value)),
+                UriMatch::Below => self.prefix_range(&c("b_text"), value),
+                UriMatch::Above => {
+                    let v = self.text(value);
+                    let t = c("b_text");
+                    format!("substr({v}, 1, length({t})) = {t}")
+                }
+            },
+            Predicate::Date {
+                prefix, start, end, ..
+            } => date_condition(self, *prefix, *start, *end, &c("b_low"), &c("b_high")),
+            Predicate::Number {
+                prefix,
+                value,
+                low,
+                high,
+                ..
+            } => number_condition_on(
+                self,
+                *prefix,
+                *value,
+                (*low, *high),
+                (&c("b_low"), &c("b_high")),
+            ),
+            Predicate::Quantity {
+                prefix,
+                value,
+                low,
+                high,
+                system,
+                code,
+                ..
+            } => {
+                let mut condition = number_condition_on(
+                    self,
+                    *prefix,
+                    *value,
+                    (*low, *high),
+                    (&c("b_low"), &c("b_high")),
+                );
+                condition = format!("{} IS NOT NULL AND {condition}", c("b_unit"));
+                if let Some(code) = code {
+                    let v = self.text(code);
+                    condition.push_str(&format!(
+                        " AND ({t} = {v} OR ({t} = '' AND {u} = {v}))",
+                        t = c("b_text"),
+                        u = c("b_unit")
+                    ));
+                }
+                if let Some(system) = system {
+                    let v = self.text(system);
+                    condition.push_str(&format!(" AND {} = {v}", c("b_original")));
+                }
+                condition
+            }
+            _ => "0".into(),
+        })
+    }
+}
+
 fn escape_like(s: &str) -> String {
     let normalized = flint_search::normalize_string(s);
     normalized
@@ -476,7 +669,18 @@ fn date_condition(
 /// Number prefixes: the stored value (the middle of its precision range) against the searched
 /// value, whose own precision gives the range `eq` accepts.
 fn number_condition(sql: &mut Sql, prefix: Prefix, value: f64, low: f64, high: f64) -> String {
-    let mid = "((low + high) / 2.0)";
+    number_condition_on(sql, prefix, value, (low, high), ("low", "high"))
+}
+
+/// [`number_condition`] over the named low and high columns.
+fn number_condition_on(
+    sql: &mut Sql,
+    prefix: Prefix,
+    value: f64,
+    (low, high): (f64, f64),
+    (low_col, high_col): (&str, &str),
+) -> String {
+    let mid = format!("(({low_col} + {high_col}) / 2.0)");
     match prefix {
         Prefix::Eq => format!("{mid} >= {} AND {mid} < {}", sql.real(low), sql.real(high)),
         Prefix::Ne => format!(
@@ -694,10 +898,9 @@ pub fn render(conn: &Connection, q: &SearchQuery, count: bool) -> rusqlite::Resu
         let expr = match &key.by {
             SortBy::Id => "r.id".to_string(),
             SortBy::LastUpdated => "r.seq".to_string(),
-            SortBy::Param { code, kind } => match sql.param(code)? {
+            SortBy::Param { code, kind } => match sql.sort_param(code, &q.types)? {
                 None => "NULL".to_string(),
-                Some(id) => {
-                    let p = sql.int(id);
+                Some(p) => {
                     let agg = if key.descending { "MAX" } else { "MIN" };
                     let (table, column) = match kind {
                         ParamType::String => ("idx_string", "value"),
@@ -705,9 +908,12 @@ pub fn render(conn: &Connection, q: &SearchQuery, count: bool) -> rusqlite::Resu
                         ParamType::Date => ("idx_date", "start"),
                         ParamType::Number => ("idx_number", "(low + high) / 2.0"),
                         ParamType::Quantity => ("idx_quantity", "(low + high) / 2.0"),
+                        // System, then code (references: the reference); see `index::write_value`.
+                        ParamType::Token => ("idx_token", "sort"),
+                        ParamType::Reference => ("idx_reference", "sort"),
                         _ => ("idx_uri", "value"),
                     };
-                    format!("(SELECT {agg}({column}) FROM {table} INDEXED BY {table}_seq WHERE param = {p} AND seq = r.seq)")
+                    format!("(SELECT {agg}({column}) FROM {table} INDEXED BY {table}_seq WHERE param {p} AND seq = r.seq)")
                 }
             },
         };

@@ -109,6 +109,15 @@ pub enum Predicate {
         value: String,
         how: UriMatch,
     },
+    /// A composite parameter (`code-value-quantity=loinc|1234$gt5`): every component holds
+    /// on the same element (one tuple). `components` are in the parameter's component order,
+    /// each a `Token`, `Reference`, `String`, `Date`, `Number`, `Quantity` or `Uri` predicate
+    /// whose own `param` names the component's parameter; the first is a `Token` or a
+    /// `Reference`.
+    Composite {
+        param: String,
+        components: Vec<Predicate>,
+    },
     /// `:missing=true|false`.
     Missing { param: String, missing: bool },
     /// Holds for no resource (an empty value set, a type outside a compartment).

@@ -215,10 +215,29 @@ const CASES: &[(&str, &[&str])] = &[
     ("Patient?_id=f201&_revinclude=Condition:subject", &["Condition/f201", "Condition/f202", "Condition/f203", "Condition/f204", "Condition/f205", "Patient/f201"]),
     ("Encounter?_id=f203&_revinclude=Condition:encounter&_include:iterate=Condition:asserter", &["Condition/f203", "Condition/f204", "Encounter/f203", "Practitioner/f201"]),
     ("Observation?_id=f002&_include=Observation:*", &["Observation/f002", "Patient/f001", "Practitioner/f005"]),
+    // Composite: components matched on the same element (the Observation, or one component).
+    ("Observation?component-code-value-quantity=http://loinc.org|8480-6$gt100", &["Observation/blood-pressure", "Observation/blood-pressure-dar"]),
+    ("Observation?component-code-value-quantity=8462-4$lt90|http://unitsofmeasure.org|mm[Hg]", &["Observation/blood-pressure"]),
+    ("Observation?component-code-value-quantity=8480-6$lt60", &[]),
+    ("Observation?code-value-quantity=http://loinc.org|29463-7$gt180", &["Observation/example"]),
+    ("Observation?combo-code-value-quantity=http://loinc.org|8480-6$gt100,http://loinc.org|9279-1$gt20", &["Observation/blood-pressure", "Observation/blood-pressure-dar", "Observation/respiratory-rate"]),
+    ("Observation?code-value-concept=http://loinc.org|883-9$http://snomed.info/sct|112144000", &["Observation/bloodgroup", "Observation/rhstatus"]),
+    ("Observation?component-code-value-concept=http://loinc.org|51967-8$http://snomed.info/sct|363358000", &["Observation/example-genetics-2"]),
+    ("Observation?code-value-date=http://loinc.org|8665-2$ge2016-12", &["Observation/date-lastmp"]),
+    ("Observation?code-value-string=363779003$%2A1", &["Observation/example-TPMT-diplotype"]),
+    // Token :of-type: the type's coding and the value on the same Identifier.
+    ("Patient?identifier:of-type=http://terminology.hl7.org/CodeSystem/v2-0203|MR|12345", &["Patient/example", "Patient/xcda"]),
+    ("Patient?identifier:of-type=http://terminology.hl7.org/CodeSystem/v2-0203|SS|444222222", &["Patient/genetics-example1", "Patient/mom"]),
+    ("Patient?identifier:of-type=http://terminology.hl7.org/CodeSystem/v2-0203|MR|444222222", &[]),
+    // Token :below / :above over core code system hierarchies; :in with a filter and an exclude.
+    ("Condition?clinical-status:below=http://terminology.hl7.org/CodeSystem/condition-clinical|inactive", &["Condition/f201", "Condition/f202", "Condition/f204"]),
+    ("Condition?clinical-status:above=http://terminology.hl7.org/CodeSystem/condition-clinical|resolved", &["Condition/f201", "Condition/f202", "Condition/f204"]),
+    ("Encounter?class:below=http://terminology.hl7.org/CodeSystem/v3-ActCode|AMB", &["Encounter/f001", "Encounter/f002", "Encounter/f003", "Encounter/f201", "Encounter/f202", "Encounter/xcda"]),
+    ("Encounter?class:in=http://terminology.hl7.org/ValueSet/v3-ActEncounterCode", &["Encounter/emerg", "Encounter/example", "Encounter/f001", "Encounter/f002", "Encounter/f003", "Encounter/f201", "Encounter/f202", "Encounter/f203", "Encounter/home", "Encounter/xcda"]),
     // Paging: every next link is followed and the union of the pages compared.
     ("MedicationRequest?_count=7", &["MedicationRequest/medrx002", "MedicationRequest/medrx0301", "MedicationRequest/medrx0302", "MedicationRequest/medrx0303", "MedicationRequest/medrx0304", "MedicationRequest/medrx0305", "MedicationRequest/medrx0306", "MedicationRequest/medrx0307", "MedicationRequest/medrx0308", "MedicationRequest/medrx0309", "MedicationRequest/medrx0310", "MedicationRequest/medrx0311", "MedicationRequest/medrx0312", "MedicationRequest/medrx0313", "MedicationRequest/medrx0314", "MedicationRequest/medrx0315", "MedicationRequest/medrx0316", "MedicationRequest/medrx0317", "MedicationRequest/medrx0318", "MedicationRequest/medrx0319", "MedicationRequest/medrx0320", "MedicationRequest/medrx0321", "MedicationRequest/medrx0322", "MedicationRequest/medrx0323", "MedicationRequest/medrx0324", "MedicationRequest/medrx0325", "MedicationRequest/medrx0326", "MedicationRequest/medrx0327", "MedicationRequest/medrx0328", "MedicationRequest/medrx0329", "MedicationRequest/medrx0330", "MedicationRequest/medrx0331", "MedicationRequest/medrx0332", "MedicationRequest/medrx0333", "MedicationRequest/medrx0334", "MedicationRequest/medrx0335", "MedicationRequest/medrx0336", "MedicationRequest/medrx0337", "MedicationRequest/medrx0338", "MedicationRequest/medrx0339"]),
     ("Observation?status=final&_count=10", &["Observation/10minute-apgar-score", "Observation/1minute-apgar-score", "Observation/20minute-apgar-score", "Observation/2minute-apgar-score", "Observation/5minute-apgar-score", "Observation/656", "Observation/abdo-tender", "Observation/alcohol-type", "Observation/bgpanel", "Observation/blood-pressure", "Observation/blood-pressure-dar", "Observation/bloodgroup", "Observation/bmd", "Observation/bmi", "Observation/bmi-using-related", "Observation/body-height", "Observation/body-length", "Observation/body-temperature", "Observation/clinical-gender", "Observation/date-lastmp", "Observation/decimal", "Observation/ekg", "Observation/example", "Observation/example-TPMT-diplotype", "Observation/example-diplotype1", "Observation/example-genetics-1", "Observation/example-genetics-2", "Observation/example-genetics-3", "Observation/example-genetics-4", "Observation/example-genetics-5", "Observation/example-genetics-brcapat", "Observation/example-phenotype", "Observation/eye-color", "Observation/f001", "Observation/f002", "Observation/f003", "Observation/f004", "Observation/f005", "Observation/f203", "Observation/f204", "Observation/f205", "Observation/f206", "Observation/gcs-qa", "Observation/glasgow", "Observation/head-circumference", "Observation/heart-rate", "Observation/herd1", "Observation/map-sitting", "Observation/mbp", "Observation/respiratory-rate", "Observation/rhstatus", "Observation/satO2", "Observation/secondsmoke", "Observation/trachcare", "Observation/vitals-panel", "Observation/vomiting"]),
-    // 119 queries over 234 resources
+    // 135 queries over 234 resources
 ];
 
 #[test]

@@ -424,7 +424,6 @@ fn handling_of_unknown_unsupported_and_malformed_parameters() {
         s.get("Observation?code:in=http://x/vs").send().unwrap(),
         400,
     );
-    outcome(s.get("Patient?_sort=gender").send().unwrap(), 400);
     outcome(s.get("Patient?_sort=nonsense").send().unwrap(), 400);
     outcome(
         s.get("Observation?code:in=http://example.org/no-such-valueset")
@@ -715,6 +714,479 @@ fn custom_search_parameters_apply_to_new_writes_at_once() {
         crate::server::has_expression(&oo, "SearchParameter.expression"),
         "{oo}"
     );
+}
+
+fn put_all(s: &Server, resources: &[Value]) {
+    for r in resources {
+        let path = format!(
+            "{}/{}",
+            r["resourceType"].as_str().unwrap(),
+            r["id"].as_str().unwrap()
+        );
+        assert_eq!(s.put(&path, r).status(), 201, "{path}");
+    }
+}
+
+fn loinc(code: &str) -> Value {
+    json!({"coding": [{"system": "http://loinc.org", "code": code}]})
+}
+
+fn mmhg(value: f64) -> Value {
+    json!({"value": value, "unit": "mmHg", "system": "http://unitsofmeasure.org", "code": "mm[Hg]"})
+}
+
+#[test]
+fn composite_parameters_match_components_on_the_same_element() {
+    let s = Server::start();
+    let snomed =
+        |code: &str| json!({"coding": [{"system": "http://snomed.info/sct", "code": code}]});
+    put_all(
+        &s,
+        &[
+            json!({"resourceType": "Observation", "id": "bp1", "status": "final", "code": loinc("85354-6"),
+                   "component": [{"code": loinc("8480-6"), "valueQuantity": mmhg(120.0)},
+                                 {"code": loinc("8462-4"), "valueQuantity": mmhg(80.0)}]}),
+            json!({"resourceType": "Patient", "id": "pbp"}),
+            json!({"resourceType": "Observation", "id": "bp2", "status": "final", "code": loinc("85354-6"), "subject": {"reference": "Patient/pbp"},
+                   "component": [{"code": loinc("8480-6"), "valueQuantity": mmhg(150.0)},
+                                 {"code": loinc("8462-4"), "valueQuantity": mmhg(95.0)}]}),
+            json!({"resourceType": "Observation", "id": "w1", "status": "final", "code": loinc("29463-7"),
+                   "valueQuantity": {"value": 70, "unit": "kg", "system": "http://unitsofmeasure.org", "code": "kg"}}),
+            json!({"resourceType": "Observation", "id": "w2", "status": "final",
+                   "code": {"coding": [{"system": "http://loinc.org", "code": "29463-7"}, {"system": "http://loinc.org", "code": "3141-9"}]},
+                   "valueQuantity": {"value": 90, "unit": "kg", "system": "http://unitsofmeasure.org", "code": "kg"}}),
+            json!({"resourceType": "Observation", "id": "c1", "status": "final", "code": loinc("94500-6"),
+                   "valueCodeableConcept": snomed("260385009")}),
+            json!({"resourceType": "Observation", "id": "c2", "status": "final", "code": loinc("94500-6"),
+                   "valueCodeableConcept": snomed("10828004")}),
+            json!({"resourceType": "Observation", "id": "s1", "status": "final", "code": loinc("5778-6"),
+                   "valueString": "Yellow, clear"}),
+            json!({"resourceType": "Observation", "id": "d1", "status": "final", "code": loinc("21112-8"),
+                   "valueDateTime": "2021-06-15"}),
+            json!({"resourceType": "DocumentReference", "id": "d1", "status": "current",
+                   "content": [{"attachment": {"contentType": "text/plain", "data": "aGk="}}],
+                   "relatesTo": [{"code": "replaces", "target": {"reference": "DocumentReference/d0"}},
+                                 {"code": "signs", "target": {"reference": "DocumentReference/dx"}}]}),
+            json!({"resourceType": "DocumentReference", "id": "d2", "status": "current",
+                   "content": [{"attachment": {"contentType": "text/plain", "data": "aGk="}}],
+                   "relatesTo": [{"code": "signs", "target": {"reference": "DocumentReference/d0"}}]}),
+            json!({"resourceType": "Group", "id": "g1", "type": "person", "actual": false,
+                   "characteristic": [{"code": {"text": "gender"}, "valueCodeableConcept": {"coding": [{"system": "http://hl7.org/fhir/administrative-gender", "code": "female"}]}, "exclude": false},
+                                      {"code": snomed("263495000"), "valueCodeableConcept": snomed("248152002"), "exclude": false}]}),
+        ],
+    );
+    let cases: &[(&str, &[&str])] = &[
+        // Components on the same Observation.component, not across components.
+        ("Observation?component-code-value-quantity=http://loinc.org|8480-6$gt130", &["bp2"]),
+        ("Observation?component-code-value-quantity=8480-6$lt90", &[]),
+        ("Observation?component-code-value-quantity=8462-4$lt90", &["bp1"]),
+        ("Observation?component-code-value-quantity=8480-6$gt100|http://unitsofmeasure.org|mm[Hg]", &["bp1", "bp2"]),
+        ("Observation?component-code-value-quantity=8480-6$gt100||kg", &[]),
+        // Tuples are ORed; AND with other parameters.
+        ("Observation?component-code-value-quantity=8480-6$lt130,8462-4$ge95", &["bp1", "bp2"]),
+        ("Observation?component-code-value-quantity=8480-6$lt130&component-code-value-quantity=8462-4$lt85", &["bp1"]),
+        ("Observation?component-code-value-quantity=8480-6$lt130&component-code-value-quantity=8462-4$gt85", &[]),
+        // The resource itself, and either for combo.
+        ("Observation?code-value-quantity=http://loinc.org|29463-7$70", &["w1"]),
+        ("Observation?code-value-quantity=3141-9$gt80", &["w2"]),
+        ("Observation?code-value-quantity=29463-7$ge70|http://unitsofmeasure.org|kg", &["w1", "w2"]),
+        ("Observation?code-value-quantity=8480-6$gt100", &[]),
+        ("Observation?combo-code-value-quantity=8480-6$gt100", &["bp1", "bp2"]),
+        ("Observation?combo-code-value-quantity=29463-7$lt80", &["w1"]),
+        ("Observation?code-value-concept=94500-6$http://snomed.info/sct|260385009", &["c1"]),
+        ("Observation?code-value-concept=94500-6$10828004,94500-6$260385009", &["c1", "c2"]),
+        ("Observation?code-value-concept=5778-6$260385009", &[]),
+        ("Observation?code-value-string=5778-6$yellow", &["s1"]),
+        ("Observation?code-value-string=5778-6$clear", &[]),
+        ("Observation?code-value-date=21112-8$ge2021-01-01", &["d1"]),
+        ("Observation?code-value-date=21112-8$2021-06", &["d1"]),
+        ("Observation?code-value-date=21112-8$lt2021", &[]),
+        ("Observation?code-value-quantity:missing=false", &["w1", "w2"]),
+        // Inside reverse chains and chains.
+        (
+            "Patient?_has:Observation:subject:component-code-value-quantity=8480-6$gt130",
+            &["pbp"],
+        ),
+        (
+            "Patient?_has:Observation:subject:component-code-value-quantity=8480-6$lt130",
+            &[],
+        ),
+        // A reference first (R4 lists this one's component expressions swapped).
+        ("DocumentReference?relationship=DocumentReference/d0$replaces", &["d1"]),
+        ("DocumentReference?relationship=d0$signs", &["d2"]),
+        ("DocumentReference?relationship=DocumentReference/dx$replaces", &[]),
+        ("DocumentReference?relationship=d0$replaces,dx$signs", &["d1"]),
+        // Group.characteristic: token and token.
+        ("Group?characteristic-value=263495000$248152002", &["g1"]),
+        ("Group?characteristic-value=263495000$female", &[]),
+    ];
+    for (query, expected) in cases {
+        assert_eq!(ids(&s, query), set(expected), "{query}");
+    }
+    // An escaped `$` or `,` is part of a value.
+    assert_eq!(
+        ids(&s, "Observation?code-value-string=5778-6$yellow\\, clear"),
+        set(&["s1"])
+    );
+    // Malformed: a missing component, a bad component value, a modifier.
+    outcome(
+        s.get("Observation?code-value-quantity=29463-7")
+            .send()
+            .unwrap(),
+        400,
+    );
+    outcome(
+        s.get("Observation?code-value-quantity=29463-7$heavy")
+            .send()
+            .unwrap(),
+        400,
+    );
+    outcome(
+        s.get("Observation?code-value-quantity:exact=29463-7$70")
+            .send()
+            .unwrap(),
+        400,
+    );
+    // Advertised like every other parameter.
+    let cs: Value = s.get("metadata").send().unwrap().json().unwrap();
+    let observation = cs["rest"][0]["resource"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["type"] == "Observation")
+        .unwrap();
+    assert!(observation["searchParam"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|p| p["name"] == "component-code-value-quantity" && p["type"] == "composite"));
+}
+
+#[test]
+fn identifier_of_type_matches_type_and_value_on_one_identifier() {
+    let s = Server::start();
+    let v2 = "http://terminology.hl7.org/CodeSystem/v2-0203";
+    put_all(
+        &s,
+        &[
+            json!({"resourceType": "Patient", "id": "t1", "identifier": [
+                {"type": {"coding": [{"system": v2, "code": "MR"}]}, "system": "http://hospital", "value": "123"},
+                {"type": {"coding": [{"system": v2, "code": "SS"}]}, "system": "http://ssa", "value": "999"}]}),
+            json!({"resourceType": "Patient", "id": "t2", "identifier": [
+                {"type": {"coding": [{"system": v2, "code": "SS"}]}, "value": "123"}]}),
+            json!({"resourceType": "Patient", "id": "t3", "identifier": [{"system": "http://hospital", "value": "123"}]}),
+        ],
+    );
+    let cases: Vec<(String, &[&str])> = vec![
+        (format!("Patient?identifier:of-type={v2}|MR|123"), &["t1"]),
+        (format!("Patient?identifier:of-type={v2}|SS|123"), &["t2"]),
+        (format!("Patient?identifier:of-type={v2}|SS|999"), &["t1"]),
+        (format!("Patient?identifier:of-type={v2}|MR|999"), &[]),
+        (
+            format!("Patient?identifier:of-type={v2}|MR|123,{v2}|SS|123"),
+            &["t1", "t2"],
+        ),
+        ("Patient?identifier:of-type=http://other|MR|123".into(), &[]),
+        ("Patient?identifier=123".into(), &["t1", "t2", "t3"]),
+    ];
+    for (query, expected) in cases {
+        assert_eq!(ids(&s, &query), set(expected), "{query}");
+    }
+    outcome(
+        s.get("Patient?identifier:of-type=MR|123").send().unwrap(),
+        400,
+    );
+    outcome(
+        s.get(&format!("Patient?identifier:of-type={v2}|MR|"))
+            .send()
+            .unwrap(),
+        400,
+    );
+}
+
+#[test]
+fn token_subsumption_and_value_sets_with_filters() {
+    let s = Server::start();
+    let clinical = "http://terminology.hl7.org/CodeSystem/condition-clinical";
+    let condition = |id: &str, code: &str| {
+        json!({"resourceType": "Condition", "id": id, "subject": {"reference": "Patient/x"},
+               "clinicalStatus": {"coding": [{"system": clinical, "code": code}]}})
+    };
+    let role = "http://terminology.hl7.org/CodeSystem/v3-RoleCode";
+    let related = |id: &str, code: &str| {
+        json!({"resourceType": "RelatedPerson", "id": id, "patient": {"reference": "Patient/x"},
+               "relationship": [{"coding": [{"system": role, "code": code}]}]})
+    };
+    let act = "http://terminology.hl7.org/CodeSystem/v3-ActCode";
+    let encounter = |id: &str, code: &str| json!({"resourceType": "Encounter", "id": id, "status": "finished", "class": {"system": act, "code": code}});
+    put_all(
+        &s,
+        &[
+            condition("active", "active"),
+            condition("recurrence", "recurrence"),
+            condition("resolved", "resolved"),
+            related("mother", "MTH"),
+            related("friend", "FRND"),
+            encounter("amb", "AMB"),
+            encounter("abstract", "_ActEncounterCode"),
+            // A code system and a value set stored in the server.
+            json!({"resourceType": "CodeSystem", "id": "colours", "url": "http://example.org/colours", "status": "active",
+                   "content": "complete", "hierarchyMeaning": "is-a",
+                   "concept": [{"code": "warm", "concept": [{"code": "red", "concept": [{"code": "crimson"}]}, {"code": "orange"}]},
+                               {"code": "cold", "concept": [{"code": "blue"}]}]}),
+            json!({"resourceType": "ValueSet", "id": "warm-not-orange", "url": "http://example.org/vs/warm-not-orange", "status": "active",
+                   "compose": {"include": [{"system": "http://example.org/colours", "filter": [{"property": "concept", "op": "is-a", "value": "warm"}]}],
+                               "exclude": [{"system": "http://example.org/colours", "concept": [{"code": "orange"}]}]}}),
+            json!({"resourceType": "Observation", "id": "crimson", "status": "final", "code": {"coding": [{"system": "http://example.org/colours", "code": "crimson"}]}}),
+            json!({"resourceType": "Observation", "id": "orange", "status": "final", "code": {"coding": [{"system": "http://example.org/colours", "code": "orange"}]}}),
+            json!({"resourceType": "Observation", "id": "blue", "status": "final", "code": {"coding": [{"system": "http://example.org/colours", "code": "blue"}]}}),
+        ],
+    );
+    let cases: Vec<(String, &[&str])> =
+        vec![
+        // Core code system hierarchy: active ⊃ recurrence, relapse.
+        (
+            format!("Condition?clinical-status:below={clinical}|active"),
+            &["active", "recurrence"],
+        ),
+        (
+            format!("Condition?clinical-status:below={clinical}|recurrence"),
+            &["recurrence"],
+        ),
+        (
+            format!("Condition?clinical-status:above={clinical}|recurrence"),
+            &["active", "recurrence"],
+        ),
+        (
+            format!("Condition?clinical-status:above={clinical}|resolved"),
+            &["resolved"],
+        ),
+        // Core value sets with an is-a filter, and with an exclude.
+        (
+            "RelatedPerson?relationship:in=http://terminology.hl7.org/ValueSet/v3-FamilyMember"
+                .into(),
+            &["mother"],
+        ),
+        (
+            "RelatedPerson?relationship:not-in=http://terminology.hl7.org/ValueSet/v3-FamilyMember"
+                .into(),
+            &["friend"],
+        ),
+        (
+            "Encounter?class:in=http://terminology.hl7.org/ValueSet/v3-ActEncounterCode".into(),
+            &["amb"],
+        ),
+        (
+            format!("Encounter?class:below={act}|_ActEncounterCode"),
+            &["amb", "abstract"],
+        ),
+        // Stored code system and value set.
+        (
+            "Observation?code:below=http://example.org/colours|warm".into(),
+            &["crimson", "orange"],
+        ),
+        (
+            "Observation?code:above=http://example.org/colours|crimson".into(),
+            &["crimson"],
+        ),
+        (
+            "Observation?code:in=http://example.org/vs/warm-not-orange".into(),
+            &["crimson"],
+        ),
+        (
+            "Observation?code:not-in=http://example.org/vs/warm-not-orange".into(),
+            &["orange", "blue"],
+        ),
+        ("Observation?code:in=ValueSet/warm-not-orange".into(), &["crimson"]),
+    ];
+    for (query, expected) in cases {
+        assert_eq!(ids(&s, &query), set(expected), "{query}");
+    }
+    // A code system whose hierarchy this server does not hold: refused, not guessed.
+    let oo = outcome(
+        s.get("Condition?code:below=http://snomed.info/sct|404684003")
+            .send()
+            .unwrap(),
+        400,
+    );
+    assert_eq!(oo["issue"][0]["code"], "not-supported");
+    let oo = outcome(
+        s.get("Condition?code:in=http://hl7.org/fhir/ValueSet/condition-code")
+            .send()
+            .unwrap(),
+        400,
+    );
+    assert_eq!(oo["issue"][0]["code"], "not-supported");
+    // Subsumption needs a system.
+    outcome(
+        s.get("Condition?clinical-status:below=active")
+            .send()
+            .unwrap(),
+        400,
+    );
+}
+
+#[test]
+fn sorting_by_token_and_reference_parameters_and_in_system_search() {
+    let s = Server::start();
+    load(&s);
+    let order = |q: &str| -> Vec<String> {
+        let r = s.client.get(format!("{}/{q}", s.base)).send().unwrap();
+        assert_eq!(r.status(), 200, "{q}");
+        let b: Value = r.json().unwrap();
+        b["entry"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["resource"]["id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    // Every page, following the next links.
+    let paged = |q: &str| -> Vec<String> {
+        let mut url = format!("{}/{q}", s.base);
+        let mut out = Vec::new();
+        loop {
+            let b: Value = s.client.get(&url).send().unwrap().json().unwrap();
+            out.extend(
+                b["entry"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|e| e["resource"]["id"].as_str().unwrap().to_string()),
+            );
+            match b["link"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|l| l["relation"] == "next")
+            {
+                Some(next) => url = next["url"].as_str().unwrap().to_string(),
+                None => return out,
+            }
+        }
+    };
+    assert_eq!(
+        paged("?_type=Patient,Observation&_sort=-identifier,-_id&_count=2"),
+        vec!["p3", "p2", "p1", "o4", "o3", "o2", "o1"]
+    );
+    assert_eq!(
+        paged("Observation?_sort=subject,code&_count=1"),
+        vec!["o2", "o1", "o3", "o4"]
+    );
+    // Tokens by system, then code; ties in the default order.
+    assert_eq!(order("Patient?_sort=gender"), vec!["p2", "p1", "p3"]);
+    assert_eq!(order("Patient?_sort=-gender"), vec!["p1", "p3", "p2"]);
+    assert_eq!(order("Patient?_sort=identifier"), vec!["p1", "p2", "p3"]);
+    assert_eq!(order("Patient?_sort=-identifier"), vec!["p3", "p2", "p1"]);
+    assert_eq!(
+        order("Observation?_sort=code,-_id"),
+        vec!["o2", "o3", "o1", "o4"]
+    );
+    // References by the reference.
+    assert_eq!(
+        order("Observation?_sort=-subject"),
+        vec!["o4", "o3", "o1", "o2"]
+    );
+    assert_eq!(
+        order("Observation?_sort=subject,-_id"),
+        vec!["o2", "o1", "o3", "o4"]
+    );
+    // System search: a parameter every type has; resources without a value last.
+    assert_eq!(
+        order("?_type=Patient,Observation&_sort=identifier&_count=3"),
+        vec!["p1", "p2", "p3"]
+    );
+    assert_eq!(
+        order("?_type=Patient,Organization&_sort=-_id"),
+        vec!["p3", "p2", "p1", "org1"]
+    );
+    assert_eq!(
+        order("?_type=Patient,Observation&_sort=identifier"),
+        vec!["p1", "p2", "p3", "o1", "o2", "o3", "o4"]
+    );
+    outcome(
+        s.client
+            .get(format!("{}?_type=Patient,Observation&_sort=gender", s.base))
+            .send()
+            .unwrap(),
+        400,
+    );
+}
+
+#[test]
+fn versions_stored_before_schema_9_are_reindexed_in_the_background() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let s = Server::start_in(&data, &[], &[]);
+    let v2 = "http://terminology.hl7.org/CodeSystem/v2-0203";
+    put_all(
+        &s,
+        &[
+            json!({"resourceType": "Observation", "id": "bp", "status": "final", "code": loinc("85354-6"),
+                   "component": [{"code": loinc("8480-6"), "valueQuantity": mmhg(150.0)},
+                                 {"code": loinc("8462-4"), "valueQuantity": mmhg(70.0)}]}),
+            json!({"resourceType": "Patient", "id": "a", "gender": "male",
+                   "identifier": [{"type": {"coding": [{"system": v2, "code": "MR"}]}, "value": "1"}]}),
+            json!({"resourceType": "Patient", "id": "b", "gender": "female"}),
+        ],
+    );
+    let data = s.kill();
+    // Take the database back to schema 8, as an older Flint left it (no composite rows, no
+    // sort texts, no full text).
+    let db = rusqlite::Connection::open(data.join("flint.sqlite")).unwrap();
+    db.execute_batch(
+        "DROP TABLE idx_composite;
+         ALTER TABLE idx_token DROP COLUMN sort;
+         ALTER TABLE idx_reference DROP COLUMN sort;
+         DELETE FROM idx_fulltext;
+         PRAGMA user_version = 8;",
+    )
+    .unwrap();
+    drop(db);
+    let s = Server::start_in(&data, &[], &[]);
+    // The upgrade queued a $reindex job; its status URL answers until it is done.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let r = s.get("__async-status/schema-9-reindex").send().unwrap();
+        match r.status().as_u16() {
+            200 => break,
+            202 => assert!(
+                std::time::Instant::now() < deadline,
+                "the upgrade reindex never ended"
+            ),
+            other => panic!("status {other}"),
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert_eq!(ids(&s, "Patient?_content=male"), set(&["a"]));
+    assert_eq!(
+        ids(&s, "Observation?component-code-value-quantity=8480-6$gt140"),
+        set(&["bp"])
+    );
+    assert_eq!(
+        ids(&s, "Observation?component-code-value-quantity=8480-6$lt100"),
+        set(&[])
+    );
+    assert_eq!(
+        ids(&s, &format!("Patient?identifier:of-type={v2}|MR|1")),
+        set(&["a"])
+    );
+    let b: Value = s
+        .get("Patient?_sort=gender")
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(b["entry"][0]["resource"]["id"], "b");
+    // The other indexes were rewritten, not doubled.
+    assert_eq!(ids(&s, "Patient?gender=male"), set(&["a"]));
+    let count: Value = s
+        .get("Observation?code=85354-6&_summary=count")
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(count["total"], 1);
 }
 
 /// A string prefix without `_sort` pages in index order: every match once, however many of its
