@@ -373,7 +373,7 @@ async fn root_get<S: Store>(
         .into());
     }
     let f = fhir(&state, &headers, q.as_deref())?;
-    run_search(&state, &headers, &f, "", &f.params, None, None, None).await
+    run_search(&state, &headers, &f, "", &f.params, None).await
 }
 
 async fn metadata<S: Store>(
@@ -841,17 +841,8 @@ async fn page<S: Store>(
         .strip_prefix("search:")
         .ok_or_else(|| Error::invalid("not a paging link of this server"))?
         .to_string();
-    run_search(
-        &state,
-        &headers,
-        &f,
-        &rt,
-        &page.params,
-        Some(page.snapshot),
-        page.after,
-        page.total,
-    )
-    .await
+    let params = page.params.clone();
+    run_search(&state, &headers, &f, &rt, &params, Some(page)).await
 }
 
 async fn search<S: Store>(
@@ -861,7 +852,7 @@ async fn search<S: Store>(
     rt: &str,
     params: &Params,
 ) -> ApiResult {
-    run_search(state, headers, f, rt, params, None, None, None).await
+    run_search(state, headers, f, rt, params, None).await
 }
 
 fn position_text(p: &flint_store::search::Position) -> String {
@@ -900,10 +891,13 @@ async fn run_search<S: Store>(
     f: &Fhir,
     rt: &str,
     params: &Params,
-    snapshot: Option<u64>,
-    after: Option<String>,
-    total: Option<u64>,
+    page: Option<flint_engine::paging::PageState>,
 ) -> ApiResult {
+    // A later page: the link's snapshot, position and total.
+    let (snapshot, after, total) = match page {
+        Some(p) => (Some(p.snapshot), p.after, p.total),
+        None => (None, None, None),
+    };
     let engine = &state.engine;
     // An empty type is a system search.
     let parsed = if rt.is_empty() {

@@ -791,7 +791,7 @@ pub fn render(conn: &Connection, q: &SearchQuery, count: bool) -> rusqlite::Resu
         || q.sort.iter().any(|k| matches!(k.by, SortBy::Id));
     // A driven query that reads nothing of the version row never joins it: liveness comes
     // from `seq` (see `live_seq`), and the page's rows are read by `seq` afterwards.
-    let seq_only = driver.is_some() && !sql.row_used && !(sort_reads_row && !count);
+    let seq_only = driver.is_some() && !sql.row_used && (count || !sort_reads_row);
     let from = match &driver {
         Some(subselect) if seq_only => {
             // Last: the filters are index look-ups that discard most candidates first.
