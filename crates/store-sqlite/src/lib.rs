@@ -48,6 +48,11 @@ struct Inner {
     readers: Mutex<Vec<Connection>>,
     writer: Mutex<Option<mpsc::Sender<Job>>>,
     checkpointer: Mutex<Option<mpsc::Sender<()>>>,
+    /// The last committed transaction, published by the writer.
+    last_tx: Arc<std::sync::atomic::AtomicU64>,
+    /// Search parameter ids by (type, code), as committed: ids are never reused or removed,
+    /// so searches need not look them up again.
+    param_ids: search::ParamCache,
 }
 
 pub(crate) fn fault(e: rusqlite::Error) -> Error {
@@ -71,7 +76,8 @@ impl SqliteStore {
         let conn = Connection::open(&path).map_err(fault)?;
         schema::configure_writer(&conn).map_err(fault)?;
         schema::migrate(&conn).map_err(fault)?;
-        let sender = writer::start(conn)?;
+        let last_tx = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let sender = writer::start(conn, Arc::clone(&last_tx))?;
         let checkpointer = checkpoint::start(&path)?;
         Ok(SqliteStore {
             inner: Arc::new(Inner {
@@ -79,6 +85,8 @@ impl SqliteStore {
                 readers: Mutex::new(Vec::new()),
                 writer: Mutex::new(Some(sender)),
                 checkpointer: Mutex::new(Some(checkpointer)),
+                last_tx,
+                param_ids: Default::default(),
             }),
         })
     }
@@ -173,10 +181,11 @@ pub(crate) fn read_version(
 
 pub(crate) fn run_search(
     c: &Connection,
+    cache: Option<&search::ParamCache>,
     q: &flint_store::search::SearchQuery,
 ) -> rusqlite::Result<flint_store::search::SearchPage> {
     use flint_store::search::{Order, Position, SearchPage};
-    let rendered = search::render(c, q, false)?;
+    let rendered = search::render(c, cache, q, false)?;
     tracing::debug!(sql = %rendered.sql, "search");
     let mut stmt = c.prepare_cached(&rendered.sql)?;
     let mut rows = stmt.query(params_from_iter(rendered.params))?;
@@ -334,7 +343,7 @@ impl Store for SqliteStore {
         // versions): each statement would otherwise take and drop the WAL read lock itself.
         self.with_reader(|c| {
             c.execute_batch("BEGIN")?;
-            let page = run_search(c, q);
+            let page = run_search(c, Some(&self.inner.param_ids), q);
             c.execute_batch("COMMIT")?;
             page
         })
@@ -342,7 +351,7 @@ impl Store for SqliteStore {
 
     fn search_count(&self, q: &flint_store::search::SearchQuery) -> Result<u64> {
         self.with_reader(|c| {
-            let rendered = search::render(c, q, true)?;
+            let rendered = search::render(c, Some(&self.inner.param_ids), q, true)?;
             c.prepare_cached(&rendered.sql)?
                 .query_row(params_from_iter(rendered.params), |r| r.get::<_, i64>(0))
         })
@@ -429,11 +438,7 @@ impl Store for SqliteStore {
     }
 
     fn last_tx(&self) -> Result<TxNumber> {
-        self.with_reader(|c| {
-            c.prepare_cached("SELECT COALESCE(MAX(t), 0) FROM tx")?
-                .query_row([], |r| r.get::<_, i64>(0))
-        })
-        .map(|t| t as u64)
+        Ok(self.inner.last_tx.load(std::sync::atomic::Ordering::SeqCst))
     }
 
     async fn write<T, F>(&self, job: F) -> Result<T>

@@ -18,8 +18,14 @@ use crate::index::{key_hash, param_id, INDEX_TABLES};
 /// The largest code point: appended to a prefix it bounds every string that starts with it.
 const MAX_CHAR: char = '\u{10FFFF}';
 
+/// Committed search parameter ids by `type \0 code`, shared by the readers (ids are never
+/// reused or removed; an id a write job created is cached only once committed, which a
+/// reader seeing it implies).
+pub type ParamCache = parking_lot::RwLock<HashMap<String, i64>>;
+
 struct Sql<'c> {
     conn: &'c Connection,
+    cache: Option<&'c ParamCache>,
     /// The type and table alias of the resource the predicates being rendered are about;
     /// chains and `_has` render inner predicates about other resources.
     resource_type: String,
@@ -67,7 +73,13 @@ impl Sql<'_> {
         if let Some(id) = self.ids.get(&key) {
             return Ok(*id);
         }
+        if let Some(id) = self.cache.and_then(|c| c.read().get(&key).copied()) {
+            return Ok(Some(id));
+        }
         let id = param_id(self.conn, &self.resource_type, code)?;
+        if let (Some(cache), Some(id)) = (self.cache, id) {
+            cache.write().insert(key.clone(), id);
+        }
         self.ids.insert(key, id);
         Ok(id)
     }
@@ -716,10 +728,17 @@ pub struct Rendered {
     pub index_order: bool,
 }
 
-/// The SQL and parameters of a search: the page (`count` false) or the total.
-pub fn render(conn: &Connection, q: &SearchQuery, count: bool) -> rusqlite::Result<Rendered> {
+/// The SQL and parameters of a search: the page (`count` false) or the total. `cache` holds
+/// committed parameter ids (readers only: a write job may see ids it has not committed).
+pub fn render(
+    conn: &Connection,
+    cache: Option<&ParamCache>,
+    q: &SearchQuery,
+    count: bool,
+) -> rusqlite::Result<Rendered> {
     let mut sql = Sql {
         conn,
+        cache,
         resource_type: q.resource_type.clone(),
         alias: "r".into(),
         aliases: 0,

@@ -2,6 +2,7 @@
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::mpsc;
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use flint_store::{
@@ -53,7 +54,12 @@ where
     (job, receiver)
 }
 
-pub fn start(conn: Connection) -> Result<mpsc::Sender<Job>> {
+/// Starts the writer thread; it publishes the number of each transaction it commits in
+/// `last_tx` (before it answers the transaction's callers).
+pub fn start(
+    conn: Connection,
+    last_tx: Arc<std::sync::atomic::AtomicU64>,
+) -> Result<mpsc::Sender<Job>> {
     let (sender, receiver) = mpsc::channel::<Job>();
     let next_tx: i64 = conn
         .query_row("SELECT COALESCE(MAX(t), 0) + 1 FROM tx", [], |r| r.get(0))
@@ -61,6 +67,7 @@ pub fn start(conn: Connection) -> Result<mpsc::Sender<Job>> {
     let last_time: i64 = conn
         .query_row("SELECT COALESCE(MAX(instant), 0) FROM tx", [], |r| r.get(0))
         .map_err(fault)?;
+    last_tx.store(next_tx as u64 - 1, std::sync::atomic::Ordering::SeqCst);
     std::thread::Builder::new()
         .name("flint-writer".into())
         .spawn(move || {
@@ -70,6 +77,7 @@ pub fn start(conn: Connection) -> Result<mpsc::Sender<Job>> {
                 next_tx: next_tx as u64,
                 last_time,
                 full_text: Vec::new(),
+                last_tx,
             }
             .run(receiver)
         })
@@ -84,6 +92,8 @@ struct Writer {
     last_time: i64,
     /// Full-text rows of the batch's committed jobs, written just before the commit.
     full_text: Vec<crate::index::FullTextRow>,
+    /// The last committed transaction, for readers (`Store::last_tx`).
+    last_tx: Arc<std::sync::atomic::AtomicU64>,
 }
 
 fn now_micros() -> i64 {
@@ -128,7 +138,11 @@ impl Writer {
         let commit = crate::index::write_full_text(&self.conn, &rows)
             .and_then(|()| self.conn.execute_batch("COMMIT"));
         let error = match commit {
-            Ok(()) => None,
+            Ok(()) => {
+                self.last_tx
+                    .store(self.next_tx - 1, std::sync::atomic::Ordering::SeqCst);
+                None
+            }
             Err(e) => {
                 tracing::error!(error = %e, "group commit failed; rolling back");
                 let _ = self.conn.execute_batch("ROLLBACK");
@@ -357,7 +371,7 @@ impl Transaction for SqliteTransaction<'_> {
     }
 
     fn search(&mut self, query: &flint_store::search::SearchQuery) -> Result<Vec<Version>> {
-        let r = crate::run_search(self.conn, query);
+        let r = crate::run_search(self.conn, None, query);
         Ok(self.check(r)?.versions)
     }
 
