@@ -288,6 +288,10 @@ impl<S: Store> Engine<S> {
                             Error::invalid(format!("_count '{value}' is not a number"))
                         })?;
                         query.limit = n.min(max_count);
+                        // `_count=0` asks for the total alone, as `_summary=count` does.
+                        if n == 0 {
+                            parsed.count_only = true;
+                        }
                     }
                     "_sort" => {
                         let keys: Vec<&str> = value
@@ -322,7 +326,7 @@ impl<S: Store> Engine<S> {
                             }
                         }
                     }
-                    "_summary" => parsed.count_only = value == "count",
+                    "_summary" => parsed.count_only |= value == "count",
                     "_include" | "_revinclude" => {
                         let modifier = name.split_once(':').map(|(_, m)| m);
                         parsed.includes.push(self.include(
@@ -1293,7 +1297,9 @@ impl<S: Store> Engine<S> {
             _ if known_total.is_some() => known_total,
             TotalMode::Auto if !first_page => None,
             // A first page that holds every match is its own count.
-            _ if first_page && page.next.is_none() => Some(page.versions.len() as u64),
+            _ if first_page && page.next.is_none() && query.limit > 0 => {
+                Some(page.versions.len() as u64)
+            }
             TotalMode::Auto => None,
             TotalMode::Accurate | TotalMode::Estimate => Some(self.store().search_count(&query)?),
         };

@@ -309,6 +309,12 @@ fn paging_sorting_totals_and_summary() {
     assert!(unasked.get("total").is_none(), "{unasked}");
     let whole: Value = s.get("Patient?_count=3").send().unwrap().json().unwrap();
     assert_eq!(whole["total"], 3);
+    // `_count=0` is the total alone, whatever `_total` says.
+    for q in ["Patient?_count=0", "Patient?_count=0&_total=accurate"] {
+        let counted: Value = s.get(q).send().unwrap().json().unwrap();
+        assert_eq!(counted["total"], 3, "{q}");
+        assert!(counted.get("entry").is_none(), "{q}");
+    }
     let changed = json!({"resourceType": "Patient", "id": "p2", "gender": "other"});
     assert_eq!(s.put("Patient/p2", &changed).status(), 200);
     assert_eq!(
