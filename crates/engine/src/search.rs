@@ -68,6 +68,40 @@ pub struct SearchOutcome {
 /// The index entry every contained resource has under `#Type` (see `index_values`).
 pub const CONTAINED_MARKER: &str = "_contained";
 
+/// Whether a parameter's values are Identifiers, read off simple path expressions
+/// (`Patient.identifier | Patient.link.other.identifier`); `None` when the expression is not
+/// made of plain paths the model resolves.
+fn identifier_typed(
+    model: &flint_fhir::Model,
+    resource_type: &str,
+    expression: &str,
+) -> Option<bool> {
+    let mut any = false;
+    for part in expression.split('|').map(str::trim) {
+        let mut segments = part.split('.');
+        let mut owner = segments.next()?.to_string();
+        if owner != resource_type {
+            return None;
+        }
+        let mut last = None;
+        for segment in segments {
+            if segment.is_empty() || !segment.chars().all(|c| c.is_ascii_alphanumeric()) {
+                return None;
+            }
+            let child = model.child(&owner, segment)?;
+            // Backbone elements are types named by their path.
+            owner = if model.child(&format!("{owner}.{segment}"), "id").is_some() {
+                format!("{owner}.{segment}")
+            } else {
+                child.type_code.to_string()
+            };
+            last = Some(child.type_code.to_string());
+        }
+        any |= last.as_deref() == Some("Identifier");
+    }
+    Some(any)
+}
+
 /// `_contained`: which resources a search looks at.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Contained {
@@ -961,6 +995,13 @@ impl<S: Store> Engine<S> {
                         return Ok(Some(alternatives));
                     }
                     Some("of-type") => {
+                        if identifier_typed(self.model(), resource_type, param.expression.text())
+                            == Some(false)
+                        {
+                            return Err(Error::invalid(format!(
+                                ":of-type applies to Identifier parameters, and '{code}' is not one"
+                            )));
+                        }
                         for v in split_or(value) {
                             let (type_system, rest) = split_bar(&v);
                             let (type_code, id_value) = split_bar(&rest);
@@ -1388,6 +1429,35 @@ pub fn compartment_clause(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn identifier_parameters_are_recognised_from_their_paths() {
+        let model = flint_fhir::model::r4();
+        assert_eq!(
+            identifier_typed(model, "Patient", "Patient.identifier"),
+            Some(true)
+        );
+        assert_eq!(
+            identifier_typed(model, "Patient", "Patient.gender"),
+            Some(false)
+        );
+        assert_eq!(
+            identifier_typed(model, "Patient", "Patient.generalPractitioner"),
+            Some(false)
+        );
+        assert_eq!(
+            identifier_typed(
+                model,
+                "Encounter",
+                "Encounter.identifier | Encounter.status"
+            ),
+            Some(true)
+        );
+        assert_eq!(
+            identifier_typed(model, "Patient", "Patient.name.where(use = 'official')"),
+            None
+        );
+    }
 
     #[test]
     fn values_split_on_unescaped_commas_and_bars() {

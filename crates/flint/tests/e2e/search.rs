@@ -908,6 +908,14 @@ fn identifier_of_type_matches_type_and_value_on_one_identifier() {
             .unwrap(),
         400,
     );
+    // Only Identifier parameters have a type to match.
+    let oo = outcome(
+        s.get(&format!("Patient?gender:of-type={v2}|MR|male"))
+            .send()
+            .unwrap(),
+        400,
+    );
+    assert!(oo.to_string().contains("Identifier"), "{oo}");
 }
 
 #[test]
