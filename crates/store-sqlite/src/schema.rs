@@ -21,6 +21,9 @@ fn add_functions(conn: &Connection) -> rusqlite::Result<()> {
 
 pub fn configure_writer(conn: &Connection) -> rusqlite::Result<()> {
     add_functions(conn)?;
+    // A job runs a few dozen distinct statements (one insert per index table, look-ups,
+    // conditional searches): all of them stay prepared.
+    conn.set_prepared_statement_cache_capacity(256);
     // WAL lets readers work beside the writer; FULL makes every commit durable with an fsync
     // of the log (amortised by group commit in the writer thread).
     conn.pragma_update(None, "journal_mode", "WAL")?;
