@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use flint_fhir::{Error, Result};
+use flint_fhir::{Error, IssueType, Result};
 use flint_store::{JobRecord, JobState, Store};
 use serde_json::{json, Value};
 
@@ -58,11 +58,12 @@ pub enum JobStatus {
     Ended(JobState, JobResponse),
 }
 
-fn outcome(severity: &str, code: &str, text: &str) -> Value {
-    json!({
-        "resourceType": "OperationOutcome",
-        "issue": [{"severity": severity, "code": code, "diagnostics": text}]
-    })
+/// The response of a job that ended with `error`.
+fn failure(error: &Error) -> JobResponse {
+    JobResponse {
+        status: error.status(),
+        resource: error.to_operation_outcome(),
+    }
 }
 
 impl<S: Store> Engine<S> {
@@ -80,10 +81,10 @@ impl<S: Store> Engine<S> {
             (state, Some(result)) => JobStatus::Ended(state, JobResponse::parse(result)?),
             (state, None) => JobStatus::Ended(
                 state,
-                JobResponse {
-                    status: 500,
-                    resource: outcome("error", "exception", "the request ended without a result"),
-                },
+                failure(
+                    &Error::new(IssueType::Exception, "the request ended without a result")
+                        .with_status(500),
+                ),
             ),
         })
     }
@@ -121,19 +122,11 @@ impl<S: Store> Engine<S> {
         if let Some(flag) = self.running.lock().get(id) {
             flag.store(true, Ordering::SeqCst);
         }
-        job.state = JobState::Cancelled;
-        job.updated = self.clock.now();
-        job.result = Some(
-            JobResponse {
-                status: 200,
-                resource: outcome(
-                    "information",
-                    "informational",
-                    "cancelled at the client's request",
-                ),
-            }
-            .to_json(),
-        );
+        let cancelled = JobResponse {
+            status: 200,
+            resource: flint_fhir::error::information("cancelled at the client's request"),
+        };
+        self.end_job(&mut job, JobState::Cancelled, cancelled);
         // The job's own steps check the same flag inside their transaction, so none commits
         // after this one.
         self.store().write(move |t| t.put_job(&job)).await
@@ -185,23 +178,23 @@ impl<S: Store> Engine<S> {
                 tracing::info!(job = %job.id, "resuming an interrupted $reindex");
                 self.spawn_job(job);
             } else {
-                job.state = JobState::Failed;
-                job.updated = self.clock.now();
-                job.result = Some(
-                    JobResponse {
-                        status: 500,
-                        resource: outcome(
-                            "error",
-                            "incomplete",
-                            "the server stopped while this request ran; send it again",
-                        ),
-                    }
-                    .to_json(),
-                );
+                let stopped = Error::new(
+                    IssueType::Incomplete,
+                    "the server stopped while this request ran; send it again",
+                )
+                .with_status(500);
+                self.end_job(&mut job, JobState::Failed, failure(&stopped));
                 self.store().write(move |t| t.put_job(&job)).await?;
             }
         }
         Ok(())
+    }
+
+    /// Marks a job ended, with the response its status URL will give.
+    fn end_job(&self, job: &mut JobRecord, state: JobState, response: JobResponse) {
+        job.state = state;
+        job.updated = self.clock.now();
+        job.result = Some(response.to_json());
     }
 
     fn spawn_job(self: &Arc<Self>, job: JobRecord) {
@@ -216,15 +209,7 @@ impl<S: Store> Engine<S> {
                 if !cancelled.load(Ordering::SeqCst) {
                     tracing::error!(job = %id, error = ?e, "a background job failed");
                     let mut failed = job;
-                    failed.state = JobState::Failed;
-                    failed.updated = engine.clock.now();
-                    failed.result = Some(
-                        JobResponse {
-                            status: e.status(),
-                            resource: e.to_operation_outcome(),
-                        }
-                        .to_json(),
-                    );
+                    engine.end_job(&mut failed, JobState::Failed, failure(&e));
                     let flag = Arc::clone(&cancelled);
                     let _ = engine
                         .store()
@@ -280,17 +265,14 @@ impl<S: Store> Engine<S> {
                     job.progress = json!({"after": after, "done": done}).to_string();
                 }
                 None => {
-                    job.state = JobState::Done;
-                    job.result = Some(
-                        JobResponse {
-                            status: 200,
-                            resource: json!({
-                                "resourceType": "Parameters",
-                                "parameter": [{"name": "reindexed", "valueInteger": done}]
-                            }),
-                        }
-                        .to_json(),
-                    );
+                    let reindexed = JobResponse {
+                        status: 200,
+                        resource: json!({
+                            "resourceType": "Parameters",
+                            "parameter": [{"name": "reindexed", "valueInteger": done}]
+                        }),
+                    };
+                    self.end_job(&mut job, JobState::Done, reindexed);
                 }
             }
             let record = job.clone();
@@ -298,7 +280,7 @@ impl<S: Store> Engine<S> {
             self.store()
                 .write(move |t| {
                     if flag.load(Ordering::SeqCst) {
-                        return Err(Error::new(flint_fhir::IssueType::Incomplete, "cancelled"));
+                        return Err(Error::new(IssueType::Incomplete, "cancelled"));
                     }
                     for (resource_type, id, version, index) in updates {
                         t.reindex(&resource_type, &id, version, index)?;

@@ -522,30 +522,17 @@ impl Stamped {
 /// `_text` and `_content` come last, each as one string value: the narrative as text, and
 /// all the text of the resource (the store keeps them in its full-text index).
 pub fn index_values(resource: &Value, registry: &flint_search::Registry) -> Vec<IndexedParam> {
-    let mut values: Vec<IndexedParam> = registry
-        .extract(resource)
-        .into_iter()
-        .filter(|e| {
-            !e.values.is_empty()
-                && !matches!(
-                    e.param.code.as_str(),
-                    "_id" | "_lastUpdated" | "_text" | "_content"
-                )
-        })
-        .map(|e| IndexedParam {
-            code: e.param.code.clone(),
-            kind: e.param.kind,
-            values: e.values.into_iter().map(flint_store::owned_value).collect(),
-        })
-        .collect();
+    let mut values = Vec::new();
+    extracted(resource, registry, "", &mut values);
     // Contained resources are searched with `_contained`: their values go under `#Type:code`
     // (the store keeps them apart from the container's own).
     for inner in resource["contained"].as_array().into_iter().flatten() {
         let Some(inner_type) = inner["resourceType"].as_str() else {
             continue;
         };
+        let prefix = format!("#{inner_type}:");
         values.push(IndexedParam {
-            code: format!("#{inner_type}:{}", search::CONTAINED_MARKER),
+            code: format!("{prefix}{}", search::CONTAINED_MARKER),
             kind: flint_search::ParamType::Token,
             values: vec![flint_search::IndexValue::Token {
                 system: None,
@@ -553,25 +540,14 @@ pub fn index_values(resource: &Value, registry: &flint_search::Registry) -> Vec<
                 text: None,
             }],
         });
-        for e in registry.extract(inner) {
-            if e.values.is_empty()
-                || matches!(
-                    e.param.code.as_str(),
-                    "_id" | "_lastUpdated" | "_text" | "_content"
-                )
-            {
-                continue;
-            }
-            values.push(IndexedParam {
-                code: format!("#{inner_type}:{}", e.param.code),
-                kind: e.param.kind,
-                values: e.values.into_iter().map(flint_store::owned_value).collect(),
-            });
-        }
+        extracted(inner, registry, &prefix, &mut values);
     }
     for (code, text) in [
-        ("_text", fulltext::narrative(resource)),
-        ("_content", fulltext::content(resource)),
+        (
+            flint_store::FULL_TEXT_NARRATIVE,
+            fulltext::narrative(resource),
+        ),
+        (flint_store::FULL_TEXT_CONTENT, fulltext::content(resource)),
     ] {
         if !text.is_empty() {
             values.push(IndexedParam {
@@ -585,6 +561,35 @@ pub fn index_values(resource: &Value, registry: &flint_search::Registry) -> Vec<
         }
     }
     values
+}
+
+/// The registry's values for a resource, each parameter's code prefixed: `_id` and
+/// `_lastUpdated` are answered from the version itself, `_text` and `_content` from the full
+/// text.
+fn extracted(
+    resource: &Value,
+    registry: &flint_search::Registry,
+    prefix: &str,
+    out: &mut Vec<IndexedParam>,
+) {
+    for e in registry.extract(resource) {
+        if e.values.is_empty()
+            || matches!(
+                e.param.code.as_str(),
+                "_id"
+                    | "_lastUpdated"
+                    | flint_store::FULL_TEXT_NARRATIVE
+                    | flint_store::FULL_TEXT_CONTENT
+            )
+        {
+            continue;
+        }
+        out.push(IndexedParam {
+            code: format!("{prefix}{}", e.param.code),
+            kind: e.param.kind,
+            values: e.values.into_iter().map(flint_store::owned_value).collect(),
+        });
+    }
 }
 
 /// Sets `id`, `meta.versionId` and `meta.lastUpdated` and serializes the resource with

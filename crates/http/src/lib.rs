@@ -703,6 +703,13 @@ async fn type_search<S: Store>(
     search(&state, &headers, &f, &rt, &f.params).await
 }
 
+/// `POST` on an instance or instance-level path that names no operation.
+fn not_an_operation() -> ApiError {
+    ApiError(
+        Error::not_supported("POST is not allowed here (only operations: $name)").with_status(405),
+    )
+}
+
 /// `POST [type]/$operation`.
 async fn type_operation<S: Store>(
     State(state): State<Shared<S>>,
@@ -716,10 +723,7 @@ async fn type_operation<S: Store>(
             let target = operations::Target::Type(&rt);
             operations::invoke(&state, &headers, q.as_deref(), target, name, body).await
         }
-        None => Err(ApiError(
-            Error::not_supported("POST is not allowed here (only operations: $name)")
-                .with_status(405),
-        )),
+        None => Err(not_an_operation()),
     }
 }
 
@@ -737,10 +741,7 @@ async fn instance_operation<S: Store>(
             let target = operations::Target::Instance(&rt, &id);
             operations::invoke(&state, &headers, q.as_deref(), target, name, body).await
         }
-        None => Err(ApiError(
-            Error::not_supported("POST is not allowed here (only operations: $name)")
-                .with_status(405),
-        )),
+        None => Err(not_an_operation()),
     }
 }
 

@@ -126,15 +126,15 @@ pub fn write(
     for p in params {
         // The full-text "parameters" go to one row of their own table.
         let text = match p.code.as_str() {
-            FULL_TEXT_NARRATIVE => &mut narrative,
-            FULL_TEXT_CONTENT => &mut content,
-            _ => &mut None,
+            flint_store::FULL_TEXT_NARRATIVE => Some(&mut narrative),
+            flint_store::FULL_TEXT_CONTENT => Some(&mut content),
+            _ => None,
         };
-        if let Some(IndexValue::String { normalized, .. }) = p.values.first() {
-            if p.code == FULL_TEXT_NARRATIVE || p.code == FULL_TEXT_CONTENT {
+        if let Some(text) = text {
+            if let Some(IndexValue::String { normalized, .. }) = p.values.first() {
                 *text = Some(normalized.as_ref());
-                continue;
             }
+            continue;
         }
         // `#Type:code`: a parameter of a contained resource, kept under the type `#Type`.
         let param = match p.code.strip_prefix('#').and_then(|c| c.split_once(':')) {
@@ -165,10 +165,12 @@ pub struct FullTextRow {
     pub content: String,
 }
 
-pub fn write_full_text(conn: &Connection, rows: &[FullTextRow]) -> rusqlite::Result<()> {
+pub fn write_full_text(conn: &Connection, rows: Vec<FullTextRow>) -> rusqlite::Result<()> {
     // Many rows per statement: FTS5 also flushes at each statement's own savepoint.
     const PER_STATEMENT: usize = 64;
-    for chunk in rows.chunks(PER_STATEMENT) {
+    let mut rows = rows.into_iter().peekable();
+    while rows.peek().is_some() {
+        let chunk: Vec<FullTextRow> = rows.by_ref().take(PER_STATEMENT).collect();
         let values: Vec<String> = (0..chunk.len())
             .map(|i| {
                 format!(
@@ -190,20 +192,15 @@ pub fn write_full_text(conn: &Connection, rows: &[FullTextRow]) -> rusqlite::Res
         let mut params: Vec<rusqlite::types::Value> = Vec::with_capacity(4 * chunk.len());
         for row in chunk {
             params.push(row.seq.into());
-            params.push(row.kind.clone().into());
-            params.push(row.narrative.clone().into());
-            params.push(row.content.clone().into());
+            params.push(row.kind.into());
+            params.push(row.narrative.into());
+            params.push(row.content.into());
         }
         conn.prepare_cached(&sql)?
             .execute(rusqlite::params_from_iter(params))?;
     }
     Ok(())
 }
-
-/// The codes under which the engine hands over a version's narrative and whole text (as
-/// one string value each) for `_text` and `_content`.
-pub const FULL_TEXT_NARRATIVE: &str = "_text";
-pub const FULL_TEXT_CONTENT: &str = "_content";
 
 fn write_value(
     conn: &Connection,

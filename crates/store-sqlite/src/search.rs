@@ -273,16 +273,9 @@ impl Sql<'_> {
                 system,
                 code,
             } => {
-                let mut parts = Vec::new();
-                if let Some(code) = code {
-                    parts.push(format!("code = {}", self.int(key_hash(code))));
-                }
-                match system {
-                    None => {}
-                    Some(None) => parts.push("system = 0".into()),
-                    Some(Some(s)) => parts.push(format!("system = {}", self.int(key_hash(s)))),
-                }
-                let condition = parts.join(" AND ");
+                let condition = self
+                    .token_terms(code, system, "code", "system")
+                    .join(" AND ");
                 self.unique_walk = code.is_some() && system.is_some();
                 self.indexed(param, "idx_token", &condition)?
             }
@@ -490,14 +483,7 @@ impl Sql<'_> {
         let mut parts = vec!["pos = 1".to_string()];
         match first {
             Predicate::Token { system, code, .. } => {
-                if let Some(code) = code {
-                    parts.push(format!("a_code = {}", self.int(key_hash(code))));
-                }
-                match system {
-                    None => {}
-                    Some(None) => parts.push("a_system = 0".into()),
-                    Some(Some(s)) => parts.push(format!("a_system = {}", self.int(key_hash(s)))),
-                }
+                parts.extend(self.token_terms(code, system, "a_code", "a_system"));
             }
             Predicate::Reference { keys, .. } => {
                 if keys.is_empty() {
@@ -526,22 +512,33 @@ impl Sql<'_> {
         Ok(parts.join(" AND "))
     }
 
+    /// The terms matching a token's hashed code and system columns: `system` is `None` for
+    /// any system, `Some(None)` for none (stored as 0).
+    fn token_terms(
+        &mut self,
+        code: &Option<String>,
+        system: &Option<Option<String>>,
+        code_column: &str,
+        system_column: &str,
+    ) -> Vec<String> {
+        let mut terms = Vec::new();
+        if let Some(code) = code {
+            terms.push(format!("{code_column} = {}", self.int(key_hash(code))));
+        }
+        match system {
+            None => {}
+            Some(None) => terms.push(format!("{system_column} = 0")),
+            Some(Some(s)) => terms.push(format!("{system_column} = {}", self.int(key_hash(s)))),
+        }
+        terms
+    }
+
     /// One trailing component's condition on the `b_` columns (prefixed with `col`).
     fn composite_component(&mut self, p: &Predicate, col: &str) -> rusqlite::Result<String> {
         let c = |name: &str| format!("{col}{name}");
         Ok(match p {
             Predicate::Token { system, code, .. } => {
-                let mut parts = Vec::new();
-                if let Some(code) = code {
-                    parts.push(format!("{} = {}", c("b_code"), self.int(key_hash(code))));
-                }
-                match system {
-                    None => {}
-                    Some(None) => parts.push(format!("{} = 0", c("b_system"))),
-                    Some(Some(s)) => {
-                        parts.push(format!("{} = {}", c("b_system"), self.int(key_hash(s))))
-                    }
-                }
+                let parts = self.token_terms(code, system, &c("b_code"), &c("b_system"));
                 if parts.is_empty() {
                     format!("{} IS NOT NULL", c("b_code"))
                 } else {

@@ -135,7 +135,7 @@ impl Writer {
             completions.push(self.run_job(job));
         }
         let rows = std::mem::take(&mut self.full_text);
-        let commit = crate::index::write_full_text(&self.conn, &rows)
+        let commit = crate::index::write_full_text(&self.conn, rows)
             .and_then(|()| self.conn.execute_batch("COMMIT"));
         let error = match commit {
             Ok(()) => {

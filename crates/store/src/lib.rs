@@ -86,11 +86,19 @@ pub struct NewVersion {
     pub index: Vec<IndexedParam>,
 }
 
+/// The code under which a version's narrative, as text, is handed to the store (`_text`).
+pub const FULL_TEXT_NARRATIVE: &str = "_text";
+/// The code under which all of a version's text is handed to the store (`_content`).
+pub const FULL_TEXT_CONTENT: &str = "_content";
+
 /// The values one search parameter extracted from a version. A parameter that applies but
 /// found nothing has no entry.
 #[derive(Clone, Debug)]
 pub struct IndexedParam {
-    /// The parameter's code (`name`, `subject`), unique within the resource type.
+    /// The parameter's code (`name`, `subject`), unique within the resource type;
+    /// `#Type:code` for a parameter of a resource of type `Type` contained in the version
+    /// (searched with `_contained`); [`FULL_TEXT_NARRATIVE`] and [`FULL_TEXT_CONTENT`] for
+    /// the full text, as one string value each.
     pub code: String,
     pub kind: ParamType,
     pub values: Vec<IndexValue<'static>>,
