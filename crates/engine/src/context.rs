@@ -1,6 +1,9 @@
-//! The request context every interaction receives: who is calling, for which tenant, and
-//! under which base URL the server is seen. Authentication and authorization fill in the
-//! caller later without touching the interactions.
+//! The request context every interaction receives: who is calling, for which tenant, under
+//! which base URL the server is seen, the request's id for logs, and when its work must stop.
+//! Authentication and authorization fill in the caller later without touching the
+//! interactions.
+
+use flint_store::Interrupt;
 
 /// Who is calling.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -21,6 +24,10 @@ pub struct Context {
     pub tenant: String,
     /// The absolute base URL, without a trailing slash (`http://localhost:8080/fhir`).
     pub base_url: String,
+    /// The request's id, in every log line about it (and the `X-Request-Id` header).
+    pub request_id: String,
+    /// Set when the client has gone; carries the deadline of costly work.
+    pub interrupt: Interrupt,
 }
 
 impl Context {
@@ -29,6 +36,8 @@ impl Context {
             caller: Caller::default(),
             tenant: "default".into(),
             base_url: base_url.into(),
+            request_id: crate::new_id(),
+            interrupt: Interrupt::new(),
         }
     }
 
@@ -40,5 +49,14 @@ impl Context {
     /// `base/Type/id/_history/version`.
     pub fn versioned_url(&self, resource_type: &str, id: &str, version: u64) -> String {
         format!("{}/{resource_type}/{id}/_history/{version}", self.base_url)
+    }
+
+    /// Whose state a paging link or an asynchronous request is: the tenant and the caller.
+    pub fn owner(&self) -> String {
+        format!(
+            "{}\u{1}{}",
+            self.tenant,
+            self.caller.subject.as_deref().unwrap_or("")
+        )
     }
 }

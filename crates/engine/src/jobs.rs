@@ -89,19 +89,20 @@ impl<S: Store> Engine<S> {
         })
     }
 
-    /// Waits up to `budget` for a job to end; its status either way.
+    /// Waits up to `budget` for a job to end, on the calling (blocking) thread.
     ///
     /// # Errors
     /// As [`Engine::job_status`].
-    pub async fn wait_job(&self, id: &str, budget: Duration) -> Result<JobStatus> {
-        let deadline = tokio::time::Instant::now() + budget;
+    pub fn wait_job_blocking(&self, id: &str, budget: Duration) -> Result<JobStatus> {
+        let deadline = std::time::Instant::now() + budget;
         let mut pause = Duration::from_millis(2);
         loop {
             let status = self.job_status(id)?;
-            if matches!(status, JobStatus::Ended(..)) || tokio::time::Instant::now() >= deadline {
+            let now = std::time::Instant::now();
+            if matches!(status, JobStatus::Ended(..)) || now >= deadline {
                 return Ok(status);
             }
-            tokio::time::sleep(pause.min(deadline - tokio::time::Instant::now())).await;
+            std::thread::sleep(pause.min(deadline - now));
             pause = (pause * 2).min(Duration::from_millis(50));
         }
     }
@@ -203,23 +204,21 @@ impl<S: Store> Engine<S> {
             .lock()
             .insert(job.id.clone(), Arc::clone(&cancelled));
         let engine = Arc::clone(self);
-        tokio::spawn(async move {
+        // The job reads, indexes and writes: blocking work, off the runtime's threads.
+        tokio::task::spawn_blocking(move || {
             let id = job.id.clone();
-            if let Err(e) = engine.run_reindex(job.clone(), &cancelled).await {
+            if let Err(e) = engine.run_reindex(job.clone(), &cancelled) {
                 if !cancelled.load(Ordering::SeqCst) {
                     tracing::error!(job = %id, error = ?e, "a background job failed");
                     let mut failed = job;
                     engine.end_job(&mut failed, JobState::Failed, failure(&e));
                     let flag = Arc::clone(&cancelled);
-                    let _ = engine
-                        .store()
-                        .write(move |t| {
-                            if flag.load(Ordering::SeqCst) {
-                                return Ok(());
-                            }
-                            t.put_job(&failed)
-                        })
-                        .await;
+                    let _ = crate::lanes::block_on(engine.store().write(move |t| {
+                        if flag.load(Ordering::SeqCst) {
+                            return Ok(());
+                        }
+                        t.put_job(&failed)
+                    }));
                 }
             }
             engine.running.lock().remove(&id);
@@ -228,7 +227,7 @@ impl<S: Store> Engine<S> {
 
     /// The `$reindex` job: walks the current versions in write order from the recorded
     /// position, a batch per transaction that also records the new position.
-    async fn run_reindex(&self, mut job: JobRecord, cancelled: &Arc<AtomicBool>) -> Result<()> {
+    fn run_reindex(&self, mut job: JobRecord, cancelled: &Arc<AtomicBool>) -> Result<()> {
         let request: Value = serde_json::from_str(&job.request)
             .map_err(|e| Error::internal(format!("bad $reindex job request: {e}")))?;
         let resource_type = request["type"].as_str().map(str::to_string);
@@ -253,7 +252,7 @@ impl<S: Store> Engine<S> {
             let mut updates = Vec::with_capacity(batch.len());
             for (_, version) in batch {
                 let resource = crate::parse_stored(&version)?;
-                let index = crate::index_values(&resource, &registry);
+                let index = crate::index_values(&resource, &registry)?;
                 updates.push((version.resource_type, version.id, version.version, index));
             }
             let n = updates.len() as u64;
@@ -277,22 +276,18 @@ impl<S: Store> Engine<S> {
             }
             let record = job.clone();
             let flag = Arc::clone(cancelled);
-            self.store()
-                .write(move |t| {
-                    if flag.load(Ordering::SeqCst) {
-                        return Err(Error::new(IssueType::Incomplete, "cancelled"));
-                    }
-                    for (resource_type, id, version, index) in updates {
-                        t.reindex(&resource_type, &id, version, index)?;
-                    }
-                    t.put_job(&record)
-                })
-                .await?;
+            crate::lanes::block_on(self.store().write(move |t| {
+                if flag.load(Ordering::SeqCst) {
+                    return Err(Error::new(IssueType::Incomplete, "cancelled"));
+                }
+                for (resource_type, id, version, index) in updates {
+                    t.reindex(&resource_type, &id, version, index)?;
+                }
+                t.put_job(&record)
+            }))?;
             if last.is_none() {
                 return Ok(());
             }
-            // Leave room for requests between batches.
-            tokio::task::yield_now().await;
         }
     }
 }

@@ -4,31 +4,70 @@
 //! (later) operations and the sandbox's `client` all call these functions.
 
 pub mod bundle;
-mod conditional;
+mod capabilities;
 mod context;
+mod core;
 pub mod fulltext;
 pub mod jobs;
+pub mod lanes;
 pub mod paging;
-pub mod patch;
+pub mod request;
 pub mod search;
+pub mod subset;
 mod terminology;
 mod transaction;
+mod write;
 
 use std::sync::Arc;
+use std::time::Duration;
 
-use flint_fhir::{datetime, model, validate, Error, IssueType, Model, Result};
+use flint_fhir::{datetime, model, validate, Error, Model, Result};
 use flint_store::{HistoryPage, HistoryQuery, IndexedParam, Method, NewVersion, Store, Version};
 use serde_json::{Map, Value};
 
+pub use crate::core::Subset;
 pub use context::{Caller, Context};
-pub use transaction::{parse_etag as parse_etag_header, BundleOptions, PreferReturn};
+pub use flint_fhir::patch;
+pub use request::{
+    Body, Headers, Interaction, Method as HttpMethod, OperationTarget, Payload, PreferReturn,
+    Request, Response,
+};
+pub use write::{Done, MAX_CONDITIONAL_DELETE};
 
-/// The result of an update or patch.
+/// The limits the request core enforces, from configuration (`[search]`, `[history]`,
+/// `[server]`).
 #[derive(Clone, Debug)]
-pub struct Written {
-    pub version: Version,
-    /// Whether the write created the resource (update-as-create, or update of a deleted one).
-    pub created: bool,
+pub struct Limits {
+    /// `[search] timeout_ms`: how long one search (or history page) may run.
+    pub search_timeout: Duration,
+    /// `[search] default_count` and `max_count`: page sizes of search.
+    pub default_count: usize,
+    pub max_count: usize,
+    /// `[search] max_include`: most resources one page's `_include`/`_revinclude` add.
+    pub max_included: usize,
+    /// `[history] default_page_size` and `max_page_size`.
+    pub history_default_count: usize,
+    pub history_max_count: usize,
+    /// `[server] async_budget_ms`: how long a request run as a background job is waited for
+    /// before the answer is `202 Accepted`.
+    pub async_budget: Duration,
+    /// The lanes requests run in.
+    pub lanes: lanes::LaneLimits,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            search_timeout: Duration::from_secs(10),
+            default_count: 50,
+            max_count: 1000,
+            max_included: 1000,
+            history_default_count: 50,
+            history_max_count: 1000,
+            async_budget: Duration::from_secs(1),
+            lanes: lanes::LaneLimits::default(),
+        }
+    }
 }
 
 /// The interactions over one store.
@@ -36,6 +75,8 @@ pub struct Engine<S> {
     store: S,
     model: &'static Model,
     clock: Box<dyn paging::Clock>,
+    limits: Limits,
+    lanes: lanes::Lanes,
     /// The search parameters in force: the core ones and the SearchParameter resources
     /// stored (replaced whole when one of those changes).
     registry: parking_lot::RwLock<Arc<flint_search::Registry>>,
@@ -48,15 +89,22 @@ pub struct Engine<S> {
 
 impl<S: Store> Engine<S> {
     pub fn new(store: S) -> Arc<Engine<S>> {
-        Engine::with_clock(store, Box::new(paging::SystemClock))
+        Engine::with(store, Limits::default(), Box::new(paging::SystemClock))
     }
 
     /// An engine reading time from `clock` (tests inject one).
     pub fn with_clock(store: S, clock: Box<dyn paging::Clock>) -> Arc<Engine<S>> {
+        Engine::with(store, Limits::default(), clock)
+    }
+
+    /// An engine with these limits and clock.
+    pub fn with(store: S, limits: Limits, clock: Box<dyn paging::Clock>) -> Arc<Engine<S>> {
         let engine = Engine {
             store,
             model: model::r4(),
             clock,
+            lanes: lanes::Lanes::new(limits.lanes.clone()),
+            limits,
             registry: parking_lot::RwLock::new(Arc::new(flint_search::Registry::with(&[]))),
             paging_keys: Default::default(),
             running: Default::default(),
@@ -65,6 +113,10 @@ impl<S: Store> Engine<S> {
             tracing::error!(error = ?e, "cannot load the stored SearchParameters; using the core ones");
         }
         Arc::new(engine)
+    }
+
+    pub fn limits(&self) -> &Limits {
+        &self.limits
     }
 
     /// The search parameters in force.
@@ -205,171 +257,11 @@ impl<S: Store> Engine<S> {
         Ok(())
     }
 
-    /// Creates a resource with a new server-assigned id.
-    ///
-    /// # Errors
-    /// Invalid resource (400), unknown type (404), store fault.
-    pub async fn create(&self, resource_type: &str, resource: Value) -> Result<Version> {
-        self.check_type(resource_type)?;
-        self.check_resource(resource_type, &resource)?;
-        let id = new_id();
-        let rt = resource_type.to_string();
-        let stamped = Stamped::new(resource, &id, 1, &self.registry());
-        self.store
-            .write(move |txn| txn.put(stamped.finish(&rt, &id, 1, Method::Create, txn.now())?))
-            .await
-            .inspect(|_| self.written(resource_type))
-    }
-
-    /// Updates (or creates, with the client's id) a resource. `if_match` is the version the
-    /// client expects to replace.
-    ///
-    /// # Errors
-    /// Invalid resource or id mismatch (400), version mismatch (412), store fault.
-    pub async fn update(
-        &self,
-        resource_type: &str,
-        id: &str,
-        resource: Value,
-        if_match: Option<u64>,
-    ) -> Result<Written> {
-        self.check_type(resource_type)?;
-        Self::check_id(id)?;
-        match resource.get("id") {
-            None => {
-                return Err(Error::invalid(
-                    "the resource has no id; an update needs one matching the URL",
-                )
-                .at(format!("{resource_type}.id")))
-            }
-            Some(body_id) if body_id.as_str() != Some(id) => {
-                return Err(Error::invalid(format!(
-                    "the resource id {body_id} does not match the URL id '{id}'"
-                ))
-                .at(format!("{resource_type}.id")))
-            }
-            Some(_) => {}
-        }
-        self.check_resource(resource_type, &resource)?;
-        // Serialize here for the version expected next; the job re-stamps only if another
-        // write came in between.
-        let guess = self
-            .store
-            .read(resource_type, id)?
-            .map_or(1, |v| v.version + 1);
-        let stamped = Stamped::new(resource, id, guess, &self.registry());
-        let (rt, id) = (resource_type.to_string(), id.to_string());
-        self.store
-            .write(move |txn| {
-                let current = txn.current(&rt, &id)?;
-                check_if_match(&rt, &id, current.as_ref(), if_match)?;
-                let created = current.as_ref().is_none_or(Version::is_deleted);
-                let version = current.map_or(1, |c| c.version + 1);
-                let v = txn.put(stamped.finish(&rt, &id, version, Method::Update, txn.now())?)?;
-                Ok(Written {
-                    version: v,
-                    created,
-                })
-            })
-            .await
-            .inspect(|_| self.written(resource_type))
-    }
-
-    /// Applies a JSON Patch to the current version. The patch is applied and the result
-    /// checked outside the writer; the write then insists the resource is still at the version
-    /// patched, and the whole is retried if another write came in between.
-    ///
-    /// # Errors
-    /// Unknown or deleted resource, bad patch (400/422), invalid result (400), version
-    /// mismatch (412), store fault.
-    pub async fn patch(
-        &self,
-        resource_type: &str,
-        id: &str,
-        patch: &Value,
-        if_match: Option<u64>,
-    ) -> Result<Written> {
-        let mut attempts = 0;
-        loop {
-            attempts += 1;
-            let current = self.read(resource_type, id)?;
-            check_if_match(resource_type, id, Some(&current), if_match)?;
-            let mut resource = parse_stored(&current)?;
-            patch::apply_json_patch(&mut resource, patch)?;
-            if resource.get("resourceType").and_then(Value::as_str) != Some(resource_type)
-                || resource.get("id").and_then(Value::as_str) != Some(id)
-            {
-                return Err(Error::invalid(
-                    "a patch may not change the resource's type or id",
-                ));
-            }
-            self.check_resource(resource_type, &resource)?;
-            let (rt, rid, base) = (resource_type.to_string(), id.to_string(), current.version);
-            let stamped = Stamped::new(resource, id, base + 1, &self.registry());
-            let result = self
-                .store
-                .write(move |txn| {
-                    let now = txn.current(&rt, &rid)?;
-                    if now.as_ref().map(|v| v.version) != Some(base) {
-                        return Err(Error::new(IssueType::Conflict, "changed while patching")
-                            .with_status(409));
-                    }
-                    let v =
-                        txn.put(stamped.finish(&rt, &rid, base + 1, Method::Update, txn.now())?)?;
-                    Ok(Written {
-                        version: v,
-                        created: false,
-                    })
-                })
-                .await;
-            match result {
-                Err(e) if e.status() == 409 && e.code() == IssueType::Conflict && attempts < 5 => {
-                    continue
-                }
-                other => return other.inspect(|_| self.written(resource_type)),
-            }
-        }
-    }
-
-    /// Deletes a resource. Deleting what does not exist or is already deleted succeeds and
-    /// writes nothing (`Ok(None)`).
-    ///
-    /// # Errors
-    /// Unknown type (404), version mismatch (412), store fault.
-    pub async fn delete(
-        &self,
-        resource_type: &str,
-        id: &str,
-        if_match: Option<u64>,
-    ) -> Result<Option<Version>> {
-        self.check_type(resource_type)?;
-        Self::check_id(id)?;
-        let (rt, id) = (resource_type.to_string(), id.to_string());
-        self.store
-            .write(move |txn| {
-                let current = txn.current(&rt, &id)?;
-                check_if_match(&rt, &id, current.as_ref(), if_match)?;
-                match current {
-                    Some(c) if !c.is_deleted() => Ok(Some(txn.put(NewVersion {
-                        resource_type: rt,
-                        id,
-                        version: c.version + 1,
-                        method: Method::Delete,
-                        json: None,
-                        index: Vec::new(),
-                    })?)),
-                    _ => Ok(None),
-                }
-            })
-            .await
-            .inspect(|_| self.written(resource_type))
-    }
-
     /// Removes all versions of a resource but the current one.
     ///
     /// # Errors
     /// Unknown type or resource (404), store fault.
-    pub async fn delete_history(&self, resource_type: &str, id: &str) -> Result<u64> {
+    pub fn delete_history(&self, resource_type: &str, id: &str) -> Result<u64> {
         self.check_type(resource_type)?;
         Self::check_id(id)?;
         if self.store.read(resource_type, id)?.is_none() {
@@ -378,9 +270,7 @@ impl<S: Store> Engine<S> {
             )));
         }
         let (rt, id) = (resource_type.to_string(), id.to_string());
-        self.store
-            .write(move |txn| txn.delete_history(&rt, &id))
-            .await
+        lanes::block_on(self.store.write(move |txn| txn.delete_history(&rt, &id)))
     }
 
     /// A page of history and the total it belongs to.
@@ -430,6 +320,13 @@ fn check_if_match(
     }
 }
 
+/// Parses `W/"3"` or `3`.
+pub fn parse_etag(s: &str) -> Option<u64> {
+    let s = s.trim();
+    let s = s.strip_prefix("W/").unwrap_or(s);
+    s.trim_matches('"').parse().ok()
+}
+
 /// A new resource id: a random UUID, as most FHIR servers assign.
 pub fn new_id() -> String {
     uuid::Uuid::new_v4().to_string()
@@ -464,18 +361,18 @@ impl Stamped {
         id: &str,
         version: u64,
         registry: &flint_search::Registry,
-    ) -> Stamped {
-        let index = index_values(&resource, registry);
+    ) -> Result<Stamped> {
+        let index = index_values(&resource, registry)?;
         let json = stamp_with(resource, id, version, TIME_PLACEHOLDER);
         // The placeholder's first occurrence is `meta.lastUpdated`: it follows only
         // `resourceType` and `id`, neither of which can contain it.
         let at = json.find(TIME_PLACEHOLDER);
-        Stamped {
+        Ok(Stamped {
             json,
             version,
             at,
             index,
-        }
+        })
     }
 
     pub fn version(&self) -> u64 {
@@ -521,9 +418,15 @@ impl Stamped {
 ///
 /// `_text` and `_content` come last, each as one string value: the narrative as text, and
 /// all the text of the resource (the store keeps them in its full-text index).
-pub fn index_values(resource: &Value, registry: &flint_search::Registry) -> Vec<IndexedParam> {
+///
+/// # Errors
+/// A parameter whose expression is too costly for this resource (4xx).
+pub fn index_values(
+    resource: &Value,
+    registry: &flint_search::Registry,
+) -> Result<Vec<IndexedParam>> {
     let mut values = Vec::new();
-    extracted(resource, registry, "", &mut values);
+    extracted(resource, registry, "", &mut values)?;
     // Contained resources are searched with `_contained`: their values go under `#Type:code`
     // (the store keeps them apart from the container's own).
     for inner in resource["contained"].as_array().into_iter().flatten() {
@@ -540,7 +443,7 @@ pub fn index_values(resource: &Value, registry: &flint_search::Registry) -> Vec<
                 text: None,
             }],
         });
-        extracted(inner, registry, &prefix, &mut values);
+        extracted(inner, registry, &prefix, &mut values)?;
     }
     for (code, text) in [
         (
@@ -560,7 +463,7 @@ pub fn index_values(resource: &Value, registry: &flint_search::Registry) -> Vec<
             });
         }
     }
-    values
+    Ok(values)
 }
 
 /// The registry's values for a resource, each parameter's code prefixed: `_id` and
@@ -571,7 +474,7 @@ fn extracted(
     registry: &flint_search::Registry,
     prefix: &str,
     out: &mut Vec<IndexedParam>,
-) {
+) -> Result<()> {
     for e in registry.extract(resource) {
         if e.values.is_empty()
             || matches!(
@@ -590,6 +493,7 @@ fn extracted(
             values: e.values.into_iter().map(flint_store::owned_value).collect(),
         });
     }
+    Ok(())
 }
 
 /// Sets `id`, `meta.versionId` and `meta.lastUpdated` and serializes the resource with
@@ -645,12 +549,14 @@ mod tests {
             r#"{"resourceType":"Patient","id":"new","meta":{"versionId":"2","lastUpdated":"1970-01-01T00:00:00.000Z","profile":["p"]},"name":[{"family":"x"}]}"#
         );
         let finished = Stamped::new(r.clone(), "new", 2, flint_search::Registry::r4())
+            .unwrap()
             .finish("Patient", "new", 2, Method::Update, 0)
             .unwrap();
         assert_eq!(finished.json.as_deref(), Some(s.as_str()));
         assert!(finished.index.iter().any(|p| p.code == "family"));
         // A different final version re-stamps.
         let again = Stamped::new(r, "new", 2, flint_search::Registry::r4())
+            .unwrap()
             .finish("Patient", "new", 3, Method::Update, 0)
             .unwrap();
         assert!(again.json.unwrap().contains(r#""versionId":"3""#));

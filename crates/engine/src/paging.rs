@@ -56,6 +56,9 @@ pub struct PageState {
     pub issued: i64,
     /// The total, once counted: the snapshot fixes it, so later pages need not count again.
     pub total: Option<u64>,
+    /// Who the link was issued to (tenant and caller, see [`crate::Context::owner`]): a link
+    /// opens only for them.
+    pub owner: String,
 }
 
 fn bad_link() -> Error {
@@ -129,6 +132,7 @@ impl<S: Store> Engine<S> {
             "a": state.after,
             "i": self.clock.now(),
             "n": state.total,
+            "o": state.owner,
         })
         .to_string();
         let cipher = Aes256Gcm::new_from_slice(&key.key)
@@ -203,6 +207,7 @@ impl<S: Store> Engine<S> {
             after: v["a"].as_str().map(str::to_string),
             issued,
             total: v["n"].as_u64(),
+            owner: v["o"].as_str().unwrap_or("").to_string(),
         })
     }
 }
@@ -230,6 +235,7 @@ mod tests {
             after: Some(after.into()),
             issued: 0,
             total: None,
+            owner: "default\u{1}".into(),
         }
     }
 

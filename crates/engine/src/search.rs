@@ -51,8 +51,6 @@ pub struct Include {
     pub iterate: bool,
 }
 
-/// Most resources one page includes.
-pub const MAX_INCLUDED: usize = 1000;
 
 /// A page of results.
 pub struct SearchOutcome {
@@ -63,6 +61,44 @@ pub struct SearchOutcome {
     pub next: Option<Position>,
     /// Resources added by `_include` / `_revinclude`.
     pub included: Vec<Version>,
+    /// Why the page is incomplete, when it is (the includes were cut at their limit).
+    pub truncated: Option<String>,
+}
+
+/// Most parameters one search takes (each one is a clause the store must join).
+pub const MAX_PARAMETERS: usize = 100;
+/// Most values one parameter may list (OR, separated by commas).
+pub const MAX_OR_VALUES: usize = 500;
+
+/// Refuses searches whose size alone would make them too costly to run (the store's SQL
+/// has limits on expression depth, and the query's cost grows with each term).
+fn check_size(params: &[(String, String)]) -> Result<()> {
+    let counted = params
+        .iter()
+        .filter(|(k, _)| !TRANSPORT_PARAMS.contains(&k.split(':').next().unwrap_or(k)))
+        .count();
+    if counted > MAX_PARAMETERS {
+        return Err(Error::new(
+            flint_fhir::IssueType::TooCostly,
+            format!("the search has {counted} parameters; at most {MAX_PARAMETERS} are accepted"),
+        )
+        .with_status(400));
+    }
+    for (name, value) in params {
+        // Commas separate values; `\,` is a comma inside one.
+        let values = 1 + value.matches(',').count() - value.matches("\\,").count();
+        if values > MAX_OR_VALUES {
+            return Err(Error::new(
+                flint_fhir::IssueType::TooCostly,
+                format!(
+                    "the parameter '{name}' lists {values} values; at most {MAX_OR_VALUES} are accepted"
+                ),
+            )
+            .with_status(400)
+            .at(name.clone()));
+        }
+    }
+    Ok(())
 }
 
 /// The index entry every contained resource has under `#Type` (see `index_values`).
@@ -282,6 +318,7 @@ impl<S: Store> Engine<S> {
         default_count: usize,
     ) -> Result<ParsedSearch> {
         self.check_type(resource_type)?;
+        check_size(params)?;
         let registry = self.registry();
         let registry = &*registry;
         let mut query = SearchQuery {
@@ -595,13 +632,22 @@ impl<S: Store> Engine<S> {
         })
     }
 
-    /// The resources the page's includes bring in, following `:iterate` up to three levels.
+    /// The resources the page's includes bring in, following `:iterate` up to three levels,
+    /// at most `[search] max_include` of them (and then a note saying the page is cut).
     fn included(
         &self,
         includes: &[Include],
         matches: &[Version],
-        snapshot: TxNumber,
-    ) -> Result<Vec<Version>> {
+        page: &SearchQuery,
+    ) -> Result<(Vec<Version>, Option<String>)> {
+        let snapshot = page.snapshot;
+        let max = self.limits.max_included;
+        let cut = || {
+            Some(format!(
+                "_include/_revinclude matched more than {max} resources; only the first {max} \
+                 are included ([search] max_include); ask for fewer results per page"
+            ))
+        };
         let registry = self.registry();
         let registry = &*registry;
         let mut seen: std::collections::HashSet<(String, String)> = matches
@@ -637,15 +683,22 @@ impl<S: Store> Engine<S> {
                             keys: keys.clone(),
                         })
                         .collect();
+                    let room = max.saturating_sub(out.len() + found.len());
                     let query = SearchQuery {
                         resource_type: inc.source_type.clone(),
                         clauses: vec![clause],
-                        snapshot: Some(snapshot),
-                        limit: MAX_INCLUDED,
+                        snapshot,
+                        // One more than there is room for, to know when to say so.
+                        limit: room + 1,
+                        interrupt: page.interrupt.clone(),
                         ..Default::default()
                     };
                     for v in self.store().search(&query)?.versions {
                         if seen.insert((v.resource_type.clone(), v.id.clone())) {
+                            if out.len() + found.len() >= max {
+                                out.extend(found);
+                                return Ok((out, cut()));
+                            }
                             found.push(v);
                         }
                     }
@@ -684,9 +737,14 @@ impl<S: Store> Engine<S> {
                                 if !seen.insert((t.to_string(), id.to_string())) {
                                     continue;
                                 }
+                                page.interrupt.check()?;
                                 if let Some(target) =
                                     self.store().read(t, id)?.filter(|v| !v.is_deleted())
                                 {
+                                    if out.len() + found.len() >= max {
+                                        out.extend(found);
+                                        return Ok((out, cut()));
+                                    }
                                     found.push(target);
                                 }
                             }
@@ -698,13 +756,9 @@ impl<S: Store> Engine<S> {
                 break;
             }
             out.extend(found.iter().cloned());
-            if out.len() >= MAX_INCLUDED {
-                out.truncate(MAX_INCLUDED);
-                break;
-            }
             frontier = found;
         }
-        Ok(out)
+        Ok((out, None))
     }
 
     /// The clause of a parameter name as written: reverse chains (`_has:Type:param:...`),
@@ -1330,6 +1384,7 @@ impl<S: Store> Engine<S> {
                 snapshot,
                 next: None,
                 included: Vec::new(),
+                truncated: None,
             });
         }
         let page = self.store().search(&query)?;
@@ -1344,10 +1399,10 @@ impl<S: Store> Engine<S> {
             TotalMode::Auto => None,
             TotalMode::Accurate | TotalMode::Estimate => Some(self.store().search_count(&query)?),
         };
-        let included = if parsed.includes.is_empty() {
-            Vec::new()
+        let (included, truncated) = if parsed.includes.is_empty() {
+            (Vec::new(), None)
         } else {
-            self.included(&parsed.includes, &page.versions, snapshot)?
+            self.included(&parsed.includes, &page.versions, &query)?
         };
         Ok(SearchOutcome {
             versions: page.versions,
@@ -1355,6 +1410,7 @@ impl<S: Store> Engine<S> {
             snapshot,
             next: page.next,
             included,
+            truncated,
         })
     }
 }

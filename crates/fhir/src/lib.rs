@@ -6,6 +6,7 @@ pub mod datetime;
 pub mod definitions;
 pub mod error;
 pub mod model;
+pub mod patch;
 pub mod validate;
 
 pub use error::{Error, Issue, IssueSeverity, IssueType, Result};

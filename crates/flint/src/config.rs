@@ -13,6 +13,7 @@ pub const EXAMPLE: &str = include_str!("../flint.example.toml");
 pub struct Config {
     pub server: Server,
     pub storage: Storage,
+    pub search: Search,
     pub history: History,
     pub apps: Apps,
     pub log: Log,
@@ -29,6 +30,40 @@ pub struct Server {
     /// How long a request run in the background (`$reindex`, `Prefer: respond-async`) is
     /// waited for before the answer is `202 Accepted` with a status URL.
     pub async_budget_ms: u64,
+    /// How long a client may take to send a request's headers, and its body.
+    pub header_timeout_ms: u64,
+    pub body_timeout_ms: u64,
+    /// Quick requests (reads, single writes) in flight at once; more get 503.
+    pub max_requests_in_flight: usize,
+    /// Threads for costly requests (searches, history, Bundles, operations); 0 picks the
+    /// number of cores.
+    pub costly_threads: usize,
+    /// Costly requests waiting for a thread; more get 503 with Retry-After.
+    pub costly_queue: usize,
+}
+
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Search {
+    /// How long one search (or history page) may run before it stops with an
+    /// OperationOutcome.
+    pub timeout_ms: u64,
+    /// Page size when `_count` is not given, and the largest `_count` honoured.
+    pub default_count: usize,
+    pub max_count: usize,
+    /// Most resources `_include`/`_revinclude` add to one page (the page then says so).
+    pub max_include: usize,
+}
+
+impl Default for Search {
+    fn default() -> Self {
+        Search {
+            timeout_ms: 10_000,
+            default_count: 50,
+            max_count: 1000,
+            max_include: 1000,
+        }
+    }
 }
 
 #[derive(Clone, Debug, Deserialize, PartialEq)]
@@ -77,6 +112,11 @@ impl Default for Server {
             base_url: String::new(),
             max_body_bytes: 16 * 1024 * 1024,
             async_budget_ms: 1000,
+            header_timeout_ms: 10_000,
+            body_timeout_ms: 30_000,
+            max_requests_in_flight: 1024,
+            costly_threads: 0,
+            costly_queue: 64,
         }
     }
 }
@@ -183,6 +223,16 @@ impl Config {
         }
         if self.server.max_body_bytes == 0 {
             return Err("server.max_body_bytes must be positive".into());
+        }
+        if self.search.default_count == 0 || self.search.max_count < self.search.default_count {
+            return Err(
+                "search.default_count must be positive and at most search.max_count".into(),
+            );
+        }
+        if self.search.timeout_ms == 0 || self.server.max_requests_in_flight == 0 {
+            return Err(
+                "search.timeout_ms and server.max_requests_in_flight must be positive".into(),
+            );
         }
         if self.history.default_page_size == 0
             || self.history.max_page_size < self.history.default_page_size

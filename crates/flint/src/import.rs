@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use flint_engine::{BundleOptions, Context, Engine, PreferReturn};
+use flint_engine::{Body, Context, Engine, Headers, Interaction, Request};
 use flint_fhir::Error;
 use flint_store_sqlite::SqliteStore;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -186,10 +186,7 @@ impl Importer {
                     .get("entry")
                     .and_then(Value::as_array)
                     .map_or(0, Vec::len) as u64;
-                let options = BundleOptions {
-                    prefer: PreferReturn::Minimal,
-                };
-                match self.engine.process_bundle(&self.ctx, value, options).await {
+                match self.bundle(value).await {
                     Ok(_) => {
                         self.imported.fetch_add(entries, Ordering::Relaxed);
                     }
@@ -198,10 +195,7 @@ impl Importer {
             }
             Some("batch") => {
                 // As the server would run it; each entry's outcome is in the response.
-                let options = BundleOptions {
-                    prefer: PreferReturn::Minimal,
-                };
-                match self.engine.process_bundle(&self.ctx, value, options).await {
+                match self.bundle(value).await {
                     Ok(text) => self.count_batch_response(&name, &text).await,
                     Err(e) => self.reject(name, describe(&e)).await,
                 }
@@ -268,20 +262,41 @@ impl Importer {
         });
     }
 
+    /// What every request of the import sends: no representation back.
+    fn headers() -> Headers {
+        Headers {
+            prefer: Some("return=minimal".into()),
+            ..Headers::default()
+        }
+    }
+
+    /// A batch or transaction Bundle through the request core; the response Bundle's JSON.
+    async fn bundle(&self, bundle: Value) -> Result<String, Error> {
+        let request = Request::new(Interaction::Bundle)
+            .with_headers(Self::headers())
+            .with_body(Body::Json(bundle));
+        let response = self.engine.handle(self.ctx.clone(), request).await?;
+        Ok(response.payload_text().unwrap_or_default().into_owned())
+    }
+
+    /// One resource through the request core: an update when it has an id, else a create.
     async fn upsert(&self, resource: Value) -> Result<(), Error> {
         let rt = resource
             .get("resourceType")
             .and_then(Value::as_str)
             .ok_or_else(|| Error::invalid("the resource has no resourceType"))?
             .to_string();
-        match resource
-            .get("id")
-            .and_then(Value::as_str)
-            .map(str::to_string)
-        {
-            Some(id) => self.engine.update(&rt, &id, resource, None).await.map(drop),
-            None => self.engine.create(&rt, resource).await.map(drop),
-        }
+        let interaction = match resource.get("id").and_then(Value::as_str) {
+            Some(id) => Interaction::Update {
+                rt,
+                id: id.to_string(),
+            },
+            None => Interaction::Create { rt },
+        };
+        let request = Request::new(interaction)
+            .with_headers(Self::headers())
+            .with_body(Body::Json(resource));
+        self.engine.handle(self.ctx.clone(), request).await.map(drop)
     }
 }
 

@@ -192,20 +192,45 @@ fn runtime() -> Result<tokio::runtime::Runtime, String> {
         .map_err(|e| format!("cannot start the runtime: {e}"))
 }
 
+/// The engine's limits, from the configuration.
+fn limits(config: &Config) -> flint_engine::Limits {
+    let ms = std::time::Duration::from_millis;
+    let mut lanes = flint_engine::lanes::LaneLimits {
+        quick_in_flight: config.server.max_requests_in_flight,
+        costly_queue: config.server.costly_queue,
+        ..Default::default()
+    };
+    if config.server.costly_threads > 0 {
+        lanes.costly_threads = config.server.costly_threads;
+    }
+    flint_engine::Limits {
+        search_timeout: ms(config.search.timeout_ms),
+        default_count: config.search.default_count,
+        max_count: config.search.max_count,
+        max_included: config.search.max_include,
+        history_default_count: config.history.default_page_size,
+        history_max_count: config.history.max_page_size,
+        async_budget: ms(config.server.async_budget_ms),
+        lanes,
+    }
+}
+
 async fn serve(config: Config) -> Result<(), String> {
     let store = SqliteStore::open(&config.storage.data_dir)
         .map_err(|e| format!("cannot open the store: {e}"))?;
     // Parse the embedded definitions now rather than on the first request.
     let model = flint_fhir::model::r4();
     tracing::debug!(types = model.resource_types().len(), "definitions loaded");
-    let engine = Engine::new(store.clone());
+    let engine = Engine::with(
+        store.clone(),
+        limits(&config),
+        Box::new(flint_engine::paging::SystemClock),
+    );
     let http = HttpConfig {
         base_url: (!config.server.base_url.is_empty()).then(|| config.server.base_url.clone()),
         context_path: config.server.context_path.clone(),
         max_body_bytes: config.server.max_body_bytes,
-        default_page_size: config.history.default_page_size,
-        max_page_size: config.history.max_page_size,
-        async_budget: std::time::Duration::from_millis(config.server.async_budget_ms),
+        body_timeout: std::time::Duration::from_millis(config.server.body_timeout_ms),
     };
     engine
         .resume_jobs()
@@ -223,8 +248,11 @@ async fn serve(config: Config) -> Result<(), String> {
         config.server.context_path
     );
     tracing::info!(address = %local, data_dir = %config.storage.data_dir.display(), "Flint started");
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
+    let limits = flint_http::ServeLimits {
+        header_read_timeout: std::time::Duration::from_millis(config.server.header_timeout_ms),
+        ..Default::default()
+    };
+    flint_http::serve(listener, app, limits, shutdown_signal())
         .await
         .map_err(|e| format!("server error: {e}"))?;
     store.close();

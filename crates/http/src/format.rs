@@ -2,7 +2,6 @@
 //! `_elements`, `Accept`, `Content-Type`, `Prefer`, and the base URL the client sees.
 
 use axum::http::{header, HeaderMap};
-use flint_engine::PreferReturn;
 use flint_fhir::Error;
 
 /// The media type the response is written as.
@@ -21,33 +20,12 @@ impl MediaType {
     }
 }
 
-/// `_summary` values.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Summary {
-    True,
-    Text,
-    Data,
-    Count,
-    False,
-}
-
-/// What the request asked for its response.
+/// What the request asked for its response's form (`_summary` and `_elements` are the
+/// engine's: they shape the resource, and apply in Bundle entries too).
 #[derive(Clone, Debug)]
 pub struct Output {
     pub media: MediaType,
     pub pretty: bool,
-    pub summary: Option<Summary>,
-    pub elements: Option<Vec<String>>,
-    pub prefer: PreferReturn,
-}
-
-impl Output {
-    /// Whether the stored bytes can be sent as they are.
-    pub fn is_verbatim(&self) -> bool {
-        !self.pretty
-            && self.elements.is_none()
-            && matches!(self.summary, None | Some(Summary::False))
-    }
 }
 
 /// Decoded query parameters, in order, repeated ones kept.
@@ -116,86 +94,7 @@ pub fn negotiate(params: &Params, headers: &HeaderMap) -> Result<Output, Error> 
         MediaType::FhirJson
     };
     let pretty = param(params, "_pretty") == Some("true");
-    let summary = match param(params, "_summary") {
-        None => None,
-        Some("true") => Some(Summary::True),
-        Some("text") => Some(Summary::Text),
-        Some("data") => Some(Summary::Data),
-        Some("count") => Some(Summary::Count),
-        Some("false") => Some(Summary::False),
-        Some(other) => {
-            return Err(Error::invalid(format!(
-                "_summary must be true, text, data, count or false, not '{other}'"
-            )))
-        }
-    };
-    let elements = param(params, "_elements")
-        .map(|e| {
-            e.split(',')
-                .map(|s| s.trim().to_string())
-                .filter(|s| !s.is_empty())
-                .collect::<Vec<_>>()
-        })
-        .filter(|v| !v.is_empty());
-    Ok(Output {
-        media,
-        pretty,
-        summary,
-        elements,
-        prefer: prefer_return(headers),
-    })
-}
-
-/// `Prefer: return=...`.
-pub fn prefer_return(headers: &HeaderMap) -> PreferReturn {
-    for value in headers
-        .get_all("prefer")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-    {
-        for token in value.split([',', ';']) {
-            match token
-                .trim()
-                .strip_prefix("return=")
-                .map(|s| s.trim_matches('"'))
-            {
-                Some("minimal") => return PreferReturn::Minimal,
-                Some("representation") => return PreferReturn::Representation,
-                Some("OperationOutcome") => return PreferReturn::OperationOutcome,
-                _ => {}
-            }
-        }
-    }
-    PreferReturn::Representation
-}
-
-/// Checks the request body's `Content-Type` against the accepted JSON types.
-///
-/// # Errors
-/// 415 for anything but FHIR JSON / JSON (or `accepted_extra`).
-pub fn check_content_type(headers: &HeaderMap, accepted_extra: &[&str]) -> Result<(), Error> {
-    let Some(ct) = headers.get(header::CONTENT_TYPE) else {
-        return Ok(());
-    };
-    let ct = ct.to_str().unwrap_or("");
-    let essence = ct
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
-    if matches!(
-        essence.as_str(),
-        "application/fhir+json" | "application/json" | "application/json+fhir"
-    ) || accepted_extra.contains(&essence.as_str())
-    {
-        Ok(())
-    } else {
-        Err(Error::not_supported(format!(
-            "unsupported media type '{ct}'; send application/fhir+json"
-        ))
-        .with_status(415))
-    }
+    Ok(Output { media, pretty })
 }
 
 /// The absolute base URL: configured, else from forwarding headers, else the `Host` header.

@@ -1,33 +1,33 @@
-//! The only crate that speaks HTTP: the axum router for the FHIR REST API, request context
-//! extraction, content negotiation, FHIR headers (ETag, Location, conditional reads, Prefer)
-//! and the mapping of every error — ours, axum's rejections, panics, unknown routes — to an
-//! `OperationOutcome` with the right status.
+//! The only crate that speaks HTTP: an adapter from HTTP requests to the engine's request
+//! core and back. It reads the body (with size and time limits), negotiates the response
+//! format, builds the request [`Context`] (base URL, request id, and an interrupt set when
+//! the client goes away), hands a [`Request`] to [`Engine::handle`], and writes the
+//! [`Response`]: status, FHIR headers and body. Every error — ours, the layers', panics,
+//! unknown routes — leaves as an `OperationOutcome` with the right status.
 
-mod capabilities;
 pub mod format;
-mod operations;
-mod subset;
+mod serve;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::body::{Body, Bytes};
-use axum::extract::{Path, RawQuery, Request, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::extract::{Request as HttpRequest, State};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::response::{IntoResponse, Response as HttpResponse};
+use axum::routing::any;
 use axum::Router;
-use flint_engine::{BundleOptions, Context, Engine, PreferReturn};
-use flint_fhir::datetime::{
-    format_http_date, format_instant, parse_date_time_lenient, parse_http_date,
-};
+use flint_engine::{Context, Engine, Headers, HttpMethod, Payload, Request, Response};
+use flint_fhir::datetime::format_http_date;
 use flint_fhir::Error;
-use flint_store::{HistoryQuery, Store, Version};
+use flint_store::Store;
 use serde_json::Value;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::compression::CompressionLayer;
 use tower_http::decompression::RequestDecompressionLayer;
 
-use format::{negotiate, param, parse_query, MediaType, Output, Params};
+use format::{negotiate, MediaType, Output};
+pub use serve::{serve, ServeLimits};
 
 /// Settings of the HTTP layer.
 #[derive(Clone, Debug)]
@@ -38,12 +38,8 @@ pub struct HttpConfig {
     pub context_path: String,
     /// Largest accepted request body.
     pub max_body_bytes: usize,
-    /// Default and largest page size of history.
-    pub default_page_size: usize,
-    pub max_page_size: usize,
-    /// How long a request run as a background job is waited for before the answer is
-    /// `202 Accepted` with a status URL.
-    pub async_budget: std::time::Duration,
+    /// How long a client may take to send its request body.
+    pub body_timeout: Duration,
 }
 
 impl Default for HttpConfig {
@@ -52,9 +48,7 @@ impl Default for HttpConfig {
             base_url: None,
             context_path: "/fhir".into(),
             max_body_bytes: 16 * 1024 * 1024,
-            default_page_size: 50,
-            max_page_size: 1000,
-            async_budget: std::time::Duration::from_secs(1),
+            body_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -76,20 +70,23 @@ impl From<Error> for ApiError {
 }
 
 impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
+    fn into_response(self) -> HttpResponse {
         let e = self.0;
         if e.is_server_fault() {
             tracing::error!(error = ?e, "request failed");
         }
         let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        fhir_json(status, e.to_operation_outcome().to_string())
+        let mut r = fhir_json(status, e.to_operation_outcome().to_string());
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        r
     }
 }
 
-type ApiResult = Result<Response, ApiError>;
-
-fn fhir_json(status: StatusCode, body: String) -> Response {
-    let mut r = Response::new(Body::from(body));
+fn fhir_json(status: StatusCode, body: String) -> HttpResponse {
+    let mut r = HttpResponse::new(Body::from(body));
     *r.status_mut() = status;
     r.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -108,55 +105,16 @@ pub fn router<S: Store>(engine: Arc<Engine<S>>, config: HttpConfig) -> Router {
             ..config
         },
     });
-    // Routes carry the context path themselves (rather than `nest`) so that the base answers
-    // with and without a trailing slash.
     let cp = context_path.as_str();
-    let at = |path: &str| format!("{cp}{path}");
     let mut app = Router::new()
-        .route(&at("/"), get(root_get::<S>).post(system_post::<S>))
-        .route(&at("/metadata"), get(metadata::<S>))
-        .route(&at("/_history"), get(system_history::<S>))
-        .route(
-            &at("/{rt}"),
-            get(type_search::<S>)
-                .post(create::<S>)
-                .put(conditional_update::<S>)
-                .patch(conditional_patch::<S>)
-                .delete(conditional_delete::<S>),
-        )
-        .route(
-            &at("/{rt}/_search"),
-            axum::routing::post(type_search_post::<S>),
-        )
-        .route(&at("/__page/{token}"), get(page::<S>))
-        .route(
-            &at("/__async-status/{id}"),
-            get(operations::status::<S>).delete(operations::cancel::<S>),
-        )
-        .route(
-            &at("/{compartment}/{id}/{rt}"),
-            get(compartment_search::<S>).post(instance_operation::<S>),
-        )
-        .route(&at("/{rt}/_history"), get(type_history::<S>))
-        .route(
-            &at("/{rt}/{id}"),
-            get(read::<S>)
-                .post(type_operation::<S>)
-                .put(update::<S>)
-                .patch(patch::<S>)
-                .delete(delete::<S>),
-        )
-        .route(
-            &at("/{rt}/{id}/_history"),
-            get(instance_history::<S>).delete(delete_history::<S>),
-        )
-        .route(&at("/{rt}/{id}/_history/{vid}"), get(vread::<S>));
+        .route(&format!("{cp}/"), any(fhir::<S>))
+        .route(&format!("{cp}/{{*path}}"), any(fhir::<S>));
     if !cp.is_empty() {
-        app = app.route(cp, get(root_get::<S>).post(system_post::<S>));
+        app = app.route(cp, any(fhir::<S>));
     }
-    app.method_not_allowed_fallback(method_not_allowed)
-        .with_state(state)
+    app.with_state(state)
         .fallback(not_found)
+        .layer(axum::middleware::map_response(outcome_for_bare_errors))
         .layer(RequestDecompressionLayer::new())
         .layer(CompressionLayer::new())
         .layer(CatchPanicLayer::custom(
@@ -175,7 +133,7 @@ fn normalize_context_path(p: &str) -> String {
     }
 }
 
-async fn not_found(request: Request) -> ApiError {
+async fn not_found(request: HttpRequest) -> ApiError {
     ApiError(Error::not_found(format!(
         "no such endpoint: {} {}",
         request.method(),
@@ -183,37 +141,29 @@ async fn not_found(request: Request) -> ApiError {
     )))
 }
 
-async fn method_not_allowed(request: Request) -> ApiError {
-    ApiError(
-        Error::not_supported(format!(
-            "{} is not allowed on {}",
-            request.method(),
-            request.uri().path()
-        ))
-        .with_status(405),
-    )
-}
-
-/// What every handler needs from the request: its context, parameters and output format.
-struct Fhir {
-    ctx: Context,
-    params: Params,
-    output: Output,
-}
-
-fn fhir<S>(state: &AppState<S>, headers: &HeaderMap, query: Option<&str>) -> Result<Fhir, Error> {
-    let params = parse_query(query);
-    let output = negotiate(&params, headers)?;
-    let base = format::base_url(
-        state.config.base_url.as_deref(),
-        &state.config.context_path,
-        headers,
-    );
-    Ok(Fhir {
-        ctx: Context::new(base),
-        params,
-        output,
-    })
+/// Errors made by layers below the FHIR handler (an unsupported `Content-Encoding`, a
+/// malformed body stream) come without a body: they get an OperationOutcome too.
+async fn outcome_for_bare_errors(response: HttpResponse) -> HttpResponse {
+    let status = response.status();
+    let is_fhir = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|ct| ct.as_bytes().starts_with(b"application/fhir+json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_fhir {
+        return response;
+    }
+    let reason = status.canonical_reason().unwrap_or("error");
+    let code = match status.as_u16() {
+        415 => flint_fhir::IssueType::NotSupported,
+        413 => flint_fhir::IssueType::TooLong,
+        s if s >= 500 => flint_fhir::IssueType::Exception,
+        _ => flint_fhir::IssueType::Invalid,
+    };
+    let diagnostics = match status.as_u16() {
+        415 => "unsupported Content-Encoding or media type (gzip and deflate are accepted)".into(),
+        _ => format!("the request failed: {reason}"),
+    };
+    ApiError(Error::new(code, diagnostics).with_status(status.as_u16())).into_response()
 }
 
 /// How much of an over-long body is still read (and dropped) before answering 413, so that a
@@ -259,39 +209,171 @@ async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Byte
     Ok(Bytes::from(collected))
 }
 
-fn parse_json(bytes: &[u8]) -> Result<Value, Error> {
-    if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Err(Error::invalid("the request has no body"));
+/// Sets the interrupt when dropped before the response is done: the client hung up (the
+/// server drops the request's future), so its work stops.
+struct HangUp(Option<flint_store::Interrupt>);
+
+impl Drop for HangUp {
+    fn drop(&mut self) {
+        if let Some(interrupt) = self.0.take() {
+            interrupt.cancel();
+        }
     }
-    serde_json::from_slice(bytes)
-        .map_err(|e| Error::invalid(format!("the body is not valid JSON: {e}")))
 }
 
-async fn resource_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Value, Error> {
-    format::check_content_type(headers, &[])?;
-    let bytes = read_body(headers, body, limit).await?;
-    let value = parse_json(&bytes)?;
-    if !value.is_object() {
-        return Err(Error::invalid(
-            "the body must be a JSON object (a FHIR resource)",
-        ));
-    }
-    Ok(value)
+fn header_text(headers: &HeaderMap, name: header::HeaderName) -> Option<String> {
+    let values: Vec<&str> = headers
+        .get_all(&name)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect();
+    (!values.is_empty()).then(|| values.join(", "))
 }
 
-/// The body of a resource response: the stored bytes, or a reduced/pretty rendering.
-fn render(state_model: &flint_fhir::Model, output: &Output, json: &Bytes) -> Result<Bytes, Error> {
-    if output.is_verbatim() {
-        return Ok(json.clone());
+/// The request id: the client's `X-Request-Id` when it is a sane token, else a new one.
+fn request_id(headers: &HeaderMap) -> String {
+    headers
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| {
+            !v.is_empty()
+                && v.len() <= 128
+                && v.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
+        })
+        .map_or_else(flint_engine::new_id, str::to_string)
+}
+
+/// Every FHIR request: routed by the engine, answered by the engine.
+async fn fhir<S: Store>(State(state): State<Shared<S>>, request: HttpRequest) -> HttpResponse {
+    let id = request_id(request.headers());
+    let span = tracing::debug_span!("http", id = %id, method = %request.method(), path = %request.uri().path());
+    let _entered = span.enter();
+    let mut response = match handle(&state, id.clone(), request).await {
+        Ok(r) => r,
+        Err(e) => e.into_response(),
+    };
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        response.headers_mut().insert("x-request-id", v);
     }
-    let value: Value = serde_json::from_slice(json).map_err(Error::internal)?;
-    let value = subset::apply(
-        state_model,
-        value,
-        output.summary,
-        output.elements.as_deref(),
-    );
-    Ok(Bytes::from(to_text(&value, output.pretty)))
+    response
+}
+
+async fn handle<S: Store>(
+    state: &AppState<S>,
+    request_id: String,
+    request: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    let (parts, body) = request.into_parts();
+    let headers = &parts.headers;
+    let query = parts.uri.query();
+    let params = format::parse_query(query);
+    let output = negotiate(&params, headers)?;
+    let method = match parts.method {
+        Method::GET => HttpMethod::Get,
+        Method::HEAD => HttpMethod::Head,
+        Method::POST => HttpMethod::Post,
+        Method::PUT => HttpMethod::Put,
+        Method::PATCH => HttpMethod::Patch,
+        Method::DELETE => HttpMethod::Delete,
+        ref other => {
+            return Err(Error::not_supported(format!("{other} is not a FHIR method"))
+                .with_status(405)
+                .into())
+        }
+    };
+    let path = parts.uri.path();
+    let relative = path
+        .strip_prefix(state.config.context_path.as_str())
+        .unwrap_or(path);
+    let mut fhir_request = Request::parse(method, relative, query)?;
+    fhir_request.headers = Headers {
+        if_match: header_text(headers, header::IF_MATCH),
+        if_none_match: header_text(headers, header::IF_NONE_MATCH),
+        if_modified_since: header_text(headers, header::IF_MODIFIED_SINCE),
+        if_none_exist: header_text(headers, header::HeaderName::from_static("if-none-exist")),
+        prefer: header_text(headers, header::HeaderName::from_static("prefer")),
+        content_type: header_text(headers, header::CONTENT_TYPE),
+    };
+    if matches!(method, HttpMethod::Post | HttpMethod::Put | HttpMethod::Patch) {
+        let limit = state.config.max_body_bytes;
+        let bytes = tokio::time::timeout(state.config.body_timeout, read_body(headers, body, limit))
+            .await
+            .map_err(|_| {
+                Error::new(
+                    flint_fhir::IssueType::Timeout,
+                    format!(
+                        "the request body did not arrive within {} s",
+                        state.config.body_timeout.as_secs()
+                    ),
+                )
+                .with_status(408)
+            })??;
+        fhir_request.body = flint_engine::Body::Bytes(bytes);
+    }
+    let mut ctx = Context::new(format::base_url(
+        state.config.base_url.as_deref(),
+        &state.config.context_path,
+        headers,
+    ));
+    ctx.request_id = request_id;
+    let mut hang_up = HangUp(Some(ctx.interrupt.clone()));
+    let answer = state.engine.handle(ctx, fhir_request).await;
+    // Finished: the client did not hang up.
+    hang_up.0 = None;
+    Ok(to_http(&output, answer?))
+}
+
+fn to_http(output: &Output, r: Response) -> HttpResponse {
+    let status = StatusCode::from_u16(r.status).unwrap_or(StatusCode::OK);
+    let body = match r.payload {
+        Payload::None => None,
+        Payload::Stored(bytes) if !output.pretty => Some(bytes),
+        Payload::Stored(bytes) => Some(pretty_bytes(&bytes)),
+        Payload::Value(v) => Some(Bytes::from(to_text(&v, output.pretty))),
+        Payload::Text(t) if !output.pretty => Some(Bytes::from(t)),
+        Payload::Text(t) => Some(pretty_bytes(t.as_bytes())),
+    };
+    let mut response = match body {
+        Some(b) => {
+            let mut resp = HttpResponse::new(Body::from(b));
+            resp.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static(output.media.content_type()),
+            );
+            resp
+        }
+        None => HttpResponse::new(Body::empty()),
+    };
+    *response.status_mut() = status;
+    let h = response.headers_mut();
+    if let Some((version, last_updated)) = r.version {
+        if let Ok(v) = HeaderValue::from_str(&format!("W/\"{version}\"")) {
+            h.insert(header::ETAG, v);
+        }
+        if let Ok(v) = HeaderValue::from_str(&format_http_date(last_updated)) {
+            h.insert(header::LAST_MODIFIED, v);
+        }
+    }
+    if let Some(v) = r.location.and_then(|l| HeaderValue::from_str(&l).ok()) {
+        h.insert(header::LOCATION, v);
+    }
+    if let Some(v) = r.content_location.and_then(|l| HeaderValue::from_str(&l).ok()) {
+        h.insert(header::CONTENT_LOCATION, v);
+    }
+    for (name, value) in r.headers {
+        if let Ok(v) = HeaderValue::from_str(&value) {
+            h.insert(name, v);
+        }
+    }
+    response
+}
+
+fn pretty_bytes(bytes: &[u8]) -> Bytes {
+    match serde_json::from_slice::<Value>(bytes) {
+        Ok(v) => Bytes::from(to_text(&v, true)),
+        Err(_) => Bytes::copy_from_slice(bytes),
+    }
 }
 
 fn to_text(value: &Value, pretty: bool) -> String {
@@ -300,814 +382,4 @@ fn to_text(value: &Value, pretty: bool) -> String {
     } else {
         value.to_string()
     }
-}
-
-fn respond(output: &Output, status: StatusCode, body: Bytes) -> Response {
-    let mut r = Response::new(Body::from(body));
-    *r.status_mut() = status;
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static(output.media.content_type()),
-    );
-    r
-}
-
-fn respond_text(output: &Output, status: StatusCode, text: String) -> Response {
-    if output.pretty {
-        if let Ok(v) = serde_json::from_str::<Value>(&text) {
-            return respond(output, status, Bytes::from(to_text(&v, true)));
-        }
-    }
-    respond(output, status, Bytes::from(text))
-}
-
-fn respond_value(output: &Output, status: StatusCode, value: &Value) -> Response {
-    respond(output, status, Bytes::from(to_text(value, output.pretty)))
-}
-
-/// The answer to a write with nothing to send back: 204, or under
-/// `Prefer: return=OperationOutcome` an informational outcome saying what happened.
-fn no_content(output: &Output, message: impl FnOnce() -> String) -> Response {
-    if output.prefer == PreferReturn::OperationOutcome {
-        respond_value(
-            output,
-            StatusCode::OK,
-            &flint_fhir::error::information(message()),
-        )
-    } else {
-        StatusCode::NO_CONTENT.into_response()
-    }
-}
-
-fn version_headers(r: &mut Response, v: &Version) {
-    let h = r.headers_mut();
-    if let Ok(etag) = HeaderValue::from_str(&format!("W/\"{}\"", v.version)) {
-        h.insert(header::ETAG, etag);
-    }
-    if let Ok(lm) = HeaderValue::from_str(&format_http_date(v.last_updated)) {
-        h.insert(header::LAST_MODIFIED, lm);
-    }
-}
-
-fn if_match(headers: &HeaderMap) -> Result<Option<u64>, Error> {
-    match headers.get(header::IF_MATCH).and_then(|v| v.to_str().ok()) {
-        None => Ok(None),
-        Some(s) => flint_engine::parse_etag_header(s).map(Some).ok_or_else(|| {
-            Error::invalid(format!(
-                "If-Match '{s}' is not a version ETag such as W/\"3\""
-            ))
-        }),
-    }
-}
-
-/// `GET [base]?...`: a system search (`_type` names the types).
-async fn root_get<S: Store>(
-    State(state): State<Shared<S>>,
-    headers: HeaderMap,
-    RawQuery(q): RawQuery,
-) -> ApiResult {
-    if q.as_deref().is_none_or(|q| q.trim().is_empty()) {
-        return Err(Error::invalid(
-            "GET on the base is a system search and needs parameters (for example _type)",
-        )
-        .into());
-    }
-    let f = fhir(&state, &headers, q.as_deref())?;
-    run_search(&state, &headers, &f, "", &f.params, None).await
-}
-
-async fn metadata<S: Store>(
-    State(state): State<Shared<S>>,
-    headers: HeaderMap,
-    RawQuery(q): RawQuery,
-) -> ApiResult {
-    let f = fhir(&state, &headers, q.as_deref())?;
-    let date = format_instant(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_micros() as i64),
-    );
-    let cs = capabilities::capability_statement(
-        state.engine.model(),
-        &state.engine.registry(),
-        &f.ctx.base_url,
-        &date[..10],
-    );
-    Ok(respond_value(&f.output, StatusCode::OK, &cs))
-}
-
-async fn read<S: Store>(
-    State(state): State<Shared<S>>,
-    Path((rt, id)): Path<(String, String)>,
-    headers: HeaderMap,
-    RawQuery(q): RawQuery,
-) -> ApiResult {
-    if let Some(name) = operations::operation_name(&id) {
-        return operations::invoke_get(name, operations::Target::Type(&rt));
-    }
-    let f = fhir(&state, &headers, q.as_deref())?;
-    let v = state.engine.read(&rt, &id)?;
-    if not_modified(&headers, &v) {
-        let mut r = StatusCode::NOT_MODIFIED.into_response();
-        version_headers(&mut r, &v);
-        return Ok(r);
-    }
-    resource_response(&state, &f.output, StatusCode::OK, &v)
-}
-
-/// `If-None-Match` (an ETag or `*`) and `If-Modified-Since` on reads.
-fn not_modified(headers: &HeaderMap, v: &Version) -> bool {
-    if let Some(inm) = headers
-        .get(header::IF_NONE_MATCH)
-        .and_then(|h| h.to_str().ok())
-    {
-        return inm.split(',').any(|tag| {
-            tag.trim() == "*" || flint_engine::parse_etag_header(tag) == Some(v.version)
-        });
-    }
-    if let Some(ims) = headers
-        .get(header::IF_MODIFIED_SINCE)
-        .and_then(|h| h.to_str().ok())
-        .and_then(parse_http_date)
-    {
-        // HTTP dates have second precision.
-        return v.last_updated / 1_000_000 <= ims / 1_000_000;
-    }
-    false
-}
-
-fn resource_response<S: Store>(
-    state: &AppState<S>,
-    output: &Output,
-    status: StatusCode,
-    v: &Version,
-) -> ApiResult {
-    let json = v.json.as_ref().ok_or_else(|| Error::gone("deleted"))?;
-    let mut r = respond(output, status, render(state.engine.model(), output, json)?);
-    version_headers(&mut r, v);
-    Ok(r)
-}
-
-async fn vread<S: Store>(
-    State(state): State<Shared<S>>,
-    Path((rt, id, vid)): Path<(String, String, String)>,
-    headers: HeaderMap,
-    RawQuery(q): RawQuery,
-) -> ApiResult {
-    let f = fhir(&state, &headers, q.as_deref())?;
-    let v = state.engine.vread(&rt, &id, &vid)?;
-    resource_response(&state, &f.output, StatusCode::OK, &v)
-}
-
-/// The response to a successful write, shaped by `Prefer: return`.
-fn write_response<S: Store>(
-    state: &AppState<S>,
-    f: &Fhir,
-    status: StatusCode,
-    v: &Version,
-) -> ApiResult {
-    let mut r = match f.output.prefer {
-        PreferReturn::Representation => resource_response(state, &f.output, status, v)?,
-        PreferReturn::Minimal => {
-            let mut r = status.into_response();
-            version_headers(&mut r, v);
-            r
-        }
-        PreferReturn::OperationOutcome => {
-            let oo = flint_fhir::error::information(format!(
-                "{}/{} written as version {}",
-                v.resource_type, v.id, v.version
-            ));
-            let mut r = respond_value(&f.output, status, &oo);
-            version_headers(&mut r, v);
-            r
-        }
-    };
-    if let Ok(location) =
-        HeaderValue::from_str(&f.ctx.versioned_url(&v.resource_type, &v.id, v.version))
-    {
-        r.headers_mut().insert(header::LOCATION, location.clone());
-        if status == StatusCode::CREATED {
-            r.headers_mut().insert(header::CONTENT_LOCATION, location);
-        }
-    }
-    Ok(r)
-}
-
-async fn create<S: Store>(
-    State(state): State<Shared<S>>,
-    Path(rt): Path<String>,
-    headers: HeaderMap,
-    RawQuery(q): RawQuery,
-    body: Body,
-) -> ApiResult {
-    if let Some(name) = operations::operation_name(&rt) {
-        let target = operations::Target::System;
-        return operations::invoke(&state, &headers, q.as_deref(), target, name, body).await;
-    }
-    let f = fhir(&state, &headers, q.as_deref())?;
-    state.engine.check_type(&rt)?;
-    let resource = resource_body(&headers, body, state.config.max_body_bytes).await?;
-    if let Some(criteria) = headers.get("if-none-exist") {
-        let criteria = criteria
-            .to_str()
-            .map_err(|_| Error::invalid("If-None-Exist is not text"))?;
-        let (v, created) = state
-            .engine
-            .conditional_create(&f.ctx, &rt, resource, criteria)
-            .await?;
-        let status = if created {
-            StatusCode::CREATED
-        } else {
-            StatusCode::OK
-        };
-        return write_response(&state, &f, status, &v);
-    }
-    let v = state.engine.create(&rt, resource).await?;
-    write_response(&state, &f, StatusCode::CREATED, &v)
-}
-
-async fn update<S: Store>(
-    State(state): State<Shared<S>>,
-    Path((rt, id)): Path<(String, String)>,
-    headers: HeaderMap,
-    RawQuery(q): RawQuery,
-    body: Body,
-) -> ApiResult {
-    let f = fhir(&state, &headers, q.as_deref())?;
-    state.engine.check_type(&rt)?;
-    let expected = if_match(&headers)?;
-    let resource = resource_body(&headers, body, state.config.max_body_bytes).await?;
-    let w = state.engine.update(&rt, &id, resource, expected).await?;
-    let status = if w.created {
-        StatusCode::CREATED
-    } else {
-        StatusCode::OK
-    };
-    write_response(&state, &f, status, &w.version)
-}
-
-/// The criteria of a conditional interaction: the query string, required.
-fn conditional_criteria(q: Option<&str>) -> Result<String, Error> {
-    match q {
-        Some(q) if !q.trim().is_empty() => Ok(q.to_string()),
-        _ => Err(Error::invalid(
-            "a conditional interaction on a type needs search criteria in the query string",
-        )),
-    }
-}
-
-async fn conditional_update<S: Store>(
-    State(state): State<Shared<S>>,
-    Path(rt): Path<String>,
-    headers: HeaderMap,
-    RawQuery(q): RawQuery,
-    body: Body,
-) -> ApiResult {
-    let f = fhir(&state, &headers, q.as_deref())?;
-    state.engine.check_type(&rt)?;
-    let criteria = conditional_criteria(q.as_deref())?;
-    let expected = if_match(&headers)?;
-    let resource = resource_body(&headers, body, state.config.max_body_bytes).await?;
-    let w = state
-        .engine
-        .conditional_update(&f.ctx, &rt, &criteria, resource, expected)
-        .await?;
-    let status = if w.created {
-        StatusCode::CREATED
-    } else {
-        StatusCode::OK
-    };
-    write_response(&state, &f, status, &w.version)
-}
-
-async fn conditional_delete<S: Store>(
-    State(state): State<Shared<S>>,
-    Path(rt): Path<String>,
-    headers: HeaderMap,
-    RawQuery(q): RawQuery,
-) -> ApiResult {
-    let f = fhir(&state, &headers, q.as_deref())?;
-    let criteria = conditional_criteria(q.as_deref())?;
-    let deleted = state
-        .engine
-        .conditional_delete(&f.ctx, &rt, &criteria)
-        .await?;
-    Ok(no_content(&f.output, || {
-        format!("{deleted} {rt} resources deleted")
-    }))
-}
-
-async fn conditional_patch<S: Store>(
-    State(state): State<Shared<S>>,
-    Path(rt): Path<String>,
-    headers: HeaderMap,
-    RawQuery(q): RawQuery,
-    body: Body,
-) -> ApiResult {
-    let f = fhir(&state, &headers, q.as_deref())?;
-    state.engine.check_type(&rt)?;
-    let criteria = conditional_criteria(q.as_deref())?;
-    let document = patch_document(&headers, body, state.config.max_body_bytes).await?;
-    let expected = if_match(&headers)?;
-    let w = state
-        .engine
-        .conditional_patch(&f.ctx, &rt, &criteria, &document, expected)
-        .await?;
-    write_response(&state, &f, StatusCode::OK, &w.version)
-}
-
-/// A JSON Patch body (`application/json-patch+json`).
-async fn patch_document(headers: &HeaderMap, body: Body, limit: usize) -> Result<Value, Error> {
-    let ct = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    if !ct
-        .to_ascii_lowercase()
-        .starts_with("application/json-patch+json")
-    {
-        let hint = if ct.contains("fhir+json") {
-            " (FHIRPath Patch is not supported yet)"
-        } else {
-            ""
-        };
-        return Err(Error::not_supported(format!(
-            "PATCH needs Content-Type application/json-patch+json, not '{ct}'{hint}"
-        ))
-        .with_status(415));
-    }
-    let bytes = read_body(headers, body, limit).await?;
-    parse_json(&bytes)
-}
-
-async fn patch<S: Store>(
-    State(state): State<Shared<S>>,
-    Path((rt, id)): Path<(String, String)>,
-    headers: HeaderMap,
-    RawQuery(q): RawQuery,
-    body: Body,
-) -> ApiResult {
-    let f = fhir(&state, &headers, q.as_deref())?;
-    state.engine.check_type(&rt)?;
-    let expected = if_match(&headers)?;
-    let document = patch_document(&headers, body, state.config.max_body_bytes).await?;
-    let w = state.engine.patch(&rt, &id, &document, expected).await?;
-    write_response(&state, &f, StatusCode::OK, &w.version)
-}
-
-async fn delete<S: Store>(
-    State(state): State<Shared<S>>,
-    Path((rt, id)): Path<(String, String)>,
-    headers: HeaderMap,
-    RawQuery(q): RawQuery,
-) -> ApiResult {
-    let f = fhir(&state, &headers, q.as_deref())?;
-    let expected = if_match(&headers)?;
-    let deleted = state.engine.delete(&rt, &id, expected).await?;
-    let mut r = no_content(&f.output, || match &deleted {
-        Some(v) => format!("{rt}/{id} deleted (version {})", v.version),
-        None => format!("{rt}/{id} did not exist or was already deleted"),
-    });
-    if let Some(v) = &deleted {
-        if let Ok(etag) = HeaderValue::from_str(&format!("W/\"{}\"", v.version)) {
-            r.headers_mut().insert(header::ETAG, etag);
-        }
-    }
-    Ok(r)
-}
-
-async fn delete_history<S: Store>(
-    State(state): State<Shared<S>>,
-    Path((rt, id)): Path<(String, String)>,
-    headers: HeaderMap,
-    RawQuery(q): RawQuery,
-) -> ApiResult {
-    let f = fhir(&state, &headers, q.as_deref())?;
-    let removed = state.engine.delete_history(&rt, &id).await?;
-    Ok(no_content(&f.output, || {
-        format!("{removed} earlier versions of {rt}/{id} removed")
-    }))
-}
-
-async fn type_search<S: Store>(
-    State(state): State<Shared<S>>,
-    Path(rt): Path<String>,
-    headers: HeaderMap,
-    RawQuery(q): RawQuery,
-) -> ApiResult {
-    if let Some(name) = operations::operation_name(&rt) {
-        return operations::invoke_get(name, operations::Target::System);
-    }
-    let f = fhir(&state, &headers, q.as_deref())?;
-    search(&state, &headers, &f, &rt, &f.params).await
-}
-
-/// `POST` on an instance or instance-level path that names no operation.
-fn not_an_operation() -> ApiError {
-    ApiError(
-        Error::not_supported("POST is not allowed here (only operations: $name)").with_status(405),
-    )
-}
-
-/// `POST [type]/$operation`.
-async fn type_operation<S: Store>(
-    State(state): State<Shared<S>>,
-    Path((rt, id)): Path<(String, String)>,
-    headers: HeaderMap,
-    RawQuery(q): RawQuery,
-    body: Body,
-) -> ApiResult {
-    match operations::operation_name(&id) {
-        Some(name) => {
-            let target = operations::Target::Type(&rt);
-            operations::invoke(&state, &headers, q.as_deref(), target, name, body).await
-        }
-        None => Err(not_an_operation()),
-    }
-}
-
-/// `POST [type]/[id]/$operation`.
-async fn instance_operation<S: Store>(
-    State(state): State<Shared<S>>,
-    Path((rt, id, op)): Path<(String, String, String)>,
-    headers: HeaderMap,
-    RawQuery(q): RawQuery,
-    body: Body,
-) -> ApiResult {
-    match operations::operation_name(&op) {
-        Some(name) => {
-            state.engine.check_type(&rt)?;
-            let target = operations::Target::Instance(&rt, &id);
-            operations::invoke(&state, &headers, q.as_deref(), target, name, body).await
-        }
-        None => Err(not_an_operation()),
-    }
-}
-
-/// `POST [type]/_search`: parameters from the form body (and the query string).
-async fn type_search_post<S: Store>(
-    State(state): State<Shared<S>>,
-    Path(rt): Path<String>,
-    headers: HeaderMap,
-    RawQuery(q): RawQuery,
-    body: Body,
-) -> ApiResult {
-    let f = fhir(&state, &headers, q.as_deref())?;
-    let ct = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    if !ct
-        .to_ascii_lowercase()
-        .starts_with("application/x-www-form-urlencoded")
-    {
-        return Err(Error::not_supported(format!(
-            "POST _search needs Content-Type application/x-www-form-urlencoded, not '{ct}'"
-        ))
-        .with_status(415)
-        .into());
-    }
-    let bytes = read_body(&headers, body, state.config.max_body_bytes).await?;
-    let form =
-        std::str::from_utf8(&bytes).map_err(|_| Error::invalid("the form body is not UTF-8"))?;
-    let mut params = f.params.clone();
-    params.extend(parse_query(Some(form)));
-    search(&state, &headers, &f, &rt, &params).await
-}
-
-/// `Prefer: handling=strict`.
-fn strict_handling(headers: &HeaderMap) -> bool {
-    headers
-        .get_all("prefer")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split([',', ';']))
-        .any(|t| t.trim() == "handling=strict")
-}
-
-/// `GET [Compartment]/[id]/[type]?...`: a search within a compartment (`Patient/123/Observation`).
-async fn compartment_search<S: Store>(
-    State(state): State<Shared<S>>,
-    Path((compartment, id, rt)): Path<(String, String, String)>,
-    headers: HeaderMap,
-    RawQuery(q): RawQuery,
-) -> ApiResult {
-    if let Some(name) = operations::operation_name(&rt) {
-        return operations::invoke_get(name, operations::Target::Instance(&compartment, &id));
-    }
-    let f = fhir(&state, &headers, q.as_deref())?;
-    state.engine.check_type(&compartment)?;
-    state.engine.check_type(&rt)?;
-    if !matches!(
-        compartment.as_str(),
-        "Patient" | "Encounter" | "RelatedPerson" | "Practitioner" | "Device"
-    ) {
-        return Err(Error::not_found(format!("{compartment} is not a compartment")).into());
-    }
-    let mut params = f.params.clone();
-    // The compartment travels as a parameter of its own, so that paging links keep it.
-    params.push(("__compartment".into(), format!("{compartment}/{id}")));
-    search(&state, &headers, &f, &rt, &params).await
-}
-
-/// Follows a sealed paging link.
-async fn page<S: Store>(
-    State(state): State<Shared<S>>,
-    Path(token): Path<String>,
-    headers: HeaderMap,
-    RawQuery(q): RawQuery,
-) -> ApiResult {
-    let f = fhir(&state, &headers, q.as_deref())?;
-    let page = state.engine.open_page(&token)?;
-    if let Some(scope) = page.scope.strip_prefix("history:") {
-        let (rt, id) = match scope.split_once('/') {
-            Some((rt, id)) => (Some(rt.to_string()), Some(id.to_string())),
-            None if scope.is_empty() => (None, None),
-            None => (Some(scope.to_string()), None),
-        };
-        return history(
-            &state,
-            &f,
-            rt,
-            id,
-            &page.params,
-            Some(page.snapshot),
-            page.after,
-        )
-        .await;
-    }
-    let rt = page
-        .scope
-        .strip_prefix("search:")
-        .ok_or_else(|| Error::invalid("not a paging link of this server"))?
-        .to_string();
-    let params = page.params.clone();
-    run_search(&state, &headers, &f, &rt, &params, Some(page)).await
-}
-
-async fn search<S: Store>(
-    state: &AppState<S>,
-    headers: &HeaderMap,
-    f: &Fhir,
-    rt: &str,
-    params: &Params,
-) -> ApiResult {
-    run_search(state, headers, f, rt, params, None).await
-}
-
-fn position_text(p: &flint_store::search::Position) -> String {
-    match p {
-        flint_store::search::Position::Seq(s) => format!("s{s}"),
-        flint_store::search::Position::Offset(n) => format!("o{n}"),
-        flint_store::search::Position::Id(id) => format!("i{id}"),
-        flint_store::search::Position::Key(value, seq) => format!("k{seq}:{value}"),
-    }
-}
-
-fn position_from_text(s: &str) -> Result<flint_store::search::Position, Error> {
-    let bad = || Error::invalid("bad paging position");
-    match s.split_at_checked(1) {
-        Some(("s", seq)) => Ok(flint_store::search::Position::Seq(
-            seq.parse().map_err(|_| bad())?,
-        )),
-        Some(("i", id)) => Ok(flint_store::search::Position::Id(id.to_string())),
-        Some(("o", n)) => Ok(flint_store::search::Position::Offset(
-            n.parse().map_err(|_| bad())?,
-        )),
-        Some(("k", rest)) => {
-            let (seq, value) = rest.split_once(':').ok_or_else(bad)?;
-            Ok(flint_store::search::Position::Key(
-                value.to_string(),
-                seq.parse().map_err(|_| bad())?,
-            ))
-        }
-        _ => Err(bad()),
-    }
-}
-
-async fn run_search<S: Store>(
-    state: &AppState<S>,
-    headers: &HeaderMap,
-    f: &Fhir,
-    rt: &str,
-    params: &Params,
-    page: Option<flint_engine::paging::PageState>,
-) -> ApiResult {
-    // A later page: the link's snapshot, position and total.
-    let (snapshot, after, total) = match page {
-        Some(p) => (Some(p.snapshot), p.after, p.total),
-        None => (None, None, None),
-    };
-    let engine = &state.engine;
-    // An empty type is a system search.
-    let parsed = if rt.is_empty() {
-        engine.parse_system_search(
-            &f.ctx,
-            params,
-            state.config.max_page_size,
-            state.config.default_page_size,
-        )?
-    } else {
-        engine.parse_search(
-            &f.ctx,
-            rt,
-            params,
-            strict_handling(headers),
-            state.config.max_page_size,
-            state.config.default_page_size,
-        )?
-    };
-    let position = after.as_deref().map(position_from_text).transpose()?;
-    let outcome = engine.run_search(&parsed, snapshot, position, total)?;
-    // Links carry the session sealed: the query never shows in clear, and any node can serve
-    // the next page from the same snapshot.
-    let seal = |after: Option<String>| flint_engine::paging::PageState {
-        scope: format!("search:{rt}"),
-        params: parsed.applied.clone(),
-        snapshot: outcome.snapshot,
-        after,
-        issued: 0,
-        total: outcome.total,
-    };
-    let link = |token: String| format!("{}/__page/{token}", f.ctx.base_url);
-    let mut links = vec![("self", link(engine.seal_page(&seal(after.clone())).await?))];
-    if let Some(next) = &outcome.next {
-        links.push((
-            "next",
-            link(engine.seal_page(&seal(Some(position_text(next)))).await?),
-        ));
-    }
-    let mut bundle = flint_engine::bundle::BundleBuilder::new("searchset", outcome.total, &links);
-    let matched = [("search", serde_json::json!({"mode": "match"}))];
-    let included = [("search", serde_json::json!({"mode": "include"}))];
-    let entries = outcome
-        .versions
-        .iter()
-        .map(|v| (v, &matched))
-        .chain(outcome.included.iter().map(|v| (v, &included)));
-    for (v, mode) in entries {
-        let Some(json) = &v.json else { continue };
-        let url = f.ctx.url(&v.resource_type, &v.id);
-        if f.output.summary.is_some() || f.output.elements.is_some() {
-            let subset = Output {
-                pretty: false,
-                ..f.output.clone()
-            };
-            let body = render(engine.model(), &subset, json)?;
-            bundle.entry(Some(&url), Some(&body), mode);
-        } else {
-            bundle.entry(Some(&url), Some(json), mode);
-        }
-    }
-    Ok(respond_text(&f.output, StatusCode::OK, bundle.finish()))
-}
-
-async fn system_post<S: Store>(
-    State(state): State<Shared<S>>,
-    headers: HeaderMap,
-    RawQuery(q): RawQuery,
-    body: Body,
-) -> ApiResult {
-    let f = fhir(&state, &headers, q.as_deref())?;
-    let bundle = resource_body(&headers, body, state.config.max_body_bytes).await?;
-    let text = state
-        .engine
-        .process_bundle(
-            &f.ctx,
-            bundle,
-            BundleOptions {
-                prefer: f.output.prefer,
-            },
-        )
-        .await?;
-    Ok(respond_text(&f.output, StatusCode::OK, text))
-}
-
-async fn system_history<S: Store>(
-    State(state): State<Shared<S>>,
-    headers: HeaderMap,
-    RawQuery(q): RawQuery,
-) -> ApiResult {
-    let f = fhir(&state, &headers, q.as_deref())?;
-    history(&state, &f, None, None, &f.params, None, None).await
-}
-
-async fn type_history<S: Store>(
-    State(state): State<Shared<S>>,
-    Path(rt): Path<String>,
-    headers: HeaderMap,
-    RawQuery(q): RawQuery,
-) -> ApiResult {
-    let f = fhir(&state, &headers, q.as_deref())?;
-    history(&state, &f, Some(rt), None, &f.params, None, None).await
-}
-
-async fn instance_history<S: Store>(
-    State(state): State<Shared<S>>,
-    Path((rt, id)): Path<(String, String)>,
-    headers: HeaderMap,
-    RawQuery(q): RawQuery,
-) -> ApiResult {
-    let f = fhir(&state, &headers, q.as_deref())?;
-    history(&state, &f, Some(rt), Some(id), &f.params, None, None).await
-}
-
-fn instant_param(params: &Params, name: &str) -> Result<Option<(i64, i64)>, Error> {
-    match param(params, name) {
-        None => Ok(None),
-        Some(s) => parse_date_time_lenient(s)
-            .map(|d| Some((d.start_micros(), d.end_micros())))
-            .ok_or_else(|| {
-                Error::invalid(format!("{name} '{s}' is not a FHIR instant or dateTime"))
-            }),
-    }
-}
-
-/// The paging scope of a history: `history:`, `history:Patient`, `history:Patient/123`.
-fn history_scope(resource_type: Option<&str>, id: Option<&str>) -> String {
-    match (resource_type, id) {
-        (Some(rt), Some(id)) => format!("history:{rt}/{id}"),
-        (Some(rt), None) => format!("history:{rt}"),
-        _ => "history:".to_string(),
-    }
-}
-
-/// A page of history. Later pages come through sealed links (see `page`) carrying the
-/// parameters, the snapshot of the first page and the keyset position.
-async fn history<S: Store>(
-    state: &AppState<S>,
-    f: &Fhir,
-    resource_type: Option<String>,
-    id: Option<String>,
-    params: &Params,
-    snapshot: Option<u64>,
-    after: Option<String>,
-) -> ApiResult {
-    let count = match param(params, "_count") {
-        None => state.config.default_page_size,
-        Some(c) => c
-            .parse::<usize>()
-            .map_err(|_| Error::invalid(format!("_count '{c}' is not a non-negative integer")))?
-            .min(state.config.max_page_size),
-    };
-    let snapshot = match snapshot {
-        Some(s) => s,
-        None => state.engine.store().last_tx()?,
-    };
-    let position = match &after {
-        Some(s) => {
-            let bad = || Error::invalid("bad paging position");
-            let (t, seq) = s.split_once('.').ok_or_else(bad)?;
-            Some((
-                t.parse().map_err(|_| bad())?,
-                seq.parse().map_err(|_| bad())?,
-            ))
-        }
-        None => None,
-    };
-    let q = HistoryQuery {
-        resource_type: resource_type.clone(),
-        id: id.clone(),
-        since: instant_param(params, "_since")?.map(|(start, _)| start),
-        at: instant_param(params, "_at")?,
-        snapshot: Some(snapshot),
-        after: position,
-        limit: count,
-    };
-    let (page, total) = state.engine.history(&q)?;
-    let applied: Vec<(String, String)> = params
-        .iter()
-        .filter(|(k, _)| matches!(k.as_str(), "_since" | "_at" | "_count"))
-        .cloned()
-        .collect();
-    let seal = |after: Option<String>| flint_engine::paging::PageState {
-        scope: history_scope(resource_type.as_deref(), id.as_deref()),
-        params: applied.clone(),
-        snapshot,
-        after,
-        issued: 0,
-        total: None,
-    };
-    let link = |token: String| format!("{}/__page/{token}", f.ctx.base_url);
-    let mut links = vec![(
-        "self",
-        link(state.engine.seal_page(&seal(after.clone())).await?),
-    )];
-    if let Some((t, seq)) = page.next {
-        links.push((
-            "next",
-            link(
-                state
-                    .engine
-                    .seal_page(&seal(Some(format!("{t}.{seq}"))))
-                    .await?,
-            ),
-        ));
-    }
-    let mut bundle = flint_engine::bundle::BundleBuilder::new("history", Some(total), &links);
-    for v in &page.versions {
-        bundle.history_entry(&f.ctx, v);
-    }
-    Ok(respond_text(&f.output, StatusCode::OK, bundle.finish()))
 }

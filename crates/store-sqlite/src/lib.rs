@@ -28,6 +28,9 @@ use writer::Job;
 /// How many idle read connections are kept.
 const MAX_IDLE_READERS: usize = 32;
 
+/// Virtual machine steps between two looks at a read's interrupt (a few microseconds).
+const PROGRESS_STEPS: std::ffi::c_int = 4000;
+
 /// Columns of a version row, in the order [`version_from_row`] reads them. A macro so that
 /// queries are string literals: `prepare_cached` then hashes no freshly formatted text.
 macro_rules! version_columns {
@@ -89,6 +92,35 @@ impl SqliteStore {
                 param_ids: Default::default(),
             }),
         })
+    }
+
+    /// Runs `f` with a pooled read connection, stopping it when `interrupt` is due: checked
+    /// before it starts and, through SQLite's progress handler, every few thousand virtual
+    /// machine steps while a statement runs.
+    fn with_reader_until<T>(
+        &self,
+        interrupt: &flint_store::Interrupt,
+        f: impl FnOnce(&Connection) -> rusqlite::Result<T>,
+    ) -> Result<T> {
+        interrupt.check()?;
+        let watch = interrupt.clone();
+        let result = self.with_reader(|c| {
+            c.progress_handler(PROGRESS_STEPS, Some(move || watch.is_due()));
+            let result = f(c);
+            c.progress_handler(PROGRESS_STEPS, None::<fn() -> bool>);
+            if c.is_autocommit() {
+                result
+            } else {
+                // Interrupted inside the search's read transaction: end it so the
+                // connection can serve again.
+                let _ = c.execute_batch("ROLLBACK");
+                result
+            }
+        });
+        match result {
+            Err(_) if interrupt.is_due() => Err(interrupt.error()),
+            other => other,
+        }
     }
 
     /// Runs `f` with a pooled read connection.
@@ -304,7 +336,7 @@ impl Store for SqliteStore {
             "SELECT {VERSION_COLUMNS} FROM resource {filter} ORDER BY seq DESC LIMIT {}",
             q.limit + 1
         );
-        self.with_reader(|c| {
+        self.with_reader_until(&q.interrupt, |c| {
             let mut stmt = c.prepare_cached(&sql)?;
             let mut rows = stmt.query(params_from_iter(params))?;
             let mut versions = Vec::new();
@@ -328,7 +360,7 @@ impl Store for SqliteStore {
     fn history_count(&self, q: &HistoryQuery) -> Result<u64> {
         let (filter, params) = history_filter(q, false);
         let sql = format!("SELECT COUNT(*) FROM resource {filter}");
-        self.with_reader(|c| {
+        self.with_reader_until(&q.interrupt, |c| {
             c.prepare_cached(&sql)?
                 .query_row(params_from_iter(params), |r| r.get::<_, i64>(0))
         })
@@ -341,7 +373,7 @@ impl Store for SqliteStore {
     ) -> Result<flint_store::search::SearchPage> {
         // One read transaction for the statements of a search (parameter ids, the page, its
         // versions): each statement would otherwise take and drop the WAL read lock itself.
-        self.with_reader(|c| {
+        self.with_reader_until(&q.interrupt, |c| {
             c.execute_batch("BEGIN")?;
             let page = run_search(c, Some(&self.inner.param_ids), q);
             c.execute_batch("COMMIT")?;
@@ -350,7 +382,7 @@ impl Store for SqliteStore {
     }
 
     fn search_count(&self, q: &flint_store::search::SearchQuery) -> Result<u64> {
-        self.with_reader(|c| {
+        self.with_reader_until(&q.interrupt, |c| {
             let rendered = search::render(c, Some(&self.inner.param_ids), q, true)?;
             c.prepare_cached(&rendered.sql)?
                 .query_row(params_from_iter(rendered.params), |r| r.get::<_, i64>(0))

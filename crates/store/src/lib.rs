@@ -6,7 +6,10 @@
 
 use bytes::Bytes;
 pub mod conformance;
+mod interrupt;
 pub mod search;
+
+pub use interrupt::Interrupt;
 
 use std::future::Future;
 
@@ -247,6 +250,8 @@ pub struct HistoryQuery {
     pub after: Option<(TxNumber, u64)>,
     /// Maximum number of versions to return.
     pub limit: usize,
+    /// When the reading must stop.
+    pub interrupt: Interrupt,
 }
 
 /// A page of history, newest first.

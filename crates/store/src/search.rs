@@ -211,6 +211,8 @@ pub struct SearchQuery {
     pub types: Vec<(String, Vec<Vec<Predicate>>)>,
     /// System search over every type with type-independent clauses (`_id`, `_lastUpdated`).
     pub all_types: bool,
+    /// When the search must stop (its time limit, or its client gone).
+    pub interrupt: crate::Interrupt,
 }
 
 /// A page of matches in order, with the position of the next page.

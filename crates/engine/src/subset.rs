@@ -4,7 +4,36 @@
 use flint_fhir::model::Model;
 use serde_json::{json, Map, Value};
 
-use crate::format::Summary;
+/// `_summary` values.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Summary {
+    True,
+    Text,
+    Data,
+    Count,
+    False,
+}
+
+impl Summary {
+    /// Parses a `_summary` value.
+    ///
+    /// # Errors
+    /// A value that is not one of the five.
+    pub fn parse(value: &str) -> flint_fhir::Result<Summary> {
+        Ok(match value {
+            "true" => Summary::True,
+            "text" => Summary::Text,
+            "data" => Summary::Data,
+            "count" => Summary::Count,
+            "false" => Summary::False,
+            other => {
+                return Err(flint_fhir::Error::invalid(format!(
+                    "_summary must be true, text, data, count or false, not '{other}'"
+                )))
+            }
+        })
+    }
+}
 
 /// Reduces `resource` per `_summary` / `_elements`.
 pub fn apply(

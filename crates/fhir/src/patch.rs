@@ -1,6 +1,6 @@
 //! JSON Patch (RFC 6902) on resource JSON: add, remove, replace, move, copy, test.
 
-use flint_fhir::Error;
+use crate::Error;
 use serde_json::Value;
 
 /// Applies a JSON Patch document to `doc`. Nothing is changed unless every operation applies.
@@ -21,7 +21,7 @@ pub fn apply_json_patch(doc: &mut Value, patch: &Value) -> Result<(), Error> {
 }
 
 fn unprocessable(msg: String) -> Error {
-    Error::new(flint_fhir::IssueType::Processing, msg).with_status(422)
+    Error::new(crate::IssueType::Processing, msg).with_status(422)
 }
 
 fn field<'a>(op: &'a Value, name: &str) -> Result<&'a str, Error> {

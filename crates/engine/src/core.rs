@@ -1,0 +1,876 @@
+//! The request core: one dispatcher that takes a FHIR [`Request`] with its [`Context`] and
+//! returns a FHIR [`Response`]. The HTTP adapter, every entry of a batch or transaction, the
+//! importer, and later operations and the sandbox's `client` all come through here, so that
+//! limits, metrics, authorization and audit live in one place.
+//!
+//! [`Engine::handle`] runs the request in its lane (see `lanes`): no store call, search or
+//! write waits on a thread of the async runtime. [`Engine::dispatch`] is the same work on the
+//! calling (blocking) thread, for callers already off the runtime.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use flint_fhir::datetime::{format_instant, parse_date_time_lenient, parse_http_date};
+use flint_fhir::{Error, Result};
+use flint_store::{HistoryQuery, Store, Version};
+use serde_json::{json, Value};
+
+use crate::lanes::block_on;
+use crate::request::{Body, Interaction, OperationTarget, Payload, PreferReturn, Request, Response};
+use crate::search::ParsedSearch;
+use crate::subset::{self, Summary};
+use crate::write::{Content, Done, Intent};
+use crate::{parse_etag, Context, Engine};
+
+/// `_summary` / `_elements` as a request asked for them.
+#[derive(Clone, Debug, Default)]
+pub struct Subset {
+    pub summary: Option<Summary>,
+    pub elements: Option<Vec<String>>,
+}
+
+impl Subset {
+    /// Reads `_summary` and `_elements`.
+    ///
+    /// # Errors
+    /// A `_summary` value that is not one of the five.
+    pub fn of(params: &[(String, String)]) -> Result<Subset> {
+        let get = |name: &str| params.iter().find(|(k, _)| k == name).map(|(_, v)| v);
+        let summary = get("_summary").map(|s| Summary::parse(s)).transpose()?;
+        let elements = get("_elements")
+            .map(|e| {
+                e.split(',')
+                    .map(|s| s.trim().to_string())
+                    .filter(|s| !s.is_empty())
+                    .collect::<Vec<_>>()
+            })
+            .filter(|v| !v.is_empty());
+        Ok(Subset { summary, elements })
+    }
+
+    /// Whether the stored bytes are the answer as they are.
+    pub fn is_whole(&self) -> bool {
+        self.elements.is_none() && matches!(self.summary, None | Some(Summary::False))
+    }
+
+    /// A stored resource reduced to the subset (the bytes themselves when whole).
+    ///
+    /// # Errors
+    /// Stored bytes that are not JSON (a store fault).
+    pub fn render(&self, json: &Bytes) -> Result<Payload> {
+        if self.is_whole() {
+            return Ok(Payload::Stored(json.clone()));
+        }
+        let value: Value = serde_json::from_slice(json).map_err(Error::internal)?;
+        Ok(Payload::Value(subset::apply(
+            flint_fhir::model::r4(),
+            value,
+            self.summary,
+            self.elements.as_deref(),
+        )))
+    }
+}
+
+fn param<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    params
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+}
+
+impl<S: Store> Engine<S> {
+    /// Handles one request in its lane.
+    ///
+    /// # Errors
+    /// The request's FHIR error (to become an OperationOutcome); 503 when its lane is full.
+    pub async fn handle(self: &Arc<Self>, ctx: Context, request: Request) -> Result<Response> {
+        let costly = request.interaction.is_costly();
+        let engine = Arc::clone(self);
+        self.lanes
+            .run(costly, move || engine.dispatch(&ctx, request))
+            .await
+    }
+
+    /// Handles one request on the calling thread (which must not be a runtime thread).
+    ///
+    /// # Errors
+    /// The request's FHIR error.
+    pub fn dispatch(self: &Arc<Self>, ctx: &Context, request: Request) -> Result<Response> {
+        let span = tracing::debug_span!(
+            "request",
+            id = %ctx.request_id,
+            interaction = request.interaction.name()
+        );
+        let _entered = span.enter();
+        ctx.interrupt.check()?;
+        let Request {
+            interaction,
+            params,
+            headers,
+            body,
+        } = request;
+        let if_match = || -> Result<Option<u64>> {
+            match headers.if_match.as_deref() {
+                None => Ok(None),
+                Some(s) => parse_etag(s).map(Some).ok_or_else(|| {
+                    Error::invalid(format!(
+                        "If-Match '{s}' is not a version ETag such as W/\"3\""
+                    ))
+                }),
+            }
+        };
+        let prefer = headers.prefer_return();
+        let criteria = || criteria_of(&params);
+        match interaction {
+            Interaction::Capabilities => {
+                let date = format_instant(self.clock.now());
+                Ok(Response::new(
+                    200,
+                    Payload::Value(crate::capabilities::capability_statement(
+                        self.model(),
+                        &self.registry(),
+                        &ctx.base_url,
+                        &date[..10],
+                    )),
+                ))
+            }
+            Interaction::Read { rt, id } => {
+                let v = self.read(&rt, &id)?;
+                if not_modified(&headers, &v) {
+                    let mut r = Response::new(304, Payload::None);
+                    r.version = Some((v.version, v.last_updated));
+                    return Ok(r);
+                }
+                self.resource_response(ctx, &v, &params)
+            }
+            Interaction::Vread { rt, id, vid } => {
+                let v = self.vread(&rt, &id, &vid)?;
+                self.resource_response(ctx, &v, &params)
+            }
+            Interaction::Create { rt } => {
+                let intent = Intent::Create {
+                    rt,
+                    if_none_exist: headers.if_none_exist.clone(),
+                };
+                let content = Content::Resource(resource_body(&headers, body)?);
+                let done = self.write_one(ctx, &intent, content, None)?;
+                Ok(self.write_response(ctx, prefer, done))
+            }
+            Interaction::Update { rt, id } => {
+                let if_match = if_match()?;
+                let content = Content::Resource(resource_body(&headers, body)?);
+                let done = self.write_one(ctx, &Intent::Update { rt, id }, content, if_match)?;
+                Ok(self.write_response(ctx, prefer, done))
+            }
+            Interaction::ConditionalUpdate { rt } => {
+                let intent = Intent::ConditionalUpdate {
+                    rt,
+                    criteria: criteria()?,
+                };
+                let if_match = if_match()?;
+                let content = Content::Resource(resource_body(&headers, body)?);
+                let done = self.write_one(ctx, &intent, content, if_match)?;
+                Ok(self.write_response(ctx, prefer, done))
+            }
+            Interaction::Patch { rt, id } => {
+                let if_match = if_match()?;
+                let content = Content::Patch(patch_body(&headers, body)?);
+                let done = self.write_one(ctx, &Intent::Patch { rt, id }, content, if_match)?;
+                Ok(self.write_response(ctx, prefer, done))
+            }
+            Interaction::ConditionalPatch { rt } => {
+                let intent = Intent::ConditionalPatch {
+                    rt,
+                    criteria: criteria()?,
+                };
+                let if_match = if_match()?;
+                let content = Content::Patch(patch_body(&headers, body)?);
+                let done = self.write_one(ctx, &intent, content, if_match)?;
+                Ok(self.write_response(ctx, prefer, done))
+            }
+            Interaction::Delete { rt, id } => {
+                let if_match = if_match()?;
+                let what = format!("{rt}/{id}");
+                let done = self.write_one(ctx, &Intent::Delete { rt, id }, Content::None, if_match)?;
+                Ok(delete_response(prefer, done, |n| match n {
+                    Some(v) => format!("{what} deleted (version {v})"),
+                    None => format!("{what} did not exist or was already deleted"),
+                }))
+            }
+            Interaction::ConditionalDelete { rt } => {
+                let intent = Intent::ConditionalDelete {
+                    rt: rt.clone(),
+                    criteria: criteria()?,
+                };
+                let done = self.write_one(ctx, &intent, Content::None, None)?;
+                let count = match &done {
+                    Done::Deleted(d) => d.len(),
+                    _ => 0,
+                };
+                Ok(delete_response(prefer, done, |_| {
+                    format!("{count} {rt} resources deleted")
+                }))
+            }
+            Interaction::DeleteHistory { rt, id } => {
+                let removed = self.delete_history(&rt, &id)?;
+                Ok(no_content(prefer, || {
+                    format!("{removed} earlier versions of {rt}/{id} removed")
+                }))
+            }
+            Interaction::SearchType { rt } => {
+                self.check_type(&rt)?;
+                let params = form_params(&headers, body, params)?;
+                self.search_response(ctx, &rt, &params, headers.strict_handling(), None)
+            }
+            Interaction::SearchSystem => {
+                if params.iter().all(|(k, _)| is_format_param(k)) {
+                    return Err(Error::invalid(
+                        "GET on the base is a system search and needs parameters (for example _type)",
+                    ));
+                }
+                self.search_response(ctx, "", &params, true, None)
+            }
+            Interaction::SearchCompartment {
+                compartment,
+                id,
+                rt,
+            } => {
+                self.check_type(&compartment)?;
+                self.check_type(&rt)?;
+                if !matches!(
+                    compartment.as_str(),
+                    "Patient" | "Encounter" | "RelatedPerson" | "Practitioner" | "Device"
+                ) {
+                    return Err(Error::not_found(format!("{compartment} is not a compartment")));
+                }
+                let mut params = params;
+                // The compartment travels as a parameter of its own, so that paging links
+                // keep it.
+                params.push(("__compartment".into(), format!("{compartment}/{id}")));
+                self.search_response(ctx, &rt, &params, headers.strict_handling(), None)
+            }
+            Interaction::Page { token } => self.page_response(ctx, &token, &params, &headers),
+            Interaction::HistoryInstance { rt, id } => {
+                self.history_response(ctx, Some(rt), Some(id), &params, None, None)
+            }
+            Interaction::HistoryType { rt } => {
+                self.history_response(ctx, Some(rt), None, &params, None, None)
+            }
+            Interaction::HistorySystem => {
+                self.history_response(ctx, None, None, &params, None, None)
+            }
+            Interaction::Bundle => {
+                let bundle = resource_body(&headers, body)?;
+                let text = self.process_bundle(ctx, bundle, prefer)?;
+                Ok(Response::new(200, Payload::Text(text)))
+            }
+            Interaction::Operation {
+                name,
+                target,
+                method,
+            } => self.operation(ctx, &name, target, method, body),
+            Interaction::AsyncStatus { id } => self.async_status(&id),
+            Interaction::AsyncCancel { id } => {
+                block_on(self.cancel_job(&id))?;
+                Ok(Response::new(
+                    202,
+                    Payload::Value(flint_fhir::error::information(format!(
+                        "the asynchronous request '{id}' is cancelled"
+                    ))),
+                ))
+            }
+        }
+    }
+
+    fn resource_response(
+        &self,
+        ctx: &Context,
+        v: &Version,
+        params: &[(String, String)],
+    ) -> Result<Response> {
+        let json = v.json.as_ref().ok_or_else(|| crate::gone(v))?;
+        let mut r = Response::version(200, v);
+        r.full_url = Some(ctx.url(&v.resource_type, &v.id));
+        r.payload = Subset::of(params)?.render(json)?;
+        Ok(r)
+    }
+
+    /// The response to a successful write, shaped by `Prefer: return`.
+    fn write_response(&self, ctx: &Context, prefer: PreferReturn, done: Done) -> Response {
+        let (status, v) = match done {
+            Done::Written { version, created } => (if created { 201 } else { 200 }, version),
+            Done::Existing(version) | Done::Read(version) => (200, version),
+            Done::Deleted(_) => return Response::new(204, Payload::None),
+        };
+        let mut r = match prefer {
+            PreferReturn::Representation => Response::version(status, &v),
+            PreferReturn::Minimal => {
+                let mut r = Response::new(status, Payload::None);
+                r.version = Some((v.version, v.last_updated));
+                r
+            }
+            PreferReturn::OperationOutcome => {
+                let mut r = Response::new(
+                    status,
+                    Payload::Value(flint_fhir::error::information(format!(
+                        "{}/{} written as version {}",
+                        v.resource_type, v.id, v.version
+                    ))),
+                );
+                r.version = Some((v.version, v.last_updated));
+                r
+            }
+        };
+        let location = ctx.versioned_url(&v.resource_type, &v.id, v.version);
+        if status == 201 {
+            r.content_location = Some(location.clone());
+        }
+        r.location = Some(location);
+        r
+    }
+
+    /// A search page as a `searchset` Bundle. `page` is the state of a paging link.
+    fn search_response(
+        self: &Arc<Self>,
+        ctx: &Context,
+        rt: &str,
+        params: &[(String, String)],
+        strict: bool,
+        page: Option<crate::paging::PageState>,
+    ) -> Result<Response> {
+        let (snapshot, after, total) = match page {
+            Some(p) => (Some(p.snapshot), p.after, p.total),
+            None => (None, None, None),
+        };
+        let limits = &self.limits;
+        // An empty type is a system search.
+        let mut parsed: ParsedSearch = if rt.is_empty() {
+            self.parse_system_search(ctx, params, limits.max_count, limits.default_count)?
+        } else {
+            self.parse_search(ctx, rt, params, strict, limits.max_count, limits.default_count)?
+        };
+        parsed.query.interrupt = self.search_interrupt(ctx);
+        let position = after.as_deref().map(position_from_text).transpose()?;
+        let outcome = self.run_search(&parsed, snapshot, position, total)?;
+        // Links carry the session sealed: the query never shows in clear, and any node can
+        // serve the next page from the same snapshot.
+        let seal = |after: Option<String>| crate::paging::PageState {
+            scope: format!("search:{rt}"),
+            params: parsed.applied.clone(),
+            snapshot: outcome.snapshot,
+            after,
+            issued: 0,
+            total: outcome.total,
+            owner: ctx.owner(),
+        };
+        let link = |token: String| format!("{}/__page/{token}", ctx.base_url);
+        let mut links = vec![("self", link(block_on(self.seal_page(&seal(after.clone())))?))];
+        if let Some(next) = &outcome.next {
+            links.push((
+                "next",
+                link(block_on(self.seal_page(&seal(Some(position_text(next)))))?),
+            ));
+        }
+        let subset = Subset::of(params)?;
+        let mut bundle = crate::bundle::BundleBuilder::new("searchset", outcome.total, &links);
+        let matched = [("search", json!({"mode": "match"}))];
+        let included = [("search", json!({"mode": "include"}))];
+        let entries = outcome
+            .versions
+            .iter()
+            .map(|v| (v, &matched))
+            .chain(outcome.included.iter().map(|v| (v, &included)));
+        for (v, mode) in entries {
+            let Some(json) = &v.json else { continue };
+            let url = ctx.url(&v.resource_type, &v.id);
+            match subset.render(json)? {
+                Payload::Value(value) => {
+                    bundle.entry(Some(&url), Some(value.to_string().as_bytes()), mode)
+                }
+                _ => bundle.entry(Some(&url), Some(json), mode),
+            }
+        }
+        if let Some(note) = &outcome.truncated {
+            let outcome = json!({
+                "resourceType": "OperationOutcome",
+                "issue": [{"severity": "warning", "code": "incomplete", "diagnostics": note}]
+            });
+            bundle.entry(
+                None,
+                Some(outcome.to_string().as_bytes()),
+                &[("search", json!({"mode": "outcome"}))],
+            );
+        }
+        Ok(Response::new(200, Payload::Text(bundle.finish())))
+    }
+
+    /// Follows a sealed paging link, for the caller it was issued to.
+    fn page_response(
+        self: &Arc<Self>,
+        ctx: &Context,
+        token: &str,
+        params: &[(String, String)],
+        headers: &crate::request::Headers,
+    ) -> Result<Response> {
+        let page = self.open_page(token)?;
+        if page.owner != ctx.owner() {
+            return Err(Error::invalid(
+                "this paging link is not valid (altered, or not issued by this server)",
+            ));
+        }
+        let _ = params;
+        if let Some(scope) = page.scope.strip_prefix("history:") {
+            let (rt, id) = match scope.split_once('/') {
+                Some((rt, id)) => (Some(rt.to_string()), Some(id.to_string())),
+                None if scope.is_empty() => (None, None),
+                None => (Some(scope.to_string()), None),
+            };
+            let page_params = page.params.clone();
+            return self.history_response(ctx, rt, id, &page_params, Some(page.snapshot), page.after);
+        }
+        let rt = page
+            .scope
+            .strip_prefix("search:")
+            .ok_or_else(|| Error::invalid("not a paging link of this server"))?
+            .to_string();
+        let page_params = page.params.clone();
+        self.search_response(ctx, &rt, &page_params, headers.strict_handling(), Some(page))
+    }
+
+    /// A page of history. Later pages come through sealed links carrying the parameters, the
+    /// snapshot of the first page and the keyset position.
+    fn history_response(
+        self: &Arc<Self>,
+        ctx: &Context,
+        resource_type: Option<String>,
+        id: Option<String>,
+        params: &[(String, String)],
+        snapshot: Option<u64>,
+        after: Option<String>,
+    ) -> Result<Response> {
+        let count = match param(params, "_count") {
+            None => self.limits.history_default_count,
+            Some(c) => c
+                .parse::<usize>()
+                .map_err(|_| Error::invalid(format!("_count '{c}' is not a non-negative integer")))?
+                .min(self.limits.history_max_count),
+        };
+        let snapshot = match snapshot {
+            Some(s) => s,
+            None => self.store().last_tx()?,
+        };
+        let position = match &after {
+            Some(s) => {
+                let bad = || Error::invalid("bad paging position");
+                let (t, seq) = s.split_once('.').ok_or_else(bad)?;
+                Some((t.parse().map_err(|_| bad())?, seq.parse().map_err(|_| bad())?))
+            }
+            None => None,
+        };
+        let q = HistoryQuery {
+            resource_type: resource_type.clone(),
+            id: id.clone(),
+            since: instant_param(params, "_since")?.map(|(start, _)| start),
+            at: instant_param(params, "_at")?,
+            snapshot: Some(snapshot),
+            after: position,
+            limit: count,
+            interrupt: self.search_interrupt(ctx),
+        };
+        let (page, total) = self.history(&q)?;
+        let applied: Vec<(String, String)> = params
+            .iter()
+            .filter(|(k, _)| matches!(k.as_str(), "_since" | "_at" | "_count"))
+            .cloned()
+            .collect();
+        let seal = |after: Option<String>| crate::paging::PageState {
+            scope: history_scope(resource_type.as_deref(), id.as_deref()),
+            params: applied.clone(),
+            snapshot,
+            after,
+            issued: 0,
+            total: None,
+            owner: ctx.owner(),
+        };
+        let link = |token: String| format!("{}/__page/{token}", ctx.base_url);
+        let mut links = vec![("self", link(block_on(self.seal_page(&seal(after.clone())))?))];
+        if let Some((t, seq)) = page.next {
+            links.push((
+                "next",
+                link(block_on(self.seal_page(&seal(Some(format!("{t}.{seq}")))))?),
+            ));
+        }
+        let mut bundle = crate::bundle::BundleBuilder::new("history", Some(total), &links);
+        for v in &page.versions {
+            bundle.history_entry(ctx, v);
+        }
+        Ok(Response::new(200, Payload::Text(bundle.finish())))
+    }
+
+    /// Operations. Only `$reindex` exists until the operations framework lands; invocation
+    /// already follows SPEC section 6 (a `Parameters` body checked before anything runs, no
+    /// `GET` for an operation that changes state).
+    fn operation(
+        self: &Arc<Self>,
+        ctx: &Context,
+        name: &str,
+        target: OperationTarget,
+        method: crate::request::Method,
+        body: Body,
+    ) -> Result<Response> {
+        let unknown = |target: &OperationTarget| {
+            let at = match target {
+                OperationTarget::System => "the system level".to_string(),
+                OperationTarget::Type(rt) => format!("type {rt}"),
+                OperationTarget::Instance(rt, id) => format!("{rt}/{id}"),
+            };
+            Error::not_supported(format!("this server has no operation ${name} at {at}"))
+        };
+        if let OperationTarget::Type(rt) | OperationTarget::Instance(rt, _) = &target {
+            self.check_type(rt)?;
+        }
+        match (name, &target) {
+            ("reindex", OperationTarget::System | OperationTarget::Type(_)) => {
+                if !matches!(method, crate::request::Method::Post) {
+                    return Err(Error::not_supported(
+                        "$reindex changes the server's state: invoke it with POST",
+                    )
+                    .with_status(405));
+                }
+                // No inputs: the target says what is reindexed.
+                if let Some(p) = operation_parameters(body)?.first() {
+                    return Err(Error::invalid(format!(
+                        "$reindex takes no parameter '{}'",
+                        p["name"].as_str().unwrap_or("")
+                    )));
+                }
+                let resource_type = match target {
+                    OperationTarget::Type(rt) => Some(rt),
+                    _ => None,
+                };
+                let id = block_on(self.start_reindex(resource_type))?;
+                self.answer_job(ctx, &id)
+            }
+            _ => Err(unknown(&target)),
+        }
+    }
+
+    /// The answer to a request run as a job: its response when it ends within the budget,
+    /// otherwise `202 Accepted` with the status URL to poll.
+    fn answer_job(&self, ctx: &Context, id: &str) -> Result<Response> {
+        use crate::jobs::JobStatus;
+        match self.wait_job_blocking(id, self.limits.async_budget)? {
+            JobStatus::Ended(_, response) => Ok(Response::new(
+                response.status,
+                Payload::Value(response.resource),
+            )),
+            JobStatus::Running(progress) => {
+                let url = format!("{}/__async-status/{id}", ctx.base_url);
+                let mut r = Response::new(
+                    202,
+                    Payload::Value(flint_fhir::error::information(format!(
+                        "accepted and running ({progress}); poll {url} for the result"
+                    ))),
+                );
+                r.content_location = Some(url);
+                Ok(r)
+            }
+        }
+    }
+
+    /// `GET /__async-status/{id}`: `202` with `X-Progress` while running, then `200` with a
+    /// `batch-response` Bundle holding the response; `404` once cancelled.
+    fn async_status(&self, id: &str) -> Result<Response> {
+        use crate::jobs::JobStatus;
+        match self.job_status(id)? {
+            JobStatus::Running(progress) => {
+                let mut r = Response::new(
+                    202,
+                    Payload::Value(flint_fhir::error::information(format!(
+                        "running: {progress}"
+                    ))),
+                );
+                r.headers.push(("x-progress", progress));
+                Ok(r)
+            }
+            JobStatus::Ended(flint_store::JobState::Cancelled, _) => Err(Error::not_found(
+                format!("the asynchronous request '{id}' was cancelled"),
+            )),
+            JobStatus::Ended(_, response) => {
+                let bundle = json!({
+                    "resourceType": "Bundle",
+                    "type": "batch-response",
+                    "entry": [{
+                        "resource": response.resource,
+                        "response": {"status": crate::bundle::status_line(response.status)}
+                    }]
+                });
+                Ok(Response::new(200, Payload::Value(bundle)))
+            }
+        }
+    }
+
+    /// The interrupt of a search: the request's, with the search time limit.
+    pub(crate) fn search_interrupt(&self, ctx: &Context) -> flint_store::Interrupt {
+        ctx.interrupt.within(self.limits.search_timeout)
+    }
+}
+
+/// The conditional criteria of a request: its parameters but those about the response's
+/// form, as a query string.
+///
+/// # Errors
+/// No criteria (400).
+pub(crate) fn criteria_of(params: &[(String, String)]) -> Result<String> {
+    let text: Vec<String> = params
+        .iter()
+        .filter(|(k, _)| !is_format_param(k))
+        .map(|(k, v)| format!("{}={}", encode(k), encode(v)))
+        .collect();
+    if text.is_empty() {
+        Err(Error::invalid(
+            "a conditional interaction on a type needs search criteria in the query string",
+        ))
+    } else {
+        Ok(text.join("&"))
+    }
+}
+
+/// Query parameters about the response's form, not the request's meaning.
+fn is_format_param(name: &str) -> bool {
+    matches!(name, "_format" | "_pretty" | "_summary" | "_elements")
+}
+
+fn encode(s: &str) -> String {
+    percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
+}
+
+/// `If-None-Match` (an ETag or `*`) and `If-Modified-Since` on reads.
+fn not_modified(headers: &crate::request::Headers, v: &Version) -> bool {
+    if let Some(inm) = headers.if_none_match.as_deref() {
+        return inm
+            .split(',')
+            .any(|tag| tag.trim() == "*" || parse_etag(tag) == Some(v.version));
+    }
+    if let Some(ims) = headers.if_modified_since.as_deref().and_then(parse_http_date) {
+        // HTTP dates have second precision.
+        return v.last_updated / 1_000_000 <= ims / 1_000_000;
+    }
+    false
+}
+
+/// The answer to a write with nothing to send back: 204, or under
+/// `Prefer: return=OperationOutcome` an informational outcome saying what happened.
+fn no_content(prefer: PreferReturn, message: impl FnOnce() -> String) -> Response {
+    if prefer == PreferReturn::OperationOutcome {
+        Response::new(200, Payload::Value(flint_fhir::error::information(message())))
+    } else {
+        Response::new(204, Payload::None)
+    }
+}
+
+fn delete_response(
+    prefer: PreferReturn,
+    done: Done,
+    message: impl FnOnce(Option<u64>) -> String,
+) -> Response {
+    let last = match &done {
+        Done::Deleted(d) => d.last().cloned(),
+        _ => None,
+    };
+    let mut r = no_content(prefer, || message(last.as_ref().map(|v| v.version)));
+    if let Some(v) = last {
+        r.version = Some((v.version, v.last_updated));
+    }
+    r
+}
+
+/// The media types a resource body may come as.
+fn check_content_type(content_type: Option<&str>, extra: &[&str]) -> Result<()> {
+    let Some(ct) = content_type else {
+        return Ok(());
+    };
+    let essence = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    if matches!(
+        essence.as_str(),
+        "application/fhir+json" | "application/json" | "application/json+fhir"
+    ) || extra.contains(&essence.as_str())
+    {
+        Ok(())
+    } else {
+        Err(Error::not_supported(format!(
+            "unsupported media type '{ct}'; send application/fhir+json"
+        ))
+        .with_status(415))
+    }
+}
+
+fn parse_json(bytes: &[u8]) -> Result<Value> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err(Error::invalid("the request has no body"));
+    }
+    serde_json::from_slice(bytes)
+        .map_err(|e| Error::invalid(format!("the body is not valid JSON: {e}")))
+}
+
+/// A resource body: a JSON object.
+pub(crate) fn resource_body(headers: &crate::request::Headers, body: Body) -> Result<Value> {
+    let value = match body {
+        Body::None => return Err(Error::invalid("the request has no body")),
+        Body::Json(v) => v,
+        Body::Bytes(bytes) => {
+            check_content_type(headers.content_type.as_deref(), &[])?;
+            parse_json(&bytes)?
+        }
+    };
+    if !value.is_object() {
+        return Err(Error::invalid(
+            "the body must be a JSON object (a FHIR resource)",
+        ));
+    }
+    Ok(value)
+}
+
+/// A JSON Patch document: over HTTP as `application/json-patch+json`; in a Bundle entry as a
+/// `Binary` with the patch as base64 `data` (the R4 way), or a bare JSON array.
+pub(crate) fn patch_body(headers: &crate::request::Headers, body: Body) -> Result<Value> {
+    match body {
+        Body::None => Err(Error::invalid("a PATCH needs a JSON Patch document")),
+        Body::Bytes(bytes) => {
+            let ct = headers.content_type.as_deref().unwrap_or("");
+            if !ct
+                .to_ascii_lowercase()
+                .starts_with("application/json-patch+json")
+            {
+                let hint = if ct.contains("fhir+json") {
+                    " (FHIRPath Patch is not supported yet)"
+                } else {
+                    ""
+                };
+                return Err(Error::not_supported(format!(
+                    "PATCH needs Content-Type application/json-patch+json, not '{ct}'{hint}"
+                ))
+                .with_status(415));
+            }
+            parse_json(&bytes)
+        }
+        Body::Json(resource) => {
+            if resource.is_array() {
+                return Ok(resource);
+            }
+            match resource.get("resourceType").and_then(Value::as_str) {
+                Some("Binary") => {
+                    use base64::Engine as _;
+                    let data = resource
+                        .get("data")
+                        .and_then(Value::as_str)
+                        .ok_or_else(|| Error::invalid("the Binary has no data"))?;
+                    let cleaned: String = data.chars().filter(|c| !c.is_whitespace()).collect();
+                    let bytes = base64::engine::general_purpose::STANDARD
+                        .decode(cleaned.trim_end_matches('=').as_bytes())
+                        .or_else(|_| {
+                            base64::engine::general_purpose::STANDARD_NO_PAD
+                                .decode(cleaned.trim_end_matches('=').as_bytes())
+                        })
+                        .map_err(|_| Error::invalid("the Binary's data is not base64"))?;
+                    serde_json::from_slice(&bytes)
+                        .map_err(|e| Error::invalid(format!("the patch is not JSON: {e}")))
+                }
+                Some("Parameters") => Err(Error::not_supported(
+                    "FHIRPath Patch is not supported yet; send a JSON Patch in a Binary",
+                )),
+                _ => Err(Error::invalid(
+                    "a PATCH entry needs a Binary resource holding a JSON Patch",
+                )),
+            }
+        }
+    }
+}
+
+/// `POST _search`: the form body's parameters after the query string's.
+fn form_params(
+    headers: &crate::request::Headers,
+    body: Body,
+    mut params: Vec<(String, String)>,
+) -> Result<Vec<(String, String)>> {
+    let bytes = match body {
+        Body::None => return Ok(params),
+        Body::Bytes(b) => b,
+        Body::Json(_) => return Err(Error::invalid("a search takes no resource body")),
+    };
+    let ct = headers.content_type.as_deref().unwrap_or("");
+    if !ct
+        .to_ascii_lowercase()
+        .starts_with("application/x-www-form-urlencoded")
+    {
+        if bytes.is_empty() {
+            return Ok(params);
+        }
+        return Err(Error::not_supported(format!(
+            "POST _search needs Content-Type application/x-www-form-urlencoded, not '{ct}'"
+        ))
+        .with_status(415));
+    }
+    let form = std::str::from_utf8(&bytes).map_err(|_| Error::invalid("the form body is not UTF-8"))?;
+    params.extend(crate::search::parse_query(form));
+    Ok(params)
+}
+
+/// The parameters of an operation's `Parameters` body (none for an empty body).
+fn operation_parameters(body: Body) -> Result<Vec<Value>> {
+    let body = match body {
+        Body::None => return Ok(Vec::new()),
+        Body::Bytes(b) if b.iter().all(u8::is_ascii_whitespace) => return Ok(Vec::new()),
+        Body::Bytes(b) => parse_json(&b)?,
+        Body::Json(v) => v,
+    };
+    if body["resourceType"] != "Parameters" {
+        return Err(Error::invalid(
+            "the body of an operation must be a Parameters resource",
+        ));
+    }
+    Ok(body["parameter"].as_array().cloned().unwrap_or_default())
+}
+
+fn instant_param(params: &[(String, String)], name: &str) -> Result<Option<(i64, i64)>> {
+    match param(params, name) {
+        None => Ok(None),
+        Some(s) => parse_date_time_lenient(s)
+            .map(|d| Some((d.start_micros(), d.end_micros())))
+            .ok_or_else(|| Error::invalid(format!("{name} '{s}' is not a FHIR instant or dateTime"))),
+    }
+}
+
+/// The paging scope of a history: `history:`, `history:Patient`, `history:Patient/123`.
+fn history_scope(resource_type: Option<&str>, id: Option<&str>) -> String {
+    match (resource_type, id) {
+        (Some(rt), Some(id)) => format!("history:{rt}/{id}"),
+        (Some(rt), None) => format!("history:{rt}"),
+        _ => "history:".to_string(),
+    }
+}
+
+fn position_text(p: &flint_store::search::Position) -> String {
+    use flint_store::search::Position;
+    match p {
+        Position::Seq(s) => format!("s{s}"),
+        Position::Offset(n) => format!("o{n}"),
+        Position::Id(id) => format!("i{id}"),
+        Position::Key(value, seq) => format!("k{seq}:{value}"),
+    }
+}
+
+fn position_from_text(s: &str) -> Result<flint_store::search::Position> {
+    use flint_store::search::Position;
+    let bad = || Error::invalid("bad paging position");
+    match s.split_at_checked(1) {
+        Some(("s", seq)) => Ok(Position::Seq(seq.parse().map_err(|_| bad())?)),
+        Some(("i", id)) => Ok(Position::Id(id.to_string())),
+        Some(("o", n)) => Ok(Position::Offset(n.parse().map_err(|_| bad())?)),
+        Some(("k", rest)) => {
+            let (seq, value) = rest.split_once(':').ok_or_else(bad)?;
+            Ok(Position::Key(value.to_string(), seq.parse().map_err(|_| bad())?))
+        }
+        _ => Err(bad()),
+    }
+}
