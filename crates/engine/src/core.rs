@@ -350,6 +350,7 @@ impl<S: Store> Engine<S> {
             self.parse_search(ctx, rt, params, strict, limits.max_count, limits.default_count)?
         };
         parsed.query.interrupt = self.search_interrupt(ctx);
+        self.search_hook(&parsed.query.interrupt)?;
         let position = after.as_deref().map(position_from_text).transpose()?;
         let outcome = self.run_search(&parsed, snapshot, position, total)?;
         // Links carry the session sealed: the query never shows in clear, and any node can
@@ -477,6 +478,7 @@ impl<S: Store> Engine<S> {
             limit: count,
             interrupt: self.search_interrupt(ctx),
         };
+        self.search_hook(&q.interrupt)?;
         let (page, total) = self.history(&q)?;
         let applied: Vec<(String, String)> = params
             .iter()

@@ -46,8 +46,10 @@ type Task = Box<dyn FnOnce() + Send>;
 pub struct Lanes {
     limits: LaneLimits,
     quick: Arc<Semaphore>,
+    /// Costly requests running or waiting: the lane's threads plus its queue.
+    costly_slots: Arc<Semaphore>,
     /// Started on first use, from inside the runtime whose context its threads enter.
-    costly: OnceLock<mpsc::SyncSender<Task>>,
+    costly: OnceLock<mpsc::Sender<Task>>,
 }
 
 /// The answer when a lane is full.
@@ -63,6 +65,9 @@ impl Lanes {
     pub fn new(limits: LaneLimits) -> Lanes {
         Lanes {
             quick: Arc::new(Semaphore::new(limits.quick_in_flight.max(1))),
+            costly_slots: Arc::new(Semaphore::new(
+                limits.costly_threads.max(1) + limits.costly_queue,
+            )),
             limits,
             costly: OnceLock::new(),
         }
@@ -101,23 +106,27 @@ impl Lanes {
         T: Send + 'static,
         F: FnOnce() -> Result<T> + Send + 'static,
     {
+        let slot = Arc::clone(&self.costly_slots)
+            .try_acquire_owned()
+            .map_err(|_| busy("too many costly requests (searches, history, Bundles) waiting"))?;
         let sender = self.costly.get_or_init(|| self.start_costly());
         let (tx, rx) = oneshot::channel();
         let task: Task = Box::new(move || {
+            let _slot = slot;
             let outcome = catch_unwind(AssertUnwindSafe(work))
                 .unwrap_or_else(|_| Err(Error::internal("a request handler panicked")));
             let _ = tx.send(outcome);
         });
-        sender.try_send(task).map_err(|e| match e {
-            mpsc::TrySendError::Full(_) => busy("too many costly requests (searches, history, Bundles) waiting"),
-            mpsc::TrySendError::Disconnected(_) => Error::internal("the costly lane has stopped"),
-        })?;
+        sender
+            .send(task)
+            .map_err(|_| Error::internal("the costly lane has stopped"))?;
         rx.await
             .unwrap_or_else(|_| Err(Error::internal("a costly request was dropped")))
     }
 
-    fn start_costly(&self) -> mpsc::SyncSender<Task> {
-        let (sender, receiver) = mpsc::sync_channel::<Task>(self.limits.costly_queue);
+    fn start_costly(&self) -> mpsc::Sender<Task> {
+        // Unbounded: the slots bound what is sent.
+        let (sender, receiver) = mpsc::channel::<Task>();
         let receiver = Arc::new(parking_lot::Mutex::new(receiver));
         let runtime = tokio::runtime::Handle::try_current().ok();
         for i in 0..self.limits.costly_threads.max(1) {

@@ -70,6 +70,11 @@ impl Default for Limits {
     }
 }
 
+/// Runs at the start of every search and history page, on the thread that runs it, with
+/// the search's interrupt: a hook for tests that must hold searches open (to show what
+/// else still runs meanwhile) without relying on timing.
+pub type SearchHook = Arc<dyn Fn(&flint_store::Interrupt) -> Result<()> + Send + Sync>;
+
 /// The interactions over one store.
 pub struct Engine<S> {
     store: S,
@@ -85,6 +90,7 @@ pub struct Engine<S> {
     /// The background jobs running on this node, with their cancellation flags.
     running:
         parking_lot::Mutex<std::collections::HashMap<String, Arc<std::sync::atomic::AtomicBool>>>,
+    search_hook: parking_lot::RwLock<Option<SearchHook>>,
 }
 
 impl<S: Store> Engine<S> {
@@ -108,6 +114,7 @@ impl<S: Store> Engine<S> {
             registry: parking_lot::RwLock::new(Arc::new(flint_search::Registry::with(&[]))),
             paging_keys: Default::default(),
             running: Default::default(),
+            search_hook: Default::default(),
         };
         if let Err(e) = engine.reload_search_parameters() {
             tracing::error!(error = ?e, "cannot load the stored SearchParameters; using the core ones");
@@ -117,6 +124,20 @@ impl<S: Store> Engine<S> {
 
     pub fn limits(&self) -> &Limits {
         &self.limits
+    }
+
+    /// Installs (or removes) the [`SearchHook`].
+    pub fn set_search_hook(&self, hook: Option<SearchHook>) {
+        *self.search_hook.write() = hook;
+    }
+
+    /// Runs the search hook, if one is installed.
+    pub(crate) fn search_hook(&self, interrupt: &flint_store::Interrupt) -> Result<()> {
+        let hook = self.search_hook.read().clone();
+        match hook {
+            Some(hook) => hook(interrupt),
+            None => Ok(()),
+        }
     }
 
     /// The search parameters in force.

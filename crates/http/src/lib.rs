@@ -114,9 +114,9 @@ pub fn router<S: Store>(engine: Arc<Engine<S>>, config: HttpConfig) -> Router {
     }
     app.with_state(state)
         .fallback(not_found)
-        .layer(axum::middleware::map_response(outcome_for_bare_errors))
         .layer(RequestDecompressionLayer::new())
         .layer(CompressionLayer::new())
+        .layer(axum::middleware::map_response(outcome_for_bare_errors))
         .layer(CatchPanicLayer::custom(
             |_: Box<dyn std::any::Any + Send>| {
                 ApiError(Error::internal("a request handler panicked")).into_response()

@@ -1,4 +1,5 @@
-//! End-to-end tests: the real `flint` binary on a loopback port, spoken to over HTTP.
+//! End-to-end tests over HTTP: the router and request core in this process (see
+//! `server.rs`), and the real `flint` binary where only a process shows the behaviour.
 
 mod bundles;
 mod cli;
@@ -9,6 +10,7 @@ mod examples;
 mod history;
 mod http_behaviour;
 mod jobs;
+mod request_core;
 mod search;
 mod server;
 mod validation;

@@ -1,15 +1,53 @@
-//! Starts the real `flint` binary on a free loopback port with a temporary data directory,
-//! and talks to it over HTTP.
+//! The server the tests talk to over HTTP, on a free loopback port with a temporary data
+//! directory: in this process by default ([`Server::start`]: the router and the request core
+//! over the backend under test, no process start per test), or the real `flint` binary for
+//! what only a process shows (the command line, configuration, SIGKILL, restarts).
+//!
+//! The backend is chosen here, once: the embedded store always; a second backend (PostgreSQL,
+//! selected by an environment URL) will run the same tests by opening its store in
+//! [`Backend::open`].
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 
+use flint_engine::{Engine, Limits};
+use flint_store_sqlite::SqliteStore;
 use reqwest::blocking::{Client, RequestBuilder, Response};
 use serde_json::Value;
 
+/// The store the in-process server runs on.
+pub struct Backend;
+
+impl Backend {
+    pub fn open(dir: &Path) -> SqliteStore {
+        SqliteStore::open(dir).expect("open the store")
+    }
+}
+
+/// A server running inside the test process.
+struct InProcess {
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for InProcess {
+    fn drop(&mut self) {
+        if let Some(s) = self.shutdown.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
 pub struct Server {
-    child: Child,
+    child: Option<Child>,
+    in_process: Option<InProcess>,
+    /// The engine of an in-process server (for test hooks).
+    pub engine: Option<Arc<Engine<SqliteStore>>>,
     /// `http://127.0.0.1:PORT/fhir`
     pub base: String,
     pub data_dir: PathBuf,
@@ -22,11 +60,60 @@ pub fn flint() -> Command {
 }
 
 impl Server {
+    /// An in-process server with the default limits.
     pub fn start() -> Server {
-        Server::start_with(&[], &[])
+        Server::start_limited(Limits::default())
     }
 
-    /// Starts with extra command-line arguments and environment variables.
+    /// An in-process server with these engine limits.
+    pub fn start_limited(limits: Limits) -> Server {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let data = dir.path().join("data");
+        let store = Backend::open(&data);
+        let engine = Engine::with(
+            store.clone(),
+            limits,
+            Box::new(flint_engine::paging::SystemClock),
+        );
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let (shutdown_tx, shutdown_rx) = tokio::sync::oneshot::channel::<()>();
+        let served = Arc::clone(&engine);
+        let thread = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .expect("runtime");
+            runtime.block_on(async move {
+                served.resume_jobs().await.expect("resume jobs");
+                let app = flint_http::router(served, flint_http::HttpConfig::default());
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+                    .await
+                    .expect("bind");
+                let _ = ready_tx.send(listener.local_addr().expect("address"));
+                let shutdown = async move {
+                    let _ = shutdown_rx.await;
+                };
+                let _ = flint_http::serve(listener, app, Default::default(), shutdown).await;
+            });
+            store.close();
+        });
+        let address = ready_rx.recv().expect("the server starts");
+        Server {
+            child: None,
+            in_process: Some(InProcess {
+                shutdown: Some(shutdown_tx),
+                thread: Some(thread),
+            }),
+            engine: Some(engine),
+            base: format!("http://{address}/fhir"),
+            data_dir: data,
+            _dir: Some(dir),
+            client: Client::builder().no_gzip().build().expect("client"),
+        }
+    }
+
+    /// Starts the binary with extra command-line arguments and environment variables.
     pub fn start_with(args: &[&str], env: &[(&str, &str)]) -> Server {
         let dir = tempfile::tempdir().expect("temp dir");
         let data = dir.path().join("data");
@@ -35,7 +122,7 @@ impl Server {
         s
     }
 
-    /// Starts on an existing data directory (which outlives the server).
+    /// Starts the binary on an existing data directory (which outlives the server).
     pub fn start_in(data_dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Server {
         let mut cmd = flint();
         cmd.args(["serve", "--port", "0", "--data-dir"])
@@ -60,7 +147,9 @@ impl Server {
             .to_string();
         let client = Client::builder().no_gzip().build().expect("client");
         Server {
-            child,
+            child: Some(child),
+            in_process: None,
+            engine: None,
             base,
             data_dir: data_dir.to_path_buf(),
             _dir: None,
@@ -103,18 +192,27 @@ impl Server {
         v["id"].as_str().expect("id").to_string()
     }
 
-    /// Kills the server with SIGKILL: no shutdown code runs.
+    /// Kills the server process with SIGKILL: no shutdown code runs.
     pub fn kill(mut self) -> PathBuf {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        let mut child = self.child.take().expect("kill() needs a server process");
+        let _ = child.kill();
+        let _ = child.wait();
         self.data_dir.clone()
+    }
+
+    /// The in-process server's engine.
+    pub fn engine(&self) -> &Arc<Engine<SqliteStore>> {
+        self.engine.as_ref().expect("an in-process server")
     }
 }
 
 impl Drop for Server {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        self.in_process.take();
     }
 }
 
