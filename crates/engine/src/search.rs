@@ -271,10 +271,11 @@ fn split_bar(value: &str) -> (Option<String>, String) {
 }
 
 fn prefix_and_rest(value: &str) -> (Prefix, &str) {
-    if value.len() > 2 {
-        if let Some(p) = Prefix::parse(&value[..2]) {
-            if value[2..].starts_with(|c: char| c.is_ascii_digit() || c == '-' || c == '.') {
-                return (p, &value[2..]);
+    // `get` rather than indexing: the value may start with a multi-byte character.
+    if let (Some(head), Some(rest)) = (value.get(..2), value.get(2..)) {
+        if let Some(p) = Prefix::parse(head) {
+            if rest.starts_with(|c: char| c.is_ascii_digit() || c == '-' || c == '.') {
+                return (p, rest);
             }
         }
     }

@@ -59,7 +59,11 @@ pub fn apply(
             .map(|c| c.element)
     };
     let keep: Box<dyn Fn(&str) -> bool> = if let Some(list) = elements {
-        Box::new(move |key: &str| element_of(key).is_some_and(|e| list.contains(&e.name)))
+        // Mandatory elements come along whether asked for or not (R4 search, `_elements`:
+        // "Servers SHOULD always return mandatory elements").
+        Box::new(move |key: &str| {
+            element_of(key).is_some_and(|e| e.min > 0 || list.contains(&e.name))
+        })
     } else {
         match summary {
             Some(Summary::True) => {
@@ -110,6 +114,13 @@ mod tests {
         assert_eq!(
             e.as_object().unwrap().keys().cloned().collect::<Vec<_>>(),
             vec!["resourceType", "id", "birthDate", "meta"]
+        );
+        let o = json!({"resourceType": "Observation", "id": "o", "status": "final",
+                       "code": {"text": "x"}, "subject": {"reference": "Patient/1"}, "issued": "2020-01-01T00:00:00Z"});
+        let kept = apply(m, o, None, Some(&["subject".to_string()]));
+        assert_eq!(
+            kept.as_object().unwrap().keys().cloned().collect::<Vec<_>>(),
+            vec!["resourceType", "id", "status", "code", "subject", "meta"]
         );
         let t = apply(m, p, Some(Summary::Text), None);
         assert!(t.get("text").is_some() && t.get("name").is_none());

@@ -323,7 +323,14 @@ impl Sql<'_> {
                 let mut condition = number_condition(self, *prefix, *value, *low, *high);
                 if let Some(code) = code {
                     let c = self.text(code);
-                    condition.push_str(&format!(" AND (code = {c} OR (code = '' AND unit = {c}))"));
+                    // Without a system, the code may be the coded unit or the unit as
+                    // written (R4 search, quantity: "either the code or the stated human
+                    // unit"); with one, it is the coded unit of that system.
+                    if system.is_some() {
+                        condition.push_str(&format!(" AND code = {c}"));
+                    } else {
+                        condition.push_str(&format!(" AND (code = {c} OR unit = {c})"));
+                    }
                 }
                 if let Some(system) = system {
                     condition.push_str(&format!(" AND system = {}", self.text(system)));
@@ -612,11 +619,15 @@ impl Sql<'_> {
                 condition = format!("{} IS NOT NULL AND {condition}", c("b_unit"));
                 if let Some(code) = code {
                     let v = self.text(code);
-                    condition.push_str(&format!(
-                        " AND ({t} = {v} OR ({t} = '' AND {u} = {v}))",
-                        t = c("b_text"),
-                        u = c("b_unit")
-                    ));
+                    if system.is_some() {
+                        condition.push_str(&format!(" AND {} = {v}", c("b_text")));
+                    } else {
+                        condition.push_str(&format!(
+                            " AND ({t} = {v} OR {u} = {v})",
+                            t = c("b_text"),
+                            u = c("b_unit")
+                        ));
+                    }
                 }
                 if let Some(system) = system {
                     let v = self.text(system);

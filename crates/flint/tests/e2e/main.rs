@@ -7,6 +7,7 @@ mod conditional;
 mod crud;
 mod durability;
 mod examples;
+mod fuzz;
 mod history;
 mod http_behaviour;
 mod jobs;

@@ -143,6 +143,13 @@ fn parameters_of_every_supported_type_find_the_expected_resources() {
             &["o4"],
         ),
         ("Observation?value-quantity=70.5||g".into(), &[]),
+        // Without a system the unit as written matches too; with one, only the coded unit.
+        ("Observation?value-quantity=gt100||mmHg".into(), &["o2"]),
+        ("Observation?value-quantity=gt100||mm[Hg]".into(), &["o2"]),
+        (
+            "Observation?value-quantity=gt100|http://unitsofmeasure.org|mmHg".into(),
+            &[],
+        ),
         ("Observation?value-quantity=ap88".into(), &["o3"]),
         // chains (one and two levels) and reverse chains (_has, nested)
         (

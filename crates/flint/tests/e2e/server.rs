@@ -67,6 +67,11 @@ impl Server {
 
     /// An in-process server with these engine limits.
     pub fn start_limited(limits: Limits) -> Server {
+        Server::start_serving(limits, flint_http::ServeLimits::default())
+    }
+
+    /// An in-process server with these engine and connection limits.
+    pub fn start_serving(limits: Limits, serve_limits: flint_http::ServeLimits) -> Server {
         let dir = tempfile::tempdir().expect("temp dir");
         let data = dir.path().join("data");
         let store = Backend::open(&data);
@@ -94,7 +99,7 @@ impl Server {
                 let shutdown = async move {
                     let _ = shutdown_rx.await;
                 };
-                let _ = flint_http::serve(listener, app, Default::default(), shutdown).await;
+                let _ = flint_http::serve(listener, app, serve_limits, shutdown).await;
             });
             store.close();
         });
