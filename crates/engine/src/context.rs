@@ -30,13 +30,24 @@ pub struct Context {
     pub interrupt: Interrupt,
 }
 
+/// A request id unique within this process's life and across processes in practice: a
+/// random prefix drawn once, and a counter (no randomness, no system call per request).
+pub fn next_request_id() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::OnceLock;
+    static PREFIX: OnceLock<String> = OnceLock::new();
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let prefix = PREFIX.get_or_init(|| crate::new_id()[..8].to_string());
+    format!("{prefix}-{}", COUNTER.fetch_add(1, Ordering::Relaxed))
+}
+
 impl Context {
     pub fn new(base_url: impl Into<String>) -> Context {
         Context {
             caller: Caller::default(),
             tenant: "default".into(),
             base_url: base_url.into(),
-            request_id: crate::new_id(),
+            request_id: next_request_id(),
             interrupt: Interrupt::new(),
         }
     }

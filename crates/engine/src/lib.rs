@@ -26,7 +26,7 @@ use flint_store::{HistoryPage, HistoryQuery, IndexedParam, Method, NewVersion, S
 use serde_json::{Map, Value};
 
 pub use crate::core::Subset;
-pub use context::{Caller, Context};
+pub use context::{next_request_id, Caller, Context};
 pub use flint_fhir::patch;
 pub use request::{
     Body, Headers, Interaction, Method as HttpMethod, OperationTarget, Payload, PreferReturn,

@@ -241,7 +241,7 @@ fn request_id(headers: &HeaderMap) -> String {
                 && v.bytes()
                     .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
         })
-        .map_or_else(flint_engine::new_id, str::to_string)
+        .map_or_else(flint_engine::next_request_id, str::to_string)
 }
 
 /// Every FHIR request: routed by the engine, answered by the engine.
