@@ -84,6 +84,12 @@ impl<S: Store> Engine<S> {
     /// # Errors
     /// The request's FHIR error (to become an OperationOutcome); 503 when its lane is full.
     pub async fn handle(self: &Arc<Self>, ctx: Context, request: Request) -> Result<Response> {
+        if request.interaction.is_point_read() {
+            // A primary-key look-up of a few microseconds, answered where it arrives: handing
+            // it to another thread and back costs more than the look-up (it halved read
+            // throughput, BENCHMARKS.md), and it cannot hold the thread for long.
+            return self.dispatch(&ctx, request);
+        }
         let costly = request.interaction.is_costly();
         let engine = Arc::clone(self);
         self.lanes

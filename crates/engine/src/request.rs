@@ -110,6 +110,15 @@ impl Interaction {
         }
     }
 
+    /// Whether the interaction is a read of one version by its key (read, vread, an
+    /// asynchronous request's status): bounded work that runs on the thread it arrives on.
+    pub fn is_point_read(&self) -> bool {
+        matches!(
+            self,
+            Interaction::Read { .. } | Interaction::Vread { .. } | Interaction::AsyncStatus { .. }
+        )
+    }
+
     /// Whether the interaction can take long or much memory (searches, history, Bundles,
     /// operations): such work runs in the request core's bounded slow lane.
     pub fn is_costly(&self) -> bool {

@@ -89,6 +89,16 @@ fn intent_of(request: &Request) -> Result<Option<(Intent, Option<u64>)>> {
     )))
 }
 
+/// A write that depends on nothing but itself: a create without `ifNoneExist`, an update or
+/// a delete by id.
+fn is_plain_write(request: &Request) -> bool {
+    match &request.interaction {
+        Interaction::Create { .. } => request.headers.if_none_exist.is_none(),
+        Interaction::Update { .. } | Interaction::Delete { .. } => true,
+        _ => false,
+    }
+}
+
 /// A write entry of a transaction on its way to the job.
 struct Write {
     index: usize,
@@ -150,6 +160,19 @@ impl<S: Store> Engine<S> {
             }
         }
         for phase in phases {
+            // Plain writes (no conditions) share one store transaction; the rest go through
+            // the core one by one.
+            let (plain, phase): (Vec<_>, Vec<_>) =
+                phase.into_iter().partition(|(_, r)| is_plain_write(r));
+            if plain.len() > 1 {
+                for (i, outcome) in self.write_together(ctx, plain) {
+                    outcomes[i] = Some(outcome);
+                }
+            } else {
+                for (i, outcome) in self.dispatch_all(ctx, plain) {
+                    outcomes[i] = Some(outcome);
+                }
+            }
             let mut phase = phase.into_iter().peekable();
             while phase.peek().is_some() {
                 let chunk: Vec<(usize, Request)> = phase.by_ref().take(BATCH_PARALLEL).collect();
@@ -197,6 +220,64 @@ impl<S: Store> Engine<S> {
                 (i, outcome)
             })
             .collect()
+    }
+
+    /// Plain writes of a batch in one write job: each is prepared as a single write would
+    /// be, and each keeps its own outcome.
+    fn write_together(
+        self: &Arc<Self>,
+        ctx: &Context,
+        requests: Vec<(usize, Request)>,
+    ) -> Vec<(usize, Result<Response>)> {
+        let prefer = requests
+            .first()
+            .map_or(PreferReturn::Representation, |(_, r)| r.headers.prefer_return());
+        let mut outcomes = Vec::with_capacity(requests.len());
+        let mut prepared = Vec::with_capacity(requests.len());
+        for (i, request) in requests {
+            let plan = (|| {
+                let (intent, if_match) = intent_of(&request)?
+                    .ok_or_else(|| Error::internal("not a write"))?;
+                let content = match &intent {
+                    Intent::Create { .. } | Intent::Update { .. } => {
+                        Content::Resource(resource_body(&request.headers, request.body)?)
+                    }
+                    _ => Content::None,
+                };
+                let target = self.resolve(ctx, &intent, &content, &mut Vec::new())?;
+                let rt = target.resource_type().to_string();
+                Ok((rt, self.prepare(target, content, if_match)?))
+            })();
+            match plan {
+                Ok((rt, plan)) => prepared.push((i, rt, plan)),
+                Err(e) => outcomes.push((i, Err(e))),
+            }
+        }
+        let indexes: Vec<(usize, String)> =
+            prepared.iter().map(|(i, rt, _)| (*i, rt.clone())).collect();
+        let plans: Vec<_> = prepared.into_iter().map(|(_, _, p)| p).collect();
+        match crate::lanes::block_on(
+            self.store()
+                .write(move |txn| crate::write::run_independent(txn, plans)),
+        ) {
+            Ok(done) => {
+                for ((i, rt), d) in indexes.into_iter().zip(done) {
+                    if d.is_ok() {
+                        self.written(&rt);
+                    }
+                    outcomes.push((i, d.map(|d| self.entry_response(ctx, prefer, d))));
+                }
+            }
+            Err(e) => {
+                if e.is_server_fault() {
+                    tracing::error!(error = ?e, "a batch's write job failed");
+                }
+                outcomes.extend(indexes.into_iter().map(|(i, _)| {
+                    (i, Err(Error::from_issues(e.issues.clone()).with_status(e.status())))
+                }));
+            }
+        }
+        outcomes
     }
 
     fn transaction(

@@ -459,6 +459,26 @@ pub(crate) fn run_plans(
     Ok(Some(done))
 }
 
+/// Inside one write job, plans that do not depend on each other (the plain writes of a batch
+/// or an import): each one's refusal (a version mismatch, found before it writes anything)
+/// is its own outcome and the others go on; a store fault fails the whole job.
+///
+/// # Errors
+/// A store fault: nothing of the job is written.
+pub(crate) fn run_independent(
+    txn: &mut dyn Transaction,
+    plans: Vec<Plan>,
+) -> Result<Vec<Result<Done>>> {
+    let mut done = Vec::with_capacity(plans.len());
+    for plan in plans {
+        match apply(txn, plan) {
+            Err(e) if e.is_server_fault() => return Err(e),
+            outcome => done.push(outcome),
+        }
+    }
+    Ok(done)
+}
+
 /// Applies one plan inside the write job.
 fn apply(txn: &mut dyn Transaction, plan: Plan) -> Result<Done> {
     match plan {

@@ -1,8 +1,10 @@
 //! `flint import`: loads Bundles and NDJSON into the data directory through the same engine
 //! the server uses, so every resource is validated and written transactionally. Transaction
 //! Bundles commit whole or not at all; every other resource is written on its own (update
-//! when it has an id, create otherwise). Many writes are kept in flight so that the store's
-//! group commit can batch them.
+//! when it has an id, create otherwise), gathered into batch Bundles of [`CHUNK`] resources so
+//! that each chunk is one store transaction (and several chunks share a group commit). An
+//! interrupted import (Ctrl-C) stops reading, finishes what is in flight, and reports exactly
+//! what was written and what was not.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -19,8 +21,11 @@ use tokio::task::JoinSet;
 
 use crate::config::Config;
 
-/// Single-resource writes in flight at once.
-const IN_FLIGHT: usize = 512;
+/// Resources written per batch (one store transaction).
+const CHUNK: usize = 256;
+
+/// Batches in flight at once (they wait in the request core's costly lane).
+const IN_FLIGHT: usize = 4;
 
 struct Importer {
     engine: Arc<Engine<SqliteStore>>,
@@ -29,6 +34,12 @@ struct Importer {
     rejected: Mutex<Vec<(String, String)>>,
     bundles: Semaphore,
     writes: Arc<Semaphore>,
+    /// Resources waiting to be sent as a batch, with where each came from.
+    pending: std::sync::Mutex<Vec<(String, Value)>>,
+    /// Set by Ctrl-C: stop reading.
+    stopping: Arc<std::sync::atomic::AtomicBool>,
+    /// Files read to the end.
+    finished_files: AtomicU64,
 }
 
 pub async fn run(config: &Config, paths: &[PathBuf], concurrency: usize) -> Result<(), String> {
@@ -61,7 +72,20 @@ pub async fn run(config: &Config, paths: &[PathBuf], concurrency: usize) -> Resu
         rejected: Mutex::new(Vec::new()),
         bundles: Semaphore::new(concurrency),
         writes: Arc::new(Semaphore::new(IN_FLIGHT)),
+        pending: std::sync::Mutex::new(Vec::new()),
+        stopping: Arc::new(std::sync::atomic::AtomicBool::new(false)),
+        finished_files: AtomicU64::new(0),
     });
+    let file_count = files.len();
+    {
+        let stopping = Arc::clone(&importer.stopping);
+        tokio::spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                eprintln!("flint: interrupted; finishing the writes in flight");
+                stopping.store(true, Ordering::SeqCst);
+            }
+        });
+    }
     let bar = ProgressBar::new(total_bytes).with_style(
         ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {msg} ({eta})")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
@@ -69,6 +93,9 @@ pub async fn run(config: &Config, paths: &[PathBuf], concurrency: usize) -> Resu
     let started = Instant::now();
     let mut tasks = JoinSet::new();
     for file in files {
+        if importer.stopping.load(Ordering::SeqCst) {
+            break;
+        }
         let permit_holder = Arc::clone(&importer);
         let bar = bar.clone();
         // Bound the files (and so the memory) in flight.
@@ -80,7 +107,9 @@ pub async fn run(config: &Config, paths: &[PathBuf], concurrency: usize) -> Resu
         permit.forget();
         tasks.spawn(async move {
             let size = std::fs::metadata(&file).map(|m| m.len()).unwrap_or(0);
-            permit_holder.import_file(&file).await;
+            if permit_holder.import_file(&file).await {
+                permit_holder.finished_files.fetch_add(1, Ordering::Relaxed);
+            }
             permit_holder.bundles.add_permits(1);
             bar.inc(size);
             bar.set_message(format!(
@@ -90,7 +119,11 @@ pub async fn run(config: &Config, paths: &[PathBuf], concurrency: usize) -> Resu
         });
     }
     while tasks.join_next().await.is_some() {}
-    // Wait for the last single-resource writes.
+    let rest = std::mem::take(&mut *importer.pending.lock().unwrap_or_else(|e| e.into_inner()));
+    if !rest.is_empty() {
+        importer.send_batch(rest).await;
+    }
+    // Wait for the last batches.
     let _all = importer
         .writes
         .acquire_many(IN_FLIGHT as u32)
@@ -108,6 +141,15 @@ pub async fn run(config: &Config, paths: &[PathBuf], concurrency: usize) -> Resu
     );
     for (source, reason) in rejected.iter() {
         eprintln!("rejected {source}: {reason}");
+    }
+    if importer.stopping.load(Ordering::SeqCst) {
+        let finished = importer.finished_files.load(Ordering::Relaxed);
+        return Err(format!(
+            "interrupted: {imported} resources were written and {} rejected; {finished} of \
+             {file_count} files were read to the end (what was written is durable; import the \
+             remaining files again, resources with ids are updated in place)",
+            rejected.len()
+        ));
     }
     if rejected.is_empty() {
         Ok(())
@@ -150,14 +192,21 @@ impl Importer {
             .push((source, reason.to_string()));
     }
 
-    async fn import_file(self: &Arc<Self>, file: &Path) {
+    /// Imports one file; `false` when an interruption stopped it before its end.
+    async fn import_file(self: &Arc<Self>, file: &Path) -> bool {
         let name = file.display().to_string();
         let text = match tokio::fs::read(file).await {
             Ok(t) => t,
-            Err(e) => return self.reject(name, e).await,
+            Err(e) => {
+                self.reject(name, e).await;
+                return true;
+            }
         };
         if file.extension().is_some_and(|e| e == "ndjson") {
             for (i, line) in text.split(|b| *b == b'\n').enumerate() {
+                if self.stopping.load(Ordering::SeqCst) {
+                    return false;
+                }
                 if line.iter().all(u8::is_ascii_whitespace) {
                     continue;
                 }
@@ -169,11 +218,14 @@ impl Importer {
                     }
                 }
             }
-            return;
+            return true;
         }
         let value: Value = match serde_json::from_slice(&text) {
             Ok(v) => v,
-            Err(e) => return self.reject(name, format!("not JSON: {e}")).await,
+            Err(e) => {
+                self.reject(name, format!("not JSON: {e}")).await;
+                return true;
+            }
         };
         let is_bundle = value.get("resourceType").and_then(Value::as_str) == Some("Bundle");
         match value
@@ -204,9 +256,12 @@ impl Importer {
                 // collection, searchset, history, document...: each entry's resource on its
                 // own; entries without a resource (a response, a search mode) carry no data.
                 let Some(Value::Array(entries)) = value.get("entry").cloned() else {
-                    return;
+                    return true;
                 };
                 for (i, mut entry) in entries.into_iter().enumerate() {
+                    if self.stopping.load(Ordering::SeqCst) {
+                        return false;
+                    }
                     if let Some(resource) = entry.get_mut("resource").map(Value::take) {
                         self.write_one(format!("{name} entry {i}"), resource).await;
                     }
@@ -214,19 +269,80 @@ impl Importer {
             }
             None => self.write_one(name, value).await,
         }
+        true
     }
 
     async fn count_batch_response(&self, name: &str, text: &str) {
+        let count = serde_json::from_str::<Value>(text)
+            .ok()
+            .and_then(|v| v["entry"].as_array().map(Vec::len))
+            .unwrap_or(0);
+        let sources: Vec<String> = (0..count).map(|i| format!("{name} entry {i}")).collect();
+        self.count_batch_entries(&sources, text).await;
+    }
+
+    /// Queues one resource; a full chunk goes out as a batch.
+    async fn write_one(self: &Arc<Self>, source: String, resource: Value) {
+        if !resource.get("resourceType").is_some_and(Value::is_string) {
+            return self.reject(source, "the resource has no resourceType").await;
+        }
+        let full = {
+            let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+            pending.push((source, resource));
+            (pending.len() >= CHUNK).then(|| std::mem::take(&mut *pending))
+        };
+        if let Some(chunk) = full {
+            self.send_batch(chunk).await;
+        }
+    }
+
+    /// Sends resources as one batch Bundle in the background (bounded by the in-flight
+    /// permits): an update for each resource with an id, a create for the others.
+    async fn send_batch(self: &Arc<Self>, chunk: Vec<(String, Value)>) {
+        let Ok(permit) = Arc::clone(&self.writes).acquire_owned().await else {
+            return;
+        };
+        let this = Arc::clone(self);
+        tokio::spawn(async move {
+            let mut sources = Vec::with_capacity(chunk.len());
+            let mut entries = Vec::with_capacity(chunk.len());
+            for (source, resource) in chunk {
+                let rt = resource
+                    .get("resourceType")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_string();
+                let url = match resource.get("id").and_then(Value::as_str) {
+                    Some(id) => (format!("{rt}/{id}"), "PUT"),
+                    None => (rt, "POST"),
+                };
+                entries.push(serde_json::json!({
+                    "resource": resource,
+                    "request": {"method": url.1, "url": url.0}
+                }));
+                sources.push(source);
+            }
+            let bundle = serde_json::json!({"resourceType": "Bundle", "type": "batch", "entry": entries});
+            match this.bundle(bundle).await {
+                Ok(text) => this.count_batch_entries(&sources, &text).await,
+                Err(e) => {
+                    let reason = describe(&e);
+                    for source in sources {
+                        this.reject(source, &reason).await;
+                    }
+                }
+            }
+            drop(permit);
+        });
+    }
+
+    /// Counts a batch response's entries, each against the source it came from.
+    async fn count_batch_entries(&self, sources: &[String], text: &str) {
         let Ok(response) = serde_json::from_str::<Value>(text) else {
             return;
         };
-        for (i, entry) in response
-            .get("entry")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .enumerate()
-        {
+        let entries = response.get("entry").and_then(Value::as_array);
+        for (i, entry) in entries.into_iter().flatten().enumerate() {
             let status = entry
                 .pointer("/response/status")
                 .and_then(Value::as_str)
@@ -235,31 +351,14 @@ impl Importer {
                 self.imported.fetch_add(1, Ordering::Relaxed);
             } else {
                 let reason = entry
-                    .pointer("/response/outcome/issue/0/diagnostics")
-                    .and_then(Value::as_str)
-                    .unwrap_or(status)
-                    .to_string();
-                self.reject(format!("{name} entry {i}"), reason).await;
+                    .pointer("/response/outcome")
+                    .map(describe_outcome)
+                    .filter(|r| !r.is_empty())
+                    .unwrap_or_else(|| status.to_string());
+                let source = sources.get(i).cloned().unwrap_or_default();
+                self.reject(source, reason).await;
             }
         }
-    }
-
-    /// Writes one resource in the background, bounded by the in-flight permits.
-    async fn write_one(self: &Arc<Self>, source: String, resource: Value) {
-        let Ok(permit) = Arc::clone(&self.writes).acquire_owned().await else {
-            return;
-        };
-        let this = Arc::clone(self);
-        tokio::spawn(async move {
-            let result = this.upsert(resource).await;
-            match result {
-                Ok(()) => {
-                    this.imported.fetch_add(1, Ordering::Relaxed);
-                }
-                Err(e) => this.reject(source, describe(&e)).await,
-            }
-            drop(permit);
-        });
     }
 
     /// What every request of the import sends: no representation back.
@@ -279,25 +378,30 @@ impl Importer {
         Ok(response.payload_text().unwrap_or_default().into_owned())
     }
 
-    /// One resource through the request core: an update when it has an id, else a create.
-    async fn upsert(&self, resource: Value) -> Result<(), Error> {
-        let rt = resource
-            .get("resourceType")
-            .and_then(Value::as_str)
-            .ok_or_else(|| Error::invalid("the resource has no resourceType"))?
-            .to_string();
-        let interaction = match resource.get("id").and_then(Value::as_str) {
-            Some(id) => Interaction::Update {
-                rt,
-                id: id.to_string(),
-            },
-            None => Interaction::Create { rt },
-        };
-        let request = Request::new(interaction)
-            .with_headers(Self::headers())
-            .with_body(Body::Json(resource));
-        self.engine.handle(self.ctx.clone(), request).await.map(drop)
-    }
+}
+
+/// An OperationOutcome's issues as one line, each with the elements it names.
+fn describe_outcome(outcome: &Value) -> String {
+    outcome["issue"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|i| {
+            let text = i["diagnostics"].as_str().unwrap_or("");
+            let at: Vec<&str> = i["expression"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .collect();
+            if at.is_empty() {
+                text.to_string()
+            } else {
+                format!("{text} ({})", at.join(", "))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 fn describe(e: &Error) -> String {
