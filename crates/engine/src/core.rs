@@ -16,7 +16,9 @@ use flint_store::{HistoryQuery, Store, Version};
 use serde_json::{json, Value};
 
 use crate::lanes::block_on;
-use crate::request::{Body, Interaction, OperationTarget, Payload, PreferReturn, Request, Response};
+use crate::request::{
+    Body, Interaction, OperationTarget, Payload, PreferReturn, Request, Response,
+};
 use crate::search::ParsedSearch;
 use crate::subset::{self, Summary};
 use crate::write::{Content, Done, Intent};
@@ -197,7 +199,8 @@ impl<S: Store> Engine<S> {
             Interaction::Delete { rt, id } => {
                 let if_match = if_match()?;
                 let what = format!("{rt}/{id}");
-                let done = self.write_one(ctx, &Intent::Delete { rt, id }, Content::None, if_match)?;
+                let done =
+                    self.write_one(ctx, &Intent::Delete { rt, id }, Content::None, if_match)?;
                 Ok(delete_response(prefer, done, |n| match n {
                     Some(v) => format!("{what} deleted (version {v})"),
                     None => format!("{what} did not exist or was already deleted"),
@@ -247,7 +250,9 @@ impl<S: Store> Engine<S> {
                     compartment.as_str(),
                     "Patient" | "Encounter" | "RelatedPerson" | "Practitioner" | "Device"
                 ) {
-                    return Err(Error::not_found(format!("{compartment} is not a compartment")));
+                    return Err(Error::not_found(format!(
+                        "{compartment} is not a compartment"
+                    )));
                 }
                 let mut params = params;
                 // The compartment travels as a parameter of its own, so that paging links
@@ -353,7 +358,14 @@ impl<S: Store> Engine<S> {
         let mut parsed: ParsedSearch = if rt.is_empty() {
             self.parse_system_search(ctx, params, limits.max_count, limits.default_count)?
         } else {
-            self.parse_search(ctx, rt, params, strict, limits.max_count, limits.default_count)?
+            self.parse_search(
+                ctx,
+                rt,
+                params,
+                strict,
+                limits.max_count,
+                limits.default_count,
+            )?
         };
         parsed.query.interrupt = self.search_interrupt(ctx);
         self.search_hook(&parsed.query.interrupt)?;
@@ -371,7 +383,10 @@ impl<S: Store> Engine<S> {
             owner: ctx.owner(),
         };
         let link = |token: String| format!("{}/__page/{token}", ctx.base_url);
-        let mut links = vec![("self", link(block_on(self.seal_page(&seal(after.clone())))?))];
+        let mut links = vec![(
+            "self",
+            link(block_on(self.seal_page(&seal(after.clone())))?),
+        )];
         if let Some(next) = &outcome.next {
             links.push((
                 "next",
@@ -433,7 +448,14 @@ impl<S: Store> Engine<S> {
                 None => (Some(scope.to_string()), None),
             };
             let page_params = page.params.clone();
-            return self.history_response(ctx, rt, id, &page_params, Some(page.snapshot), page.after);
+            return self.history_response(
+                ctx,
+                rt,
+                id,
+                &page_params,
+                Some(page.snapshot),
+                page.after,
+            );
         }
         let rt = page
             .scope
@@ -441,7 +463,13 @@ impl<S: Store> Engine<S> {
             .ok_or_else(|| Error::invalid("not a paging link of this server"))?
             .to_string();
         let page_params = page.params.clone();
-        self.search_response(ctx, &rt, &page_params, headers.strict_handling(), Some(page))
+        self.search_response(
+            ctx,
+            &rt,
+            &page_params,
+            headers.strict_handling(),
+            Some(page),
+        )
     }
 
     /// A page of history. Later pages come through sealed links carrying the parameters, the
@@ -470,7 +498,10 @@ impl<S: Store> Engine<S> {
             Some(s) => {
                 let bad = || Error::invalid("bad paging position");
                 let (t, seq) = s.split_once('.').ok_or_else(bad)?;
-                Some((t.parse().map_err(|_| bad())?, seq.parse().map_err(|_| bad())?))
+                Some((
+                    t.parse().map_err(|_| bad())?,
+                    seq.parse().map_err(|_| bad())?,
+                ))
             }
             None => None,
         };
@@ -501,7 +532,10 @@ impl<S: Store> Engine<S> {
             owner: ctx.owner(),
         };
         let link = |token: String| format!("{}/__page/{token}", ctx.base_url);
-        let mut links = vec![("self", link(block_on(self.seal_page(&seal(after.clone())))?))];
+        let mut links = vec![(
+            "self",
+            link(block_on(self.seal_page(&seal(after.clone())))?),
+        )];
         if let Some((t, seq)) = page.next {
             links.push((
                 "next",
@@ -660,7 +694,11 @@ fn not_modified(headers: &crate::request::Headers, v: &Version) -> bool {
             .split(',')
             .any(|tag| tag.trim() == "*" || parse_etag(tag) == Some(v.version));
     }
-    if let Some(ims) = headers.if_modified_since.as_deref().and_then(parse_http_date) {
+    if let Some(ims) = headers
+        .if_modified_since
+        .as_deref()
+        .and_then(parse_http_date)
+    {
         // HTTP dates have second precision.
         return v.last_updated / 1_000_000 <= ims / 1_000_000;
     }
@@ -671,7 +709,10 @@ fn not_modified(headers: &crate::request::Headers, v: &Version) -> bool {
 /// `Prefer: return=OperationOutcome` an informational outcome saying what happened.
 fn no_content(prefer: PreferReturn, message: impl FnOnce() -> String) -> Response {
     if prefer == PreferReturn::OperationOutcome {
-        Response::new(200, Payload::Value(flint_fhir::error::information(message())))
+        Response::new(
+            200,
+            Payload::Value(flint_fhir::error::information(message())),
+        )
     } else {
         Response::new(204, Payload::None)
     }
@@ -698,7 +739,12 @@ fn check_content_type(content_type: Option<&str>, extra: &[&str]) -> Result<()> 
     let Some(ct) = content_type else {
         return Ok(());
     };
-    let essence = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    let essence = ct
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
     if matches!(
         essence.as_str(),
         "application/fhir+json" | "application/json" | "application/json+fhir"
@@ -819,7 +865,8 @@ fn form_params(
         ))
         .with_status(415));
     }
-    let form = std::str::from_utf8(&bytes).map_err(|_| Error::invalid("the form body is not UTF-8"))?;
+    let form =
+        std::str::from_utf8(&bytes).map_err(|_| Error::invalid("the form body is not UTF-8"))?;
     params.extend(crate::search::parse_query(form));
     Ok(params)
 }
@@ -845,7 +892,9 @@ fn instant_param(params: &[(String, String)], name: &str) -> Result<Option<(i64,
         None => Ok(None),
         Some(s) => parse_date_time_lenient(s)
             .map(|d| Some((d.start_micros(), d.end_micros())))
-            .ok_or_else(|| Error::invalid(format!("{name} '{s}' is not a FHIR instant or dateTime"))),
+            .ok_or_else(|| {
+                Error::invalid(format!("{name} '{s}' is not a FHIR instant or dateTime"))
+            }),
     }
 }
 
@@ -877,7 +926,10 @@ fn position_from_text(s: &str) -> Result<flint_store::search::Position> {
         Some(("o", n)) => Ok(Position::Offset(n.parse().map_err(|_| bad())?)),
         Some(("k", rest)) => {
             let (seq, value) = rest.split_once(':').ok_or_else(bad)?;
-            Ok(Position::Key(value.to_string(), seq.parse().map_err(|_| bad())?))
+            Ok(Position::Key(
+                value.to_string(),
+                seq.parse().map_err(|_| bad())?,
+            ))
         }
         _ => Err(bad()),
     }

@@ -496,7 +496,7 @@ fn extracted(
     prefix: &str,
     out: &mut Vec<IndexedParam>,
 ) -> Result<()> {
-    for e in registry.extract(resource) {
+    for e in registry.try_extract(resource)? {
         if e.values.is_empty()
             || matches!(
                 e.param.code.as_str(),

@@ -56,33 +56,81 @@ pub enum OperationTarget {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Interaction {
     Capabilities,
-    Read { rt: String, id: String },
-    Vread { rt: String, id: String, vid: String },
+    Read {
+        rt: String,
+        id: String,
+    },
+    Vread {
+        rt: String,
+        id: String,
+        vid: String,
+    },
     /// `POST [type]`; with `If-None-Exist`, a conditional create.
-    Create { rt: String },
-    Update { rt: String, id: String },
-    ConditionalUpdate { rt: String },
-    Patch { rt: String, id: String },
-    ConditionalPatch { rt: String },
-    Delete { rt: String, id: String },
-    ConditionalDelete { rt: String },
-    DeleteHistory { rt: String, id: String },
+    Create {
+        rt: String,
+    },
+    Update {
+        rt: String,
+        id: String,
+    },
+    ConditionalUpdate {
+        rt: String,
+    },
+    Patch {
+        rt: String,
+        id: String,
+    },
+    ConditionalPatch {
+        rt: String,
+    },
+    Delete {
+        rt: String,
+        id: String,
+    },
+    ConditionalDelete {
+        rt: String,
+    },
+    DeleteHistory {
+        rt: String,
+        id: String,
+    },
     /// `GET [type]?…` or `POST [type]/_search`.
-    SearchType { rt: String },
+    SearchType {
+        rt: String,
+    },
     /// `GET [base]?_type=…`.
     SearchSystem,
     /// `GET [compartment]/[id]/[type]?…`.
-    SearchCompartment { compartment: String, id: String, rt: String },
-    HistoryInstance { rt: String, id: String },
-    HistoryType { rt: String },
+    SearchCompartment {
+        compartment: String,
+        id: String,
+        rt: String,
+    },
+    HistoryInstance {
+        rt: String,
+        id: String,
+    },
+    HistoryType {
+        rt: String,
+    },
     HistorySystem,
     /// `POST [base]` with a batch or transaction Bundle.
     Bundle,
-    Operation { name: String, target: OperationTarget, method: Method },
+    Operation {
+        name: String,
+        target: OperationTarget,
+        method: Method,
+    },
     /// A sealed paging link.
-    Page { token: String },
-    AsyncStatus { id: String },
-    AsyncCancel { id: String },
+    Page {
+        token: String,
+    },
+    AsyncStatus {
+        id: String,
+    },
+    AsyncCancel {
+        id: String,
+    },
 }
 
 impl Interaction {
@@ -380,20 +428,36 @@ pub fn route(method: Method, path: &str, query: Option<&str>) -> Result<Interact
         {
             op(&name[1..], OperationTarget::Type(s(rt)))
         }
-        ([rt, id], _) if get => Interaction::Read { rt: s(rt), id: s(id) },
-        ([rt, id], Method::Put) => Interaction::Update { rt: s(rt), id: s(id) },
-        ([rt, id], Method::Patch) => Interaction::Patch { rt: s(rt), id: s(id) },
-        ([rt, id], Method::Delete) => Interaction::Delete { rt: s(rt), id: s(id) },
+        ([rt, id], _) if get => Interaction::Read {
+            rt: s(rt),
+            id: s(id),
+        },
+        ([rt, id], Method::Put) => Interaction::Update {
+            rt: s(rt),
+            id: s(id),
+        },
+        ([rt, id], Method::Patch) => Interaction::Patch {
+            rt: s(rt),
+            id: s(id),
+        },
+        ([rt, id], Method::Delete) => Interaction::Delete {
+            rt: s(rt),
+            id: s(id),
+        },
         ([_, _], Method::Post) => {
-            return Err(Error::not_supported(
-                "POST is not allowed here (only operations: $name)",
+            return Err(
+                Error::not_supported("POST is not allowed here (only operations: $name)")
+                    .with_status(405),
             )
-            .with_status(405))
         }
-        ([rt, id, "_history"], _) if get => Interaction::HistoryInstance { rt: s(rt), id: s(id) },
-        ([rt, id, "_history"], Method::Delete) => {
-            Interaction::DeleteHistory { rt: s(rt), id: s(id) }
-        }
+        ([rt, id, "_history"], _) if get => Interaction::HistoryInstance {
+            rt: s(rt),
+            id: s(id),
+        },
+        ([rt, id, "_history"], Method::Delete) => Interaction::DeleteHistory {
+            rt: s(rt),
+            id: s(id),
+        },
         ([rt, id, name], Method::Get | Method::Head | Method::Post)
             if operation_name(name).is_some() =>
         {
@@ -431,29 +495,56 @@ mod tests {
         let r = |m, p: &str, q: Option<&str>| route(m, p, q);
         assert_eq!(
             r(Method::Get, "Patient/1", None).unwrap(),
-            I::Read { rt: "Patient".into(), id: "1".into() }
+            I::Read {
+                rt: "Patient".into(),
+                id: "1".into()
+            }
         );
         assert_eq!(
             r(Method::Get, "/Patient/1/_history/2", None).unwrap(),
-            I::Vread { rt: "Patient".into(), id: "1".into(), vid: "2".into() }
+            I::Vread {
+                rt: "Patient".into(),
+                id: "1".into(),
+                vid: "2".into()
+            }
         );
         assert_eq!(
             r(Method::Put, "Patient", Some("identifier=x")).unwrap(),
-            I::ConditionalUpdate { rt: "Patient".into() }
+            I::ConditionalUpdate {
+                rt: "Patient".into()
+            }
         );
         assert_eq!(r(Method::Put, "Patient", None).unwrap_err().status(), 400);
-        assert_eq!(r(Method::Post, "Patient/1", None).unwrap_err().status(), 405);
-        assert_eq!(r(Method::Delete, "metadata/x/y/z/w", None).unwrap_err().status(), 404);
+        assert_eq!(
+            r(Method::Post, "Patient/1", None).unwrap_err().status(),
+            405
+        );
+        assert_eq!(
+            r(Method::Delete, "metadata/x/y/z/w", None)
+                .unwrap_err()
+                .status(),
+            404
+        );
         assert!(matches!(
             r(Method::Post, "Patient/1/$everything", None).unwrap(),
-            I::Operation { target: OperationTarget::Instance(..), .. }
+            I::Operation {
+                target: OperationTarget::Instance(..),
+                ..
+            }
         ));
         assert_eq!(
             r(Method::Get, "Patient/1/Observation", None).unwrap(),
-            I::SearchCompartment { compartment: "Patient".into(), id: "1".into(), rt: "Observation".into() }
+            I::SearchCompartment {
+                compartment: "Patient".into(),
+                id: "1".into(),
+                rt: "Observation".into()
+            }
         );
         assert_eq!(r(Method::Post, "", None).unwrap(), I::Bundle);
-        assert_eq!(r(Method::Delete, "__async-status/abc", None).unwrap(), I::AsyncCancel { id: "abc".into() });
+        assert_eq!(
+            r(Method::Delete, "__async-status/abc", None).unwrap(),
+            I::AsyncCancel { id: "abc".into() }
+        );
     }
 
     #[test]

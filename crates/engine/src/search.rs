@@ -51,7 +51,6 @@ pub struct Include {
     pub iterate: bool,
 }
 
-
 /// A page of results.
 pub struct SearchOutcome {
     pub versions: Vec<Version>,

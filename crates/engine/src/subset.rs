@@ -119,7 +119,11 @@ mod tests {
                        "code": {"text": "x"}, "subject": {"reference": "Patient/1"}, "issued": "2020-01-01T00:00:00Z"});
         let kept = apply(m, o, None, Some(&["subject".to_string()]));
         assert_eq!(
-            kept.as_object().unwrap().keys().cloned().collect::<Vec<_>>(),
+            kept.as_object()
+                .unwrap()
+                .keys()
+                .cloned()
+                .collect::<Vec<_>>(),
             vec!["resourceType", "id", "status", "code", "subject", "meta"]
         );
         let t = apply(m, p, Some(Summary::Text), None);

@@ -21,7 +21,9 @@ use serde_json::{json, Value};
 
 use crate::bundle::{status_line, BundleBuilder};
 use crate::core::{criteria_of, patch_body, resource_body};
-use crate::request::{Body, Headers, Interaction, Method, Payload, PreferReturn, Request, Response};
+use crate::request::{
+    Body, Headers, Interaction, Method, Payload, PreferReturn, Request, Response,
+};
 use crate::write::{run_plans, Content, Done, Intent, Target, ATTEMPTS};
 use crate::{Context, Engine};
 
@@ -51,9 +53,9 @@ fn phase(interaction: &Interaction) -> usize {
 fn intent_of(request: &Request) -> Result<Option<(Intent, Option<u64>)>> {
     let if_match = match request.headers.if_match.as_deref() {
         None => None,
-        Some(s) => Some(
-            crate::parse_etag(s).ok_or_else(|| Error::invalid(format!("bad ifMatch '{s}'")))?,
-        ),
+        Some(s) => {
+            Some(crate::parse_etag(s).ok_or_else(|| Error::invalid(format!("bad ifMatch '{s}'")))?)
+        }
     };
     let s = String::clone;
     Ok(Some((
@@ -62,22 +64,35 @@ fn intent_of(request: &Request) -> Result<Option<(Intent, Option<u64>)>> {
                 rt: s(rt),
                 if_none_exist: request.headers.if_none_exist.clone(),
             },
-            Interaction::Update { rt, id } => Intent::Update { rt: s(rt), id: s(id) },
+            Interaction::Update { rt, id } => Intent::Update {
+                rt: s(rt),
+                id: s(id),
+            },
             Interaction::ConditionalUpdate { rt } => Intent::ConditionalUpdate {
                 rt: s(rt),
                 criteria: criteria_of(&request.params)?,
             },
-            Interaction::Patch { rt, id } => Intent::Patch { rt: s(rt), id: s(id) },
+            Interaction::Patch { rt, id } => Intent::Patch {
+                rt: s(rt),
+                id: s(id),
+            },
             Interaction::ConditionalPatch { rt } => Intent::ConditionalPatch {
                 rt: s(rt),
                 criteria: criteria_of(&request.params)?,
             },
-            Interaction::Delete { rt, id } => Intent::Delete { rt: s(rt), id: s(id) },
+            Interaction::Delete { rt, id } => Intent::Delete {
+                rt: s(rt),
+                id: s(id),
+            },
             Interaction::ConditionalDelete { rt } => Intent::ConditionalDelete {
                 rt: s(rt),
                 criteria: criteria_of(&request.params)?,
             },
-            Interaction::Read { rt, id } => Intent::Read { rt: s(rt), id: s(id), version: None },
+            Interaction::Read { rt, id } => Intent::Read {
+                rt: s(rt),
+                id: s(id),
+                version: None,
+            },
             Interaction::Vread { rt, id, vid } => Intent::Read {
                 rt: s(rt),
                 id: s(id),
@@ -125,7 +140,11 @@ impl<S: Store> Engine<S> {
                 Error::invalid("expected a Bundle of type batch or transaction").at("resourceType"),
             );
         }
-        let kind = bundle.get("type").and_then(Value::as_str).unwrap_or("").to_string();
+        let kind = bundle
+            .get("type")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
         let raw_entries = match bundle.get_mut("entry").map(Value::take) {
             None => Vec::new(),
             Some(Value::Array(a)) => a,
@@ -149,7 +168,12 @@ impl<S: Store> Engine<S> {
         }
     }
 
-    fn batch(self: &Arc<Self>, ctx: &Context, raw_entries: Vec<Value>, prefer: PreferReturn) -> String {
+    fn batch(
+        self: &Arc<Self>,
+        ctx: &Context,
+        raw_entries: Vec<Value>,
+        prefer: PreferReturn,
+    ) -> String {
         let count = raw_entries.len();
         let mut outcomes: Vec<Option<Result<Response>>> = (0..count).map(|_| None).collect();
         let mut phases: [Vec<(usize, Request)>; 4] = Default::default();
@@ -208,15 +232,17 @@ impl<S: Store> Engine<S> {
             .into_iter()
             .map(|(i, request)| {
                 let (engine, ctx) = (Arc::clone(self), ctx.clone());
-                (i, runtime.spawn_blocking(move || engine.dispatch(&ctx, request)))
+                (
+                    i,
+                    runtime.spawn_blocking(move || engine.dispatch(&ctx, request)),
+                )
             })
             .collect();
         handles
             .into_iter()
             .map(|(i, handle)| {
-                let outcome = crate::lanes::block_on(handle).unwrap_or_else(|e| {
-                    Err(Error::internal(format!("a batch entry failed: {e}")))
-                });
+                let outcome = crate::lanes::block_on(handle)
+                    .unwrap_or_else(|e| Err(Error::internal(format!("a batch entry failed: {e}"))));
                 (i, outcome)
             })
             .collect()
@@ -231,13 +257,15 @@ impl<S: Store> Engine<S> {
     ) -> Vec<(usize, Result<Response>)> {
         let prefer = requests
             .first()
-            .map_or(PreferReturn::Representation, |(_, r)| r.headers.prefer_return());
+            .map_or(PreferReturn::Representation, |(_, r)| {
+                r.headers.prefer_return()
+            });
         let mut outcomes = Vec::with_capacity(requests.len());
         let mut prepared = Vec::with_capacity(requests.len());
         for (i, request) in requests {
             let plan = (|| {
-                let (intent, if_match) = intent_of(&request)?
-                    .ok_or_else(|| Error::internal("not a write"))?;
+                let (intent, if_match) =
+                    intent_of(&request)?.ok_or_else(|| Error::internal("not a write"))?;
                 let content = match &intent {
                     Intent::Create { .. } | Intent::Update { .. } => {
                         Content::Resource(resource_body(&request.headers, request.body)?)
@@ -273,7 +301,10 @@ impl<S: Store> Engine<S> {
                     tracing::error!(error = ?e, "a batch's write job failed");
                 }
                 outcomes.extend(indexes.into_iter().map(|(i, _)| {
-                    (i, Err(Error::from_issues(e.issues.clone()).with_status(e.status())))
+                    (
+                        i,
+                        Err(Error::from_issues(e.issues.clone()).with_status(e.status())),
+                    )
                 }));
             }
         }
@@ -368,7 +399,9 @@ impl<S: Store> Engine<S> {
         // Placeholders: every full URL of a created entry, and urn: full URLs of updates.
         let mut replacements: HashMap<String, String> = HashMap::new();
         for (w, target) in writes.iter().zip(&targets) {
-            let Some(full_url) = &w.full_url else { continue };
+            let Some(full_url) = &w.full_url else {
+                continue;
+            };
             match target {
                 Target::Create { rt, id }
                 | Target::Keep {
@@ -385,7 +418,9 @@ impl<S: Store> Engine<S> {
         }
         // Conditional references (`Patient?identifier=x|1`) must match exactly one resource.
         for w in writes {
-            let Content::Resource(resource) = &w.content else { continue };
+            let Content::Resource(resource) = &w.content else {
+                continue;
+            };
             let mut conditional = Vec::new();
             conditional_references(resource, &mut conditional);
             for reference in conditional {
@@ -398,8 +433,11 @@ impl<S: Store> Engine<S> {
                     .map_err(|e| in_entry(e, w.index))?;
                 let fail = |code, what: &str| {
                     in_entry(
-                        Error::new(code, format!("the conditional reference '{reference}' {what}"))
-                            .with_status(412),
+                        Error::new(
+                            code,
+                            format!("the conditional reference '{reference}' {what}"),
+                        )
+                        .with_status(412),
                         w.index,
                     )
                 };
@@ -436,7 +474,9 @@ impl<S: Store> Engine<S> {
                 if let Some(id) = target.id() {
                     if !seen.insert(format!("{rt}/{id}")) {
                         return Err(in_entry(
-                            Error::invalid(format!("{rt}/{id} is the target of more than one entry")),
+                            Error::invalid(format!(
+                                "{rt}/{id} is the target of more than one entry"
+                            )),
                             w.index,
                         ));
                     }
@@ -464,10 +504,13 @@ impl<S: Store> Engine<S> {
                         issue.expression = issue
                             .expression
                             .iter()
-                            .map(|x| x.replacen(&rt, &format!("Bundle.entry[{}].resource", w.index), 1))
+                            .map(|x| {
+                                x.replacen(&rt, &format!("Bundle.entry[{}].resource", w.index), 1)
+                            })
                             .collect();
                         if issue.expression.is_empty() {
-                            issue.diagnostics = format!("Bundle.entry[{}]: {}", w.index, issue.diagnostics);
+                            issue.diagnostics =
+                                format!("Bundle.entry[{}]: {}", w.index, issue.diagnostics);
                         }
                         issue
                     }));
@@ -527,7 +570,12 @@ fn in_entry(e: Error, i: usize) -> Error {
 /// Turns a Bundle entry into a request: `request.method` and `request.url` routed as HTTP
 /// requests are, `ifMatch`/`ifNoneMatch`/`ifModifiedSince`/`ifNoneExist` as headers, the
 /// resource as the body. `Prefer: return` is the Bundle request's.
-fn parse_entry(ctx: &Context, mut raw: Value, prefer: PreferReturn, in_transaction: bool) -> Result<Entry> {
+fn parse_entry(
+    ctx: &Context,
+    mut raw: Value,
+    prefer: PreferReturn,
+    in_transaction: bool,
+) -> Result<Entry> {
     let request = raw
         .get("request")
         .cloned()
@@ -563,10 +611,17 @@ fn parse_entry(ctx: &Context, mut raw: Value, prefer: PreferReturn, in_transacti
             .and_then(|r| r.get("resourceType"))
             .and_then(Value::as_str);
         if model::r4().is_resource_type(rt) && body_type != Some(rt.as_str()) {
-            return Err(Error::invalid(format!("the entry's resource is not a {rt}")));
+            return Err(Error::invalid(format!(
+                "the entry's resource is not a {rt}"
+            )));
         }
     }
-    let text = |name: &str| request.get(name).and_then(Value::as_str).map(str::to_string);
+    let text = |name: &str| {
+        request
+            .get(name)
+            .and_then(Value::as_str)
+            .map(str::to_string)
+    };
     let prefer_text = match prefer {
         PreferReturn::Minimal => "return=minimal",
         PreferReturn::Representation => "return=representation",
@@ -587,7 +642,9 @@ fn parse_entry(ctx: &Context, mut raw: Value, prefer: PreferReturn, in_transacti
     if in_transaction
         && matches!(
             parsed.interaction,
-            Interaction::Create { .. } | Interaction::Update { .. } | Interaction::ConditionalUpdate { .. }
+            Interaction::Create { .. }
+                | Interaction::Update { .. }
+                | Interaction::ConditionalUpdate { .. }
         )
         && matches!(parsed.body, Body::None)
     {
@@ -687,10 +744,11 @@ fn response_entry(out: &mut BundleBuilder, outcome: Result<Response>) {
                 response["lastModified"] =
                     json!(flint_fhir::datetime::format_instant(last_updated));
             }
-            let full_url = r
-                .full_url
-                .as_deref()
-                .or_else(|| r.location.as_deref().and_then(|l| l.split("/_history/").next()));
+            let full_url = r.full_url.as_deref().or_else(|| {
+                r.location
+                    .as_deref()
+                    .and_then(|l| l.split("/_history/").next())
+            });
             let text = r.payload_text();
             out.entry(
                 full_url,

@@ -43,9 +43,16 @@ pub(crate) enum Target {
     Delete { rt: String, ids: Vec<String> },
     /// Nothing to write: the create whose criteria matched (with the match), or the
     /// conditional delete that matched nothing.
-    Keep { rt: String, existing: Option<Version> },
+    Keep {
+        rt: String,
+        existing: Option<Version>,
+    },
     /// A read inside a transaction's job (after its writes, seeing them).
-    Read { rt: String, id: String, version: Option<u64> },
+    Read {
+        rt: String,
+        id: String,
+        version: Option<u64>,
+    },
 }
 
 impl Target {
@@ -78,16 +85,41 @@ impl Target {
 /// A write as the request asked for it, before its criteria are resolved.
 #[derive(Clone, Debug)]
 pub(crate) enum Intent {
-    Create { rt: String, if_none_exist: Option<String> },
-    Update { rt: String, id: String },
-    ConditionalUpdate { rt: String, criteria: String },
-    Patch { rt: String, id: String },
-    ConditionalPatch { rt: String, criteria: String },
-    Delete { rt: String, id: String },
-    ConditionalDelete { rt: String, criteria: String },
+    Create {
+        rt: String,
+        if_none_exist: Option<String>,
+    },
+    Update {
+        rt: String,
+        id: String,
+    },
+    ConditionalUpdate {
+        rt: String,
+        criteria: String,
+    },
+    Patch {
+        rt: String,
+        id: String,
+    },
+    ConditionalPatch {
+        rt: String,
+        criteria: String,
+    },
+    Delete {
+        rt: String,
+        id: String,
+    },
+    ConditionalDelete {
+        rt: String,
+        criteria: String,
+    },
     /// A read or vread entry of a transaction: part of its job, so that a failing read
     /// fails the whole.
-    Read { rt: String, id: String, version: Option<String> },
+    Read {
+        rt: String,
+        id: String,
+        version: Option<String>,
+    },
 }
 
 /// What the body of a write is.
@@ -101,13 +133,35 @@ pub(crate) enum Content {
 
 /// A write ready for the writer.
 pub(crate) enum Plan {
-    Create { rt: String, id: String, stamped: Stamped },
-    Update { rt: String, id: String, stamped: Stamped, if_match: Option<u64> },
+    Create {
+        rt: String,
+        id: String,
+        stamped: Stamped,
+    },
+    Update {
+        rt: String,
+        id: String,
+        stamped: Stamped,
+        if_match: Option<u64>,
+    },
     /// Written only if the resource is still at `base`.
-    Patched { rt: String, id: String, stamped: Stamped, base: u64 },
-    Delete { rt: String, ids: Vec<String>, if_match: Option<u64> },
+    Patched {
+        rt: String,
+        id: String,
+        stamped: Stamped,
+        base: u64,
+    },
+    Delete {
+        rt: String,
+        ids: Vec<String>,
+        if_match: Option<u64>,
+    },
     Keep(Option<Version>),
-    Read { rt: String, id: String, version: Option<u64> },
+    Read {
+        rt: String,
+        id: String,
+        version: Option<u64>,
+    },
 }
 
 /// What a write did.
@@ -192,12 +246,21 @@ impl<S: Store> Engine<S> {
             Intent::Create { rt, if_none_exist } => {
                 self.check_type(rt)?;
                 match if_none_exist {
-                    None => Target::Create { rt: rt.clone(), id: new_id() },
+                    None => Target::Create {
+                        rt: rt.clone(),
+                        id: new_id(),
+                    },
                     Some(criteria) => {
                         let mut found = self.checked_matches(ctx, rt, criteria, 2, checks)?;
                         match found.len() {
-                            0 => Target::Create { rt: rt.clone(), id: new_id() },
-                            1 => Target::Keep { rt: rt.clone(), existing: found.pop() },
+                            0 => Target::Create {
+                                rt: rt.clone(),
+                                id: new_id(),
+                            },
+                            1 => Target::Keep {
+                                rt: rt.clone(),
+                                existing: found.pop(),
+                            },
                             _ => return Err(multiple(rt, criteria)),
                         }
                     }
@@ -221,7 +284,10 @@ impl<S: Store> Engine<S> {
                     }
                     Some(_) => {}
                 }
-                Target::Update { rt: rt.clone(), id: id.clone() }
+                Target::Update {
+                    rt: rt.clone(),
+                    id: id.clone(),
+                }
             }
             Intent::ConditionalUpdate { rt, criteria } => {
                 self.check_type(rt)?;
@@ -252,25 +318,30 @@ impl<S: Store> Engine<S> {
             }
             Intent::Patch { rt, id } => {
                 self.check_type(rt)?;
-                Target::Patch { rt: rt.clone(), id: id.clone() }
+                Target::Patch {
+                    rt: rt.clone(),
+                    id: id.clone(),
+                }
             }
             Intent::ConditionalPatch { rt, criteria } => {
                 self.check_type(rt)?;
                 let found = self.checked_matches(ctx, rt, criteria, 2, checks)?;
                 match found.as_slice() {
-                    [] => {
-                        return Err(Error::not_found(format!(
-                            "no {rt} matches '{criteria}'"
-                        )))
-                    }
-                    [one] => Target::Patch { rt: rt.clone(), id: one.id.clone() },
+                    [] => return Err(Error::not_found(format!("no {rt} matches '{criteria}'"))),
+                    [one] => Target::Patch {
+                        rt: rt.clone(),
+                        id: one.id.clone(),
+                    },
                     _ => return Err(multiple(rt, criteria)),
                 }
             }
             Intent::Delete { rt, id } => {
                 self.check_type(rt)?;
                 Self::check_id(id)?;
-                Target::Delete { rt: rt.clone(), ids: vec![id.clone()] }
+                Target::Delete {
+                    rt: rt.clone(),
+                    ids: vec![id.clone()],
+                }
             }
             Intent::Read { rt, id, version } => {
                 self.check_type(rt)?;
@@ -286,17 +357,16 @@ impl<S: Store> Engine<S> {
                     .map(str::parse::<u64>)
                     .transpose()
                     .map_err(|_| not_found())?;
-                Target::Read { rt: rt.clone(), id: id.clone(), version }
+                Target::Read {
+                    rt: rt.clone(),
+                    id: id.clone(),
+                    version,
+                }
             }
             Intent::ConditionalDelete { rt, criteria } => {
                 self.check_type(rt)?;
-                let found = self.checked_matches(
-                    ctx,
-                    rt,
-                    criteria,
-                    MAX_CONDITIONAL_DELETE + 1,
-                    checks,
-                )?;
+                let found =
+                    self.checked_matches(ctx, rt, criteria, MAX_CONDITIONAL_DELETE + 1, checks)?;
                 if found.len() > MAX_CONDITIONAL_DELETE {
                     return Err(Error::new(
                         IssueType::MultipleMatches,
@@ -307,7 +377,10 @@ impl<S: Store> Engine<S> {
                     .with_status(412));
                 }
                 if found.is_empty() {
-                    Target::Keep { rt: rt.clone(), existing: None }
+                    Target::Keep {
+                        rt: rt.clone(),
+                        existing: None,
+                    }
                 } else {
                     Target::Delete {
                         rt: rt.clone(),
@@ -343,7 +416,12 @@ impl<S: Store> Engine<S> {
                 // write came in between.
                 let guess = self.store().read(&rt, &id)?.map_or(1, |v| v.version + 1);
                 let stamped = Stamped::new(resource, &id, guess, &registry)?;
-                Plan::Update { rt, id, stamped, if_match }
+                Plan::Update {
+                    rt,
+                    id,
+                    stamped,
+                    if_match,
+                }
             }
             (Target::Patch { rt, id }, Content::Patch(document)) => {
                 let current = self.read(&rt, &id)?;
@@ -360,7 +438,12 @@ impl<S: Store> Engine<S> {
                 self.check_resource(&rt, &resource)?;
                 let base = current.version;
                 let stamped = Stamped::new(resource, &id, base + 1, &registry)?;
-                Plan::Patched { rt, id, stamped, base }
+                Plan::Patched {
+                    rt,
+                    id,
+                    stamped,
+                    base,
+                }
             }
             (Target::Delete { rt, ids }, _) => Plan::Delete { rt, ids, if_match },
             (Target::Keep { existing, .. }, _) => Plan::Keep(existing),
@@ -391,7 +474,11 @@ impl<S: Store> Engine<S> {
         // others hand their content over rather than copy it.
         let retried = !matches!(
             intent,
-            Intent::Create { if_none_exist: None, .. } | Intent::Update { .. } | Intent::Delete { .. }
+            Intent::Create {
+                if_none_exist: None,
+                ..
+            } | Intent::Update { .. }
+                | Intent::Delete { .. }
         );
         let mut content = content;
         for _ in 0..ATTEMPTS {
@@ -410,7 +497,9 @@ impl<S: Store> Engine<S> {
             )?;
             if let Some(mut done) = written {
                 self.written(&rt);
-                return done.pop().ok_or_else(|| Error::internal("a write did nothing"));
+                return done
+                    .pop()
+                    .ok_or_else(|| Error::internal("a write did nothing"));
             }
         }
         Err(Error::conflict(
@@ -484,9 +573,17 @@ fn apply(txn: &mut dyn Transaction, plan: Plan) -> Result<Done> {
     match plan {
         Plan::Create { rt, id, stamped } => {
             let version = txn.put(stamped.finish(&rt, &id, 1, Method::Create, txn.now())?)?;
-            Ok(Done::Written { version, created: true })
+            Ok(Done::Written {
+                version,
+                created: true,
+            })
         }
-        Plan::Update { rt, id, stamped, if_match } => {
+        Plan::Update {
+            rt,
+            id,
+            stamped,
+            if_match,
+        } => {
             let current = txn.current(&rt, &id)?;
             check_if_match(&rt, &id, current.as_ref(), if_match)?;
             let created = current.as_ref().is_none_or(Version::is_deleted);
@@ -494,10 +591,18 @@ fn apply(txn: &mut dyn Transaction, plan: Plan) -> Result<Done> {
             let version = txn.put(stamped.finish(&rt, &id, next, Method::Update, txn.now())?)?;
             Ok(Done::Written { version, created })
         }
-        Plan::Patched { rt, id, stamped, base } => {
+        Plan::Patched {
+            rt,
+            id,
+            stamped,
+            base,
+        } => {
             let version =
                 txn.put(stamped.finish(&rt, &id, base + 1, Method::Update, txn.now())?)?;
-            Ok(Done::Written { version, created: false })
+            Ok(Done::Written {
+                version,
+                created: false,
+            })
         }
         Plan::Delete { rt, ids, if_match } => {
             let mut deleted = Vec::new();

@@ -12,13 +12,16 @@ use crate::model::{Model, TypeKind};
 
 /// Most issues reported for one resource; past that the client has enough to go on.
 const MAX_ISSUES: usize = 100;
-/// Deepest nesting accepted; deeper input is rejected rather than recursed into.
-const MAX_DEPTH: usize = 64;
+/// Deepest nesting of elements (JSON objects, a resource counting as one) accepted: FHIR
+/// resources are a dozen levels deep at most, and deeper input is refused (400) rather than
+/// recursed into, so that no document can exhaust the stack.
+pub const MAX_DEPTH: usize = 64;
 
 /// Checks a resource. `resource` must be a JSON object with a known `resourceType`.
 ///
 /// # Errors
-/// A 400 error listing every problem found, each with `expression` set.
+/// A 400 error listing every problem found, each with `expression` set (nesting deeper than
+/// [`MAX_DEPTH`] included); 500 only when the embedded definitions lack a type.
 pub fn validate_resource(model: &Model, resource: &Value) -> Result<(), Error> {
     let mut v = Validator {
         model,
@@ -26,10 +29,11 @@ pub fn validate_resource(model: &Model, resource: &Value) -> Result<(), Error> {
     };
     v.resource(resource, &mut Vec::new(), 0);
     if v.issues.is_empty() {
-        Ok(())
-    } else {
-        Err(Error::from_issues(v.issues))
+        return Ok(());
     }
+    // Every problem of the input is the client's, `too-costly` nesting included.
+    let fault = v.issues.iter().any(|i| i.code == IssueType::Exception);
+    Err(Error::from_issues(v.issues).with_status(if fault { 500 } else { 400 }))
 }
 
 /// Whether `s` is a valid FHIR `id`.
@@ -123,7 +127,7 @@ impl<'v> Validator<'_> {
                 IssueType::Invalid,
                 path,
                 Some("resourceType"),
-                format!("unknown resource type {rt}"),
+                format!("unknown resource type {}", describe(rt)),
             );
             return;
         };
@@ -138,7 +142,7 @@ impl<'v> Validator<'_> {
                     IssueType::Value,
                     path,
                     Some("id"),
-                    format!("invalid resource id {id}"),
+                    format!("invalid resource id {}", describe(id)),
                 );
             }
         }
@@ -160,7 +164,7 @@ impl<'v> Validator<'_> {
             self.report(
                 IssueType::TooCostly,
                 path,
-                "the resource is nested too deeply".into(),
+                format!("the resource is nested deeper than {MAX_DEPTH} elements"),
             );
             return;
         }
@@ -418,9 +422,7 @@ impl<'v> Validator<'_> {
             "integer" | "unsignedInt" | "positiveInt" | "System.Integer" => {
                 integer_problem(type_code, value)
             }
-            "decimal" | "System.Decimal" => {
-                (!value.is_number()).then(|| "expected a JSON number for a decimal".to_string())
-            }
+            "decimal" | "System.Decimal" => decimal_problem(value),
             _ => match value.as_str() {
                 None => Some(format!("expected a JSON string for a {type_code}")),
                 Some(s) => string_problem(type_code, s),
@@ -442,16 +444,33 @@ fn choice_name<'k>(key: &'k str, element_name: &str) -> &'k str {
     &key[..element_name.len().min(key.len())]
 }
 
+/// A decimal must be a JSON number whose value a 64-bit float holds: `1e999999` is valid JSON
+/// but would become infinity in every index and comparison downstream.
+fn decimal_problem(value: &Value) -> Option<String> {
+    let Some(n) = value.as_number() else {
+        return Some("expected a JSON number for a decimal".into());
+    };
+    if n.as_f64().is_some_and(f64::is_finite) {
+        return None;
+    }
+    // serde_json keeps the digits but writes an exponent's sign: `1e999999` is `1e+999999`.
+    let text = n.to_string().replace("e+", "e");
+    Some(format!(
+        "the decimal {} is out of the range this server can store",
+        truncate(&text, 40)
+    ))
+}
+
 fn integer_problem(type_code: &str, value: &Value) -> Option<String> {
     let Some(n) = value.as_number() else {
         return Some("expected a JSON number".into());
     };
     let text = n.to_string();
     if text.contains(['.', 'e', 'E']) {
-        return Some(format!("{text} is not a whole number"));
+        return Some(format!("{} is not a whole number", truncate(&text, 40)));
     }
     let Ok(v) = text.parse::<i64>() else {
-        return Some(format!("{text} is out of range"));
+        return Some(format!("{} is out of range", truncate(&text, 40)));
     };
     match type_code {
         _ if v > i64::from(i32::MAX) || v < i64::from(i32::MIN) => {
@@ -524,6 +543,18 @@ fn is_base64(s: &str) -> bool {
         }
     }
     count.is_multiple_of(4) && padding <= 2
+}
+
+/// A JSON value as a message shows it: scalars (cut short) as written, containers by kind, as
+/// printing them would copy (and recurse into) all they hold.
+fn describe(v: &Value) -> String {
+    match v {
+        Value::String(s) => format!("'{}'", truncate(s, 80)),
+        Value::Number(n) => truncate(&n.to_string(), 40).to_string(),
+        Value::Array(_) => "(an array)".into(),
+        Value::Object(_) => "(an object)".into(),
+        other => other.to_string(),
+    }
 }
 
 fn truncate(s: &str, max: usize) -> &str {
@@ -661,5 +692,97 @@ mod tests {
             vec!["resourceType"]
         );
         assert_eq!(problems(json!([1])), vec!["$this"]);
+    }
+
+    /// Drops a value without recursion (dropping a very deep `Value` would recurse).
+    pub(crate) fn dismantle(value: Value) {
+        let mut stack = vec![value];
+        while let Some(mut v) = stack.pop() {
+            match &mut v {
+                Value::Array(items) => stack.append(items),
+                Value::Object(map) => {
+                    let keys: Vec<String> = map.keys().cloned().collect();
+                    for k in keys {
+                        if let Some(child) = map.shift_remove(&k) {
+                            stack.push(child);
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+
+    #[test]
+    fn decimals_out_of_range_are_refused_where_they_are() {
+        let obs: Value = serde_json::from_str(
+            r#"{"resourceType": "Observation", "status": "final", "code": {"text": "x"},
+                "valueQuantity": {"value": 1e999999, "unit": "mg"},
+                "component": [{"code": {"text": "y"}, "valueQuantity": {"value": -1e400}}]}"#,
+        )
+        .unwrap();
+        let e = validate_resource(r4(), &obs).unwrap_err();
+        assert_eq!(e.status(), 400);
+        assert_eq!(e.issues[0].expression, ["Observation.valueQuantity.value"]);
+        assert!(
+            e.issues[0]
+                .diagnostics
+                .contains("the decimal 1e999999 is out of the range this server can store"),
+            "{e}"
+        );
+        assert_eq!(
+            e.issues[1].expression,
+            ["Observation.component[0].valueQuantity.value"]
+        );
+        // Tiny and long decimals are values a float holds (as zero, or rounded).
+        let ok: Value = serde_json::from_str(
+            r#"{"resourceType": "Observation", "status": "final", "code": {"text": "x"},
+                "valueQuantity": {"value": 1e-999999}}"#,
+        )
+        .unwrap();
+        assert!(validate_resource(r4(), &ok).is_ok());
+    }
+
+    /// `{"key": [inner], ...rest}` without `json!`, which would serialize `inner` (recursively)
+    /// to embed it.
+    pub(crate) fn wrap(rest: Value, key: &str, inner: Value) -> Value {
+        let mut v = rest;
+        if let Some(map) = v.as_object_mut() {
+            map.insert(key.to_string(), Value::Array(vec![inner]));
+        }
+        v
+    }
+
+    #[test]
+    fn deep_documents_are_refused_without_exhausting_the_stack() {
+        let result = std::thread::Builder::new()
+            .stack_size(256 * 1024)
+            .spawn(|| {
+                let mut outcomes = Vec::new();
+                // Extensions in extensions, resources in resources, and JSON the model does
+                // not know, each 100,000 deep.
+                for shape in 0..3 {
+                    let mut v = json!({"url": "http://x", "valueString": "end"});
+                    for _ in 0..100_000 {
+                        v = match shape {
+                            0 => wrap(json!({"url": "http://x"}), "extension", v),
+                            1 => wrap(json!({"resourceType": "Patient"}), "contained", v),
+                            _ => wrap(json!({}), "a", v),
+                        };
+                    }
+                    let key = if shape == 1 { "contained" } else { "extension" };
+                    let resource = wrap(json!({"resourceType": "Patient"}), key, v);
+                    let e = validate_resource(r4(), &resource).unwrap_err();
+                    outcomes.push((e.status(), e.to_string()));
+                    dismantle(resource);
+                }
+                outcomes
+            })
+            .unwrap()
+            .join()
+            .unwrap();
+        for (status, text) in result {
+            assert_eq!(status, 400, "{text}");
+        }
     }
 }

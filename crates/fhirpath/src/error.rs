@@ -13,6 +13,9 @@ pub enum ErrorKind {
     Semantic,
     /// Evaluation failed on the data (a collection where one item is required, a type error).
     Execution,
+    /// Evaluation needed more than its budget (steps or string size, see
+    /// [`crate::MAX_EVALUATION_STEPS`]): the expression is too costly for the data.
+    TooCostly,
 }
 
 /// A FHIRPath error with the character offset in the expression where it was found.
@@ -46,6 +49,13 @@ impl Error {
             position,
         }
     }
+    pub fn too_costly(position: usize, message: impl Into<String>) -> Error {
+        Error {
+            kind: ErrorKind::TooCostly,
+            message: message.into(),
+            position,
+        }
+    }
 }
 
 impl fmt::Display for Error {
@@ -54,6 +64,7 @@ impl fmt::Display for Error {
             ErrorKind::Syntax => "syntax error",
             ErrorKind::Semantic => "invalid expression",
             ErrorKind::Execution => "evaluation error",
+            ErrorKind::TooCostly => "evaluation stopped",
         };
         write!(
             f,
@@ -65,9 +76,14 @@ impl fmt::Display for Error {
 
 impl std::error::Error for Error {}
 
+/// A too costly evaluation is `too-costly` (422); every other error is `invalid` (400).
 impl From<Error> for flint_fhir::Error {
     fn from(e: Error) -> flint_fhir::Error {
-        flint_fhir::Error::new(flint_fhir::IssueType::Invalid, e.to_string())
+        let code = match e.kind {
+            ErrorKind::TooCostly => flint_fhir::IssueType::TooCostly,
+            _ => flint_fhir::IssueType::Invalid,
+        };
+        flint_fhir::Error::new(code, e.to_string())
     }
 }
 

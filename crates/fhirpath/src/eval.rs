@@ -12,13 +12,14 @@ use serde_json::Value;
 use smallvec::{smallvec, SmallVec};
 
 use crate::ast::{BinOp, Func, Literal, Node, NodeKind, TypeOpKind, TypeSpec};
+use crate::budget::{too_costly, Steps, MAX_JSON_DEPTH};
 use crate::decimal::Decimal;
 use crate::error::{Error, Result};
 use crate::nav;
 use crate::ops;
 use crate::temporal::{Precision, Temporal, TemporalKind};
 use crate::value::{prim_kind, Elem, Item, Quantity};
-use crate::Context;
+use crate::{Context, MAX_STRING_BYTES};
 
 /// A collection during evaluation: most are empty or hold one item, which stay inline.
 pub(crate) type Coll<'a> = SmallVec<[Item<'a>; 2]>;
@@ -36,6 +37,7 @@ pub(crate) struct Evaluator<'a, 'c> {
     resource: &'a Value,
     now: Cell<Option<Temporal>>,
     defined: RefCell<Vec<(String, Coll<'a>)>>,
+    steps: Steps,
 }
 
 fn boolean<'a>(b: bool) -> Coll<'a> {
@@ -54,7 +56,49 @@ impl<'a, 'c> Evaluator<'a, 'c> {
             resource,
             now: Cell::new(ctx.now),
             defined: RefCell::new(Vec::new()),
+            steps: Steps::default(),
         }
+    }
+
+    /// Counts `n` steps of work done at `pos`; past the budget, the evaluation fails.
+    #[inline]
+    fn charge(&self, n: usize, pos: usize) -> Result<()> {
+        if self.steps.take(n as u64) {
+            Ok(())
+        } else {
+            Err(too_costly(pos))
+        }
+    }
+
+    /// Fails when a collection being built has already grown past what the budget has left,
+    /// before the steps it stands for are counted (one call can multiply its input).
+    #[inline]
+    fn room(&self, len: usize, pos: usize) -> Result<()> {
+        if self.steps.fits(len as u64) {
+            Ok(())
+        } else {
+            Err(too_costly(pos))
+        }
+    }
+
+    /// `needle` in `hay`, each comparison a step.
+    fn contains(&self, hay: &[Item<'a>], needle: &Item<'a>, pos: usize) -> Result<bool> {
+        self.charge(hay.len(), pos)?;
+        Ok(contains(hay, needle, &self.steps))
+    }
+
+    /// Refuses to build a string of `len` bytes beyond [`MAX_STRING_BYTES`] (checked before
+    /// building when the length is known in advance); otherwise every 64 bytes are a step.
+    fn check_length(&self, len: usize, pos: usize) -> Result<()> {
+        if len > MAX_STRING_BYTES {
+            return Err(Error::too_costly(
+                pos,
+                format!(
+                    "the expression is too costly: it builds a string of more than {MAX_STRING_BYTES} bytes"
+                ),
+            ));
+        }
+        self.charge(len / 64, pos)
     }
 
     pub(crate) fn run(&self, node: &'a Node, focus: &[Item<'a>]) -> Result<Coll<'a>> {
@@ -66,14 +110,27 @@ impl<'a, 'c> Evaluator<'a, 'c> {
         self.eval(node, focus, frame)
     }
 
+    /// Evaluates a node. The node is a step of the budget, and so is every item it makes
+    /// that was not counted already: navigation, variables and the functions that multiply
+    /// their input count what they produce. Counting here, before the result exists, keeps
+    /// the result built where the caller receives it.
     fn eval(&self, node: &'a Node, focus: &[Item<'a>], fr: Frame<'_, 'a>) -> Result<Coll<'a>> {
         let pos = node.pos;
+        if !self.steps.take(1) {
+            return Err(too_costly(pos));
+        }
         match &node.kind {
             NodeKind::Empty => Ok(Coll::new()),
             NodeKind::Lit(l) => Ok(smallvec![literal(l)]),
-            NodeKind::This => Ok(Coll::from(fr.this)),
+            NodeKind::This => {
+                self.charge(fr.this.len(), pos)?;
+                Ok(Coll::from(fr.this))
+            }
             NodeKind::IndexVar => Ok(fr.index.map(Item::Int).into_iter().collect()),
-            NodeKind::Total => Ok(fr.total.map(Coll::from).unwrap_or_default()),
+            NodeKind::Total => {
+                self.charge(fr.total.map_or(0, <[Item]>::len), pos)?;
+                Ok(fr.total.map(Coll::from).unwrap_or_default())
+            }
             NodeKind::Env(name) => self.env(name, pos),
             NodeKind::TypeFilter(name) => {
                 let mut out = Coll::new();
@@ -137,7 +194,10 @@ impl<'a, 'c> Evaluator<'a, 'c> {
             NodeKind::TypeOp { target, op, ty } => {
                 let input = match target {
                     Some(t) => self.eval(t, focus, fr)?,
-                    None => Coll::from(focus),
+                    None => {
+                        self.charge(focus.len(), pos)?;
+                        Coll::from(focus)
+                    }
                 };
                 self.type_op(
                     &input,
@@ -154,7 +214,10 @@ impl<'a, 'c> Evaluator<'a, 'c> {
                 }
                 let input = match target {
                     Some(t) => self.eval(t, focus, fr)?,
-                    None => Coll::from(focus),
+                    None => {
+                        self.charge(focus.len(), pos)?;
+                        Coll::from(focus)
+                    }
                 };
                 if *func == Func::Iif && target.is_none() {
                     return self.iif(args, focus, fr, None);
@@ -192,9 +255,11 @@ impl<'a, 'c> Evaluator<'a, 'c> {
 
     fn env(&self, name: &str, pos: usize) -> Result<Coll<'a>> {
         if let Some(v) = self.defined.borrow().iter().rev().find(|(n, _)| n == name) {
+            self.charge(v.1.len(), pos)?;
             return Ok(v.1.clone());
         }
         if let Some(v) = self.ctx.lookup(name) {
+            self.charge(v.len(), pos)?;
             return Ok(Coll::from(v));
         }
         let s = |s: &'static str| Ok(smallvec![Item::Str(Cow::Borrowed(s))]);
@@ -283,6 +348,10 @@ impl<'a, 'c> Evaluator<'a, 'c> {
     fn members(&self, input: &[Item<'a>], name: &str, pos: usize) -> Result<Coll<'a>> {
         let mut out = Coll::new();
         for item in input {
+            // Inline results (two items) need no check; each input item can add a whole array.
+            if out.spilled() {
+                self.room(out.len(), pos)?;
+            }
             match item {
                 Item::Elem(e) => self.child(e, name, pos, &mut out)?,
                 Item::TypeInfo(ns, n) => match name {
@@ -293,6 +362,7 @@ impl<'a, 'c> Evaluator<'a, 'c> {
                 _ => {}
             }
         }
+        self.charge(out.len(), pos)?;
         Ok(out)
     }
 
@@ -567,7 +637,7 @@ impl<'a, 'c> Evaluator<'a, 'c> {
         }
         let mut out: Coll<'a> = Coll::with_capacity(a.len() + b.len());
         for item in a.into_iter().chain(b) {
-            if !contains(&out, &item) {
+            if !self.contains(&out, &item, pos)? {
                 out.push(item);
             }
         }
@@ -581,11 +651,16 @@ impl<'a, 'c> Evaluator<'a, 'c> {
                 if a.is_empty() || b.is_empty() {
                     return Ok(Coll::new());
                 }
-                let eq = collections_equal(a, b);
+                // Linear in items already counted; JSON compared counts its nodes.
+                let eq = collections_equal(a, b, &self.steps);
                 Ok(opt_bool(eq.map(|e| e == (op == BinOp::Eq))))
             }
             BinOp::Equiv | BinOp::NotEquiv => {
-                let eq = collections_equivalent(a, b);
+                // Collections of one length are matched item against item.
+                if a.len() == b.len() {
+                    self.charge(a.len().saturating_mul(b.len()), pos)?;
+                }
+                let eq = collections_equivalent(a, b, &self.steps);
                 Ok(boolean(eq == (op == BinOp::Equiv)))
             }
             BinOp::In | BinOp::Contains => {
@@ -593,7 +668,7 @@ impl<'a, 'c> Evaluator<'a, 'c> {
                 let Some(item) = self.single(needle, pos)? else {
                     return Ok(Coll::new());
                 };
-                Ok(boolean(contains(hay, item)))
+                Ok(boolean(self.contains(hay, item, pos)?))
             }
             BinOp::Lt | BinOp::Gt | BinOp::Le | BinOp::Ge => {
                 let (Some(x), Some(y)) = (self.single(a, pos)?, self.single(b, pos)?) else {
@@ -613,6 +688,7 @@ impl<'a, 'c> Evaluator<'a, 'c> {
             BinOp::Concat => {
                 let x = self.string(a, pos)?.unwrap_or_default();
                 let y = self.string(b, pos)?.unwrap_or_default();
+                self.check_length(x.len().saturating_add(y.len()), pos)?;
                 Ok(smallvec![Item::Str(Cow::Owned(format!("{x}{y}")))])
             }
             _ => {
@@ -722,13 +798,18 @@ impl<'a, 'c> Evaluator<'a, 'c> {
                 } else {
                     (&other, &input)
                 };
-                Ok(boolean(small.iter().all(|i| contains(big, i))))
+                for item in small.iter() {
+                    if !self.contains(big, item, pos)? {
+                        return Ok(boolean(false));
+                    }
+                }
+                Ok(boolean(true))
             }
             Count => Ok(smallvec![Item::Int(input.len() as i64)]),
             Distinct => {
                 let mut out: Coll<'a> = Coll::with_capacity(input.len());
                 for item in input {
-                    if !contains(&out, &item) {
+                    if !self.contains(&out, &item, pos)? {
                         out.push(item);
                     }
                 }
@@ -736,7 +817,7 @@ impl<'a, 'c> Evaluator<'a, 'c> {
             }
             IsDistinct => {
                 for (i, item) in input.iter().enumerate() {
-                    if contains(&input[..i], item) {
+                    if self.contains(&input[..i], item, pos)? {
                         return Ok(boolean(false));
                     }
                 }
@@ -771,7 +852,7 @@ impl<'a, 'c> Evaluator<'a, 'c> {
                     let mut next = Coll::new();
                     for (i, item) in queue.iter().enumerate() {
                         for r in self.lambda(&args[0], item, i, None)? {
-                            if func == RepeatAll || !contains(&out, &r) {
+                            if func == RepeatAll || !self.contains(&out, &r, pos)? {
                                 out.push(r.clone());
                                 next.push(r);
                             }
@@ -804,7 +885,7 @@ impl<'a, 'c> Evaluator<'a, 'c> {
                 let other = self.arg(args, 0, focus, fr)?;
                 let mut out: Coll<'a> = Coll::new();
                 for item in input {
-                    if contains(&other, &item) && !contains(&out, &item) {
+                    if self.contains(&other, &item, pos)? && !self.contains(&out, &item, pos)? {
                         out.push(item);
                     }
                 }
@@ -812,7 +893,13 @@ impl<'a, 'c> Evaluator<'a, 'c> {
             }
             Exclude => {
                 let other = self.arg(args, 0, focus, fr)?;
-                Ok(input.into_iter().filter(|i| !contains(&other, i)).collect())
+                let mut out = Coll::new();
+                for item in input {
+                    if !self.contains(&other, &item, pos)? {
+                        out.push(item);
+                    }
+                }
+                Ok(out)
             }
             Union => {
                 let other = self.arg(args, 0, focus, fr)?;
@@ -865,12 +952,17 @@ impl<'a, 'c> Evaluator<'a, 'c> {
                     .string(&self.arg(args, 0, focus, fr)?, pos)?
                     .unwrap_or_default();
                 let mut parts = Vec::with_capacity(input.len());
+                let mut len = 0usize;
                 for item in &input {
                     match item.as_str() {
-                        Some(s) => parts.push(s),
+                        Some(s) => {
+                            len = len.saturating_add(s.len()).saturating_add(sep.len());
+                            parts.push(s);
+                        }
                         None => return Err(Error::execution(pos, "join() needs strings")),
                     }
                 }
+                self.check_length(len, pos)?;
                 Ok(smallvec![Item::Str(Cow::Owned(parts.join(sep.as_ref())))])
             }
             Abs | Ceiling | Exp | Floor | Ln | Log | Power | Round | Sqrt | Truncate => {
@@ -879,16 +971,19 @@ impl<'a, 'c> Evaluator<'a, 'c> {
             Children => {
                 let mut out = Coll::new();
                 for item in &input {
+                    self.room(out.len(), pos)?;
                     if let Item::Elem(e) = item {
                         self.children_of(e, &mut out);
                     }
                 }
+                self.charge(out.len(), pos)?;
                 Ok(out)
             }
             Descendants => {
                 let mut out = Coll::new();
                 let mut queue = Coll::new();
                 for item in &input {
+                    self.room(queue.len(), pos)?;
                     if let Item::Elem(e) = item {
                         self.children_of(e, &mut queue);
                     }
@@ -896,6 +991,7 @@ impl<'a, 'c> Evaluator<'a, 'c> {
                 while !queue.is_empty() {
                     let mut next = Coll::new();
                     for item in &queue {
+                        self.room(out.len() + queue.len() + next.len(), pos)?;
                         if let Item::Elem(e) = item {
                             self.children_of(e, &mut next);
                         }
@@ -903,6 +999,7 @@ impl<'a, 'c> Evaluator<'a, 'c> {
                     out.append(&mut queue);
                     queue = next;
                 }
+                self.charge(out.len(), pos)?;
                 Ok(out)
             }
             Trace => {
@@ -1174,7 +1271,11 @@ impl<'a, 'c> Evaluator<'a, 'c> {
         }
         let arg = |i: usize| -> &str { str_args.get(i).and_then(|a| a.as_deref()).unwrap_or("") };
         let string = |v: String| smallvec![Item::Str(Cow::Owned(v))];
-        Ok(match func {
+        if matches!(func, ToChars | Split) {
+            // One item per character at most, counted before they are made.
+            self.charge(s.len(), pos)?;
+        }
+        let out: Coll<'a> = match func {
             IndexOf => smallvec![Item::Int(
                 s.find(arg(0)).map_or(-1, |b| s[..b].chars().count() as i64),
             )],
@@ -1210,7 +1311,18 @@ impl<'a, 'c> Evaluator<'a, 'c> {
                 string(s.chars().skip(start as usize).take(take as usize).collect())
             }
             Replace => {
-                if arg(0).is_empty() {
+                // The result's length is known before it is built.
+                let (from, to) = (arg(0), arg(1));
+                let times = if from.is_empty() {
+                    s.chars().count() + 1
+                } else {
+                    self.charge(s.len() / 64, pos)?;
+                    s.matches(from).count()
+                };
+                let len = (s.len() - times.saturating_mul(from.len()).min(s.len()))
+                    .saturating_add(times.saturating_mul(to.len()));
+                self.check_length(len, pos)?;
+                if from.is_empty() {
                     // Replacing the empty string puts the replacement between every character.
                     let mut out = String::from(arg(1));
                     for c in s.chars() {
@@ -1228,14 +1340,28 @@ impl<'a, 'c> Evaluator<'a, 'c> {
                 } else {
                     arg(0).to_string()
                 };
+                self.charge(match_cost(&pattern, &s), pos)?;
                 let re = regex(&pattern, args.get(1).map(|_| arg(1)), pos)?;
                 boolean(re.is_match(&s))
             }
             ReplaceMatches if arg(0).is_empty() => smallvec![Item::Str(s.clone())],
             ReplaceMatches => {
+                self.charge(match_cost(arg(0), &s), pos)?;
                 let re = regex(arg(0), args.get(2).map(|_| arg(2)), pos)?;
-                // FHIRPath writes group references as `$1`; regex-lite takes `${1}`.
-                string(re.replace_all(&s, arg(1)).into_owned())
+                // FHIRPath writes group references as `$1`; regex-lite takes `${1}`. The
+                // replacement stops growing the result once it is too long (an empty match
+                // at every character, each replaced by a long text, would be enormous).
+                let mut replacer = Bounded {
+                    replacement: arg(1),
+                    over: false,
+                };
+                let replaced = re
+                    .replace_all(&s, regex_lite::Replacer::by_ref(&mut replacer))
+                    .into_owned();
+                if replacer.over {
+                    self.check_length(usize::MAX, pos)?;
+                }
+                string(replaced)
             }
             Split => {
                 if arg(0).is_empty() {
@@ -1253,7 +1379,14 @@ impl<'a, 'c> Evaluator<'a, 'c> {
                 None => Coll::new(),
             },
             _ => Coll::new(),
-        })
+        };
+        // The other functions make at most a few times the input's length.
+        for item in &out {
+            if let Item::Str(Cow::Owned(built)) = item {
+                self.check_length(built.len(), pos)?;
+            }
+        }
+        Ok(out)
     }
 
     fn math_fn(
@@ -1353,6 +1486,9 @@ impl<'a, 'c> Evaluator<'a, 'c> {
     }
 
     fn sort(&self, input: Coll<'a>, args: &'a [Node], pos: usize) -> Result<Coll<'a>> {
+        // About n log n comparisons, each a step.
+        let n = input.len();
+        self.charge(n.saturating_mul(n.max(2).ilog2() as usize), pos)?;
         // Each key is evaluated per item; a key written as `-expr` sorts descending.
         let mut keyed: Vec<(Vec<Option<Item<'a>>>, Item<'a>)> = Vec::with_capacity(input.len());
         for (i, item) in input.into_iter().enumerate() {
@@ -1674,7 +1810,7 @@ fn literal(l: &Literal) -> Item<'_> {
     }
 }
 
-fn item_equal(a: &Item, b: &Item) -> Option<bool> {
+fn item_equal(a: &Item, b: &Item, steps: &Steps) -> Option<bool> {
     // The same node of the resource is equal to itself (union of overlapping paths).
     if let (Item::Elem(x), Item::Elem(y)) = (a, b) {
         if let (Some(p), Some(q)) = (x.value, y.value) {
@@ -1686,12 +1822,12 @@ fn item_equal(a: &Item, b: &Item) -> Option<bool> {
                     return Some(false);
                 }
                 // Same type, same JSON: equal without converting (quantities included).
-                let same = json_compare(p, q);
+                let same = json_compare(p, q, steps, 0);
                 if same == Some(true) {
                     return Some(true);
                 }
                 // Quantities in the same unit compare by value without conversion.
-                if let Some(same) = same_unit_quantities(x.ty, p, q) {
+                if let Some(same) = same_unit_quantities(x.ty, p, q, steps) {
                     return Some(same);
                 }
                 // Other complex types differing in a string, boolean or member are unequal.
@@ -1702,7 +1838,7 @@ fn item_equal(a: &Item, b: &Item) -> Option<bool> {
         }
     }
     match (a.to_system(), b.to_system()) {
-        (Some(x), Some(y)) => ops::equal(&x, &y),
+        (Some(x), Some(y)) => ops::equal(&x, &y, steps),
         (None, None) => Some(true),
         _ => Some(false),
     }
@@ -1710,7 +1846,7 @@ fn item_equal(a: &Item, b: &Item) -> Option<bool> {
 
 /// For two FHIR Quantities whose members other than `value` are identical: whether their
 /// values are equal. `None` when the shortcut does not apply.
-fn same_unit_quantities(ty: &str, p: &Value, q: &Value) -> Option<bool> {
+fn same_unit_quantities(ty: &str, p: &Value, q: &Value, steps: &Steps) -> Option<bool> {
     if !crate::value::is_quantity_type(ty) {
         return None;
     }
@@ -1726,7 +1862,7 @@ fn same_unit_quantities(ty: &str, p: &Value, q: &Value) -> Option<bool> {
         }
         if ka == "value" {
             values = Some((va, vb));
-        } else if !json_same(va, vb) {
+        } else if !json_same(va, vb, steps) {
             return None;
         }
     }
@@ -1740,14 +1876,23 @@ fn same_unit_quantities(ty: &str, p: &Value, q: &Value) -> Option<bool> {
 
 /// JSON equality that compares objects member by member in order before falling back to
 /// serde_json's order-insensitive (hashing) comparison.
-fn json_same(a: &Value, b: &Value) -> bool {
-    json_compare(a, b).unwrap_or_else(|| a == b)
+fn json_same(a: &Value, b: &Value, steps: &Steps) -> bool {
+    json_compare(a, b, steps, 0).unwrap_or_else(|| !steps.spent() && a == b)
 }
 
 /// Compares JSON without hashing: `Some(true)` identical, `Some(false)` certainly different
 /// (a string, boolean, length or member name differs), `None` when only an order-insensitive
 /// or numeric comparison can tell (members in another order, `1.0` against `1.00`).
-fn json_compare(a: &Value, b: &Value) -> Option<bool> {
+/// Each node visited is a step; once the budget is spent (or past [`MAX_JSON_DEPTH`]) the
+/// answer is "different", which the evaluation never uses as it fails at its next step.
+fn json_compare(a: &Value, b: &Value, steps: &Steps, depth: usize) -> Option<bool> {
+    if !steps.take(1) {
+        return Some(false);
+    }
+    if depth > MAX_JSON_DEPTH {
+        steps.exhaust();
+        return Some(false);
+    }
     match (a, b) {
         (Value::Object(x), Value::Object(y)) => {
             if x.len() != y.len() {
@@ -1758,7 +1903,7 @@ fn json_compare(a: &Value, b: &Value) -> Option<bool> {
                 if kx != ky {
                     return None;
                 }
-                match json_compare(vx, vy) {
+                match json_compare(vx, vy, steps, depth + 1) {
                     Some(false) => return Some(false),
                     None => unsure = true,
                     Some(true) => {}
@@ -1776,7 +1921,7 @@ fn json_compare(a: &Value, b: &Value) -> Option<bool> {
             }
             let mut unsure = false;
             for (p, q) in x.iter().zip(y) {
-                match json_compare(p, q) {
+                match json_compare(p, q, steps, depth + 1) {
                     Some(false) => return Some(false),
                     None => unsure = true,
                     Some(true) => {}
@@ -1796,17 +1941,18 @@ fn json_compare(a: &Value, b: &Value) -> Option<bool> {
     }
 }
 
-fn contains(hay: &[Item], needle: &Item) -> bool {
-    hay.iter().any(|h| item_equal(h, needle) == Some(true))
+fn contains(hay: &[Item], needle: &Item, steps: &Steps) -> bool {
+    hay.iter()
+        .any(|h| item_equal(h, needle, steps) == Some(true))
 }
 
-fn collections_equal(a: &[Item], b: &[Item]) -> Option<bool> {
+fn collections_equal(a: &[Item], b: &[Item], steps: &Steps) -> Option<bool> {
     if a.len() != b.len() {
         return Some(false);
     }
     let mut unknown = false;
     for (x, y) in a.iter().zip(b) {
-        match item_equal(x, y) {
+        match item_equal(x, y, steps) {
             Some(false) => return Some(false),
             None => unknown = true,
             Some(true) => {}
@@ -1819,7 +1965,7 @@ fn collections_equal(a: &[Item], b: &[Item]) -> Option<bool> {
     }
 }
 
-fn collections_equivalent(a: &[Item], b: &[Item]) -> bool {
+fn collections_equivalent(a: &[Item], b: &[Item], steps: &Steps) -> bool {
     if a.len() != b.len() {
         return false;
     }
@@ -1830,7 +1976,7 @@ fn collections_equivalent(a: &[Item], b: &[Item]) -> bool {
         let hit = sb.iter().enumerate().position(|(j, y)| {
             !used[j]
                 && match (x, y) {
-                    (Some(x), Some(y)) => ops::equivalent(x, y),
+                    (Some(x), Some(y)) => ops::equivalent(x, y, steps),
                     (None, None) => true,
                     _ => false,
                 }
@@ -2041,8 +2187,41 @@ fn boundary<'a>(func: Func, item: &Item<'a>, digits: Option<i64>) -> Option<Item
     }
 }
 
+/// Replaces each match by `replacement` (with `$1` group references) until the result reaches
+/// [`MAX_STRING_BYTES`], then by nothing, noting that it went over.
+struct Bounded<'r> {
+    replacement: &'r str,
+    over: bool,
+}
+
+impl regex_lite::Replacer for Bounded<'_> {
+    fn replace_append(&mut self, caps: &regex_lite::Captures<'_>, dst: &mut String) {
+        if self.over {
+            return;
+        }
+        caps.expand(self.replacement, dst);
+        if dst.len() > MAX_STRING_BYTES {
+            self.over = true;
+        }
+    }
+}
+
+/// The steps a regular expression costs: compiling it, and matching, which takes time in
+/// proportion to the pattern times the text.
+fn match_cost(pattern: &str, text: &str) -> usize {
+    (pattern.len() + 1).saturating_mul(text.len() + 1) / 64 + pattern.len()
+}
+
+/// Deepest group nesting a pattern may have: regex-lite parses recursively.
+const REGEX_NEST_LIMIT: u32 = 32;
+
+/// Largest compiled pattern, in bytes.
+const REGEX_SIZE_LIMIT: usize = 1024 * 1024;
+
 fn regex(pattern: &str, flags: Option<&str>, pos: usize) -> Result<regex_lite::Regex> {
     let mut b = regex_lite::RegexBuilder::new(pattern);
+    b.nest_limit(REGEX_NEST_LIMIT);
+    b.size_limit(REGEX_SIZE_LIMIT);
     // FHIRPath regexes run in single-line mode: `.` matches newlines.
     b.dot_matches_new_line(true);
     for f in flags.unwrap_or("").chars() {

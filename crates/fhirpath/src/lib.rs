@@ -11,6 +11,7 @@
 //! ```
 
 mod ast;
+mod budget;
 mod decimal;
 mod error;
 mod eval;
@@ -29,6 +30,27 @@ use serde_json::Value;
 pub use decimal::Decimal;
 pub use error::{Error, ErrorKind, Result};
 pub use value::{is_calendar_unit, Elem, Item, Quantity};
+
+/// Deepest nesting of sub-expressions (parentheses, function arguments, indexes, unary
+/// operators) the parser follows; deeper text is a syntax error, so parsing cannot exhaust the
+/// stack. Real expressions nest a few levels.
+pub const MAX_NESTING: usize = 64;
+
+/// Tallest compiled tree (a leaf is 1): long chains of operators or `.` steps count as well as
+/// nesting. Evaluation recurses along the tree, so this also bounds its recursion depth.
+pub const MAX_TREE_HEIGHT: u32 = 128;
+
+/// Most steps one evaluation may take: every node evaluated is a step, as is every item
+/// navigation, variables and functions such as `descendants()` or `split()` produce, every
+/// item compared by `distinct()`, `union` and the like, every JSON node compared for equality
+/// and every 64 bytes of string built. Past it evaluation fails with
+/// [`ErrorKind::TooCostly`]. The core SearchParameters take orders of magnitude fewer on real
+/// resources; a million items are some 50 MB.
+pub const MAX_EVALUATION_STEPS: u64 = 1_000_000;
+
+/// Longest string an evaluation may build (by concatenation, `join()`, `replace()` and the
+/// other string functions); strings read from the resource are not copied and not counted.
+pub const MAX_STRING_BYTES: usize = 4 * 1024 * 1024;
 
 /// A FHIRPath collection: small collections stay inline.
 pub type Collection<'a> = smallvec::SmallVec<[Item<'a>; 2]>;
@@ -158,23 +180,46 @@ impl<'a> Context<'a> {
     }
 }
 
-/// JSON as FHIRPath items (see [`Context::json_var`]).
+/// JSON as FHIRPath items (see [`Context::json_var`]). Arrays are flattened, nested ones too,
+/// without recursion.
 pub fn json_items(value: &Value) -> Vec<Item<'_>> {
+    let mut out = Vec::new();
+    let mut pending: Vec<std::slice::Iter<'_, Value>> = Vec::new();
+    let mut next = Some(value);
+    loop {
+        match next {
+            Some(Value::Array(a)) => pending.push(a.iter()),
+            Some(v) => out.extend(json_item(v)),
+            None => {}
+        }
+        next = loop {
+            let Some(top) = pending.last_mut() else {
+                return out;
+            };
+            match top.next() {
+                Some(v) => break Some(v),
+                None => {
+                    pending.pop();
+                }
+            }
+        };
+    }
+}
+
+/// One JSON value other than an array as an item: objects are elements typed by their
+/// `resourceType`, scalars System values, `null` nothing.
+fn json_item(value: &Value) -> Option<Item<'_>> {
     match value {
-        Value::Array(a) => a.iter().flat_map(json_items).collect(),
-        Value::Null => Vec::new(),
+        Value::Null | Value::Array(_) => None,
         Value::Object(o) => {
             // `resourceType` comes first in resources as FHIR writes them.
             let ty = match o.iter().next() {
                 Some((k, v)) if k == "resourceType" => v.as_str(),
                 _ => nav::get(o, "resourceType").and_then(Value::as_str),
             };
-            vec![Item::Elem(Elem::new(Some(value), None, ty.unwrap_or("")))]
+            Some(Item::Elem(Elem::new(Some(value), None, ty.unwrap_or(""))))
         }
-        other => Item::Elem(Elem::new(Some(other), None, ""))
-            .to_system()
-            .into_iter()
-            .collect(),
+        other => Item::Elem(Elem::new(Some(other), None, "")).to_system(),
     }
 }
 

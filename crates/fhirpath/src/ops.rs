@@ -7,6 +7,7 @@ use std::cmp::Ordering;
 use serde_json::Value;
 
 use crate::ast::BinOp;
+use crate::budget::{Steps, MAX_JSON_DEPTH};
 use crate::decimal::Decimal;
 use crate::temporal::{Precision, Temporal};
 use crate::ucum;
@@ -81,7 +82,7 @@ fn close(a: &Decimal, b: &Decimal) -> Ordering {
 
 /// `=` on two System values: `None` when the answer is unknown (different date precisions,
 /// incomparable quantities).
-pub fn equal(a: &Item, b: &Item) -> Option<bool> {
+pub(crate) fn equal(a: &Item, b: &Item, steps: &Steps) -> Option<bool> {
     use Item::*;
     match (a, b) {
         (Bool(x), Bool(y)) => Some(x == y),
@@ -104,7 +105,7 @@ pub fn equal(a: &Item, b: &Item) -> Option<bool> {
             Some(close(&p, &q) == Ordering::Equal)
         }
         (Elem(x), Elem(y)) => Some(match (x.value, y.value) {
-            (Some(p), Some(q)) => json_equal(p, q),
+            (Some(p), Some(q)) => json_equal(p, q, steps, 0),
             _ => false,
         }),
         (TypeInfo(n1, t1), TypeInfo(n2, t2)) => Some(n1 == n2 && t1 == t2),
@@ -112,8 +113,21 @@ pub fn equal(a: &Item, b: &Item) -> Option<bool> {
     }
 }
 
+/// Whether a comparison may go on: each node is a step of the evaluation's budget. Once the
+/// budget is spent the answer is "different", which the evaluation never uses as it fails at
+/// its next step.
+fn step(steps: &Steps, depth: usize) -> bool {
+    if depth > MAX_JSON_DEPTH {
+        steps.exhaust();
+    }
+    steps.take(1)
+}
+
 /// Structural equality of JSON elements, numbers by value.
-fn json_equal(a: &Value, b: &Value) -> bool {
+fn json_equal(a: &Value, b: &Value, steps: &Steps, depth: usize) -> bool {
+    if !step(steps, depth) {
+        return false;
+    }
     match (a, b) {
         (Value::Number(x), Value::Number(y)) => {
             match (Decimal::parse(x.as_str()), Decimal::parse(y.as_str())) {
@@ -122,13 +136,17 @@ fn json_equal(a: &Value, b: &Value) -> bool {
             }
         }
         (Value::Array(x), Value::Array(y)) => {
-            x.len() == y.len() && x.iter().zip(y).all(|(p, q)| json_equal(p, q))
+            x.len() == y.len()
+                && x.iter()
+                    .zip(y)
+                    .all(|(p, q)| json_equal(p, q, steps, depth + 1))
         }
         (Value::Object(x), Value::Object(y)) => {
             x.len() == y.len()
                 && x.iter()
-                    .all(|(k, v)| y.get(k).is_some_and(|w| json_equal(v, w)))
+                    .all(|(k, v)| y.get(k).is_some_and(|w| json_equal(v, w, steps, depth + 1)))
         }
+        // Scalars (or a scalar against a container): no recursion.
         _ => a == b,
     }
 }
@@ -141,7 +159,7 @@ fn normalize_space(s: &str) -> String {
 }
 
 /// `~` on two System values.
-pub fn equivalent(a: &Item, b: &Item) -> bool {
+pub(crate) fn equivalent(a: &Item, b: &Item, steps: &Steps) -> bool {
     use Item::*;
     match (a, b) {
         (Str(x), Str(y)) => normalize_space(x) == normalize_space(y),
@@ -167,7 +185,7 @@ pub fn equivalent(a: &Item, b: &Item) -> bool {
                 };
                 p(x) == p(y)
             };
-            same_precision && equal(a, b) == Some(true)
+            same_precision && equal(a, b, steps) == Some(true)
         }
         (Quantity(x), Quantity(y)) => match align_quantities(x, y, true) {
             Some((p, q)) => {
@@ -177,27 +195,34 @@ pub fn equivalent(a: &Item, b: &Item) -> bool {
             None => false,
         },
         (Elem(x), Elem(y)) => match (x.value, y.value) {
-            (Some(p), Some(q)) => json_equivalent(p, q),
+            (Some(p), Some(q)) => json_equivalent(p, q, steps, 0),
             _ => false,
         },
-        _ => equal(a, b) == Some(true),
+        _ => equal(a, b, steps) == Some(true),
     }
 }
 
-fn json_equivalent(a: &Value, b: &Value) -> bool {
+fn json_equivalent(a: &Value, b: &Value, steps: &Steps, depth: usize) -> bool {
+    if !step(steps, depth) {
+        return false;
+    }
     match (a, b) {
         (Value::String(x), Value::String(y)) => normalize_space(x) == normalize_space(y),
         (Value::Array(x), Value::Array(y)) => {
-            x.len() == y.len() && x.iter().zip(y).all(|(p, q)| json_equivalent(p, q))
+            x.len() == y.len()
+                && x.iter()
+                    .zip(y)
+                    .all(|(p, q)| json_equivalent(p, q, steps, depth + 1))
         }
         (Value::Object(x), Value::Object(y)) => {
             let keys = |m: &serde_json::Map<String, Value>| m.keys().filter(|k| *k != "id").count();
             keys(x) == keys(y)
-                && x.iter()
-                    .filter(|(k, _)| *k != "id")
-                    .all(|(k, v)| y.get(k).is_some_and(|w| json_equivalent(v, w)))
+                && x.iter().filter(|(k, _)| *k != "id").all(|(k, v)| {
+                    y.get(k)
+                        .is_some_and(|w| json_equivalent(v, w, steps, depth + 1))
+                })
         }
-        _ => json_equal(a, b),
+        _ => json_equal(a, b, steps, depth),
     }
 }
 

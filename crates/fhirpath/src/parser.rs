@@ -7,6 +7,7 @@ use crate::decimal::Decimal;
 use crate::error::{Error, Result};
 use crate::lexer::{lex, Tok, Token};
 use crate::temporal::Temporal;
+use crate::{MAX_NESTING, MAX_TREE_HEIGHT};
 
 pub fn parse(src: &str) -> Result<Node> {
     let tokens = lex(src)?;
@@ -32,9 +33,6 @@ struct Parser {
     /// Current nesting of sub-expressions, bounded so hostile input cannot exhaust the stack.
     depth: usize,
 }
-
-/// Deeper nesting than any real expression; beyond it parsing fails cleanly.
-const MAX_DEPTH: usize = 64;
 
 fn describe(t: &Tok) -> String {
     match t {
@@ -199,10 +197,10 @@ impl Parser {
 
     fn unary(&mut self) -> Result<Node> {
         self.depth += 1;
-        let result = if self.depth > MAX_DEPTH {
+        let result = if self.depth > MAX_NESTING {
             Err(Error::syntax(
                 self.peek().pos,
-                "expression nested too deeply",
+                format!("expression nested too deeply (more than {MAX_NESTING} levels)"),
             ))
         } else {
             self.unary_inner()
@@ -434,16 +432,15 @@ fn check_type(ty: &TypeSpec, pos: usize) -> Result<()> {
     }
 }
 
-/// Taller trees than any real expression; beyond it parsing fails cleanly.
-const MAX_HEIGHT: u32 = 128;
-
 /// Builds a node, refusing trees too tall to evaluate safely.
 fn mk(kind: NodeKind, pos: usize) -> Result<Node> {
     let node = Node::new(kind, pos);
-    if node.height > MAX_HEIGHT {
+    if node.height > MAX_TREE_HEIGHT {
         return Err(Error::syntax(
             pos,
-            "expression too long or nested too deeply",
+            format!(
+                "expression too long or nested too deeply (a tree taller than {MAX_TREE_HEIGHT})"
+            ),
         ));
     }
     Ok(node)

@@ -284,7 +284,9 @@ impl Importer {
     /// Queues one resource; a full chunk goes out as a batch.
     async fn write_one(self: &Arc<Self>, source: String, resource: Value) {
         if !resource.get("resourceType").is_some_and(Value::is_string) {
-            return self.reject(source, "the resource has no resourceType").await;
+            return self
+                .reject(source, "the resource has no resourceType")
+                .await;
         }
         let full = {
             let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
@@ -322,7 +324,8 @@ impl Importer {
                 }));
                 sources.push(source);
             }
-            let bundle = serde_json::json!({"resourceType": "Bundle", "type": "batch", "entry": entries});
+            let bundle =
+                serde_json::json!({"resourceType": "Bundle", "type": "batch", "entry": entries});
             match this.bundle(bundle).await {
                 Ok(text) => this.count_batch_entries(&sources, &text).await,
                 Err(e) => {
@@ -377,7 +380,6 @@ impl Importer {
         let response = self.engine.handle(self.ctx.clone(), request).await?;
         Ok(response.payload_text().unwrap_or_default().into_owned())
     }
-
 }
 
 /// An OperationOutcome's issues as one line, each with the elements it names.

@@ -277,9 +277,11 @@ async fn handle<S: Store>(
         Method::PATCH => HttpMethod::Patch,
         Method::DELETE => HttpMethod::Delete,
         ref other => {
-            return Err(Error::not_supported(format!("{other} is not a FHIR method"))
-                .with_status(405)
-                .into())
+            return Err(
+                Error::not_supported(format!("{other} is not a FHIR method"))
+                    .with_status(405)
+                    .into(),
+            )
         }
     };
     let path = parts.uri.path();
@@ -295,20 +297,24 @@ async fn handle<S: Store>(
         prefer: header_text(headers, header::HeaderName::from_static("prefer")),
         content_type: header_text(headers, header::CONTENT_TYPE),
     };
-    if matches!(method, HttpMethod::Post | HttpMethod::Put | HttpMethod::Patch) {
+    if matches!(
+        method,
+        HttpMethod::Post | HttpMethod::Put | HttpMethod::Patch
+    ) {
         let limit = state.config.max_body_bytes;
-        let bytes = tokio::time::timeout(state.config.body_timeout, read_body(headers, body, limit))
-            .await
-            .map_err(|_| {
-                Error::new(
-                    flint_fhir::IssueType::Timeout,
-                    format!(
-                        "the request body did not arrive within {} s",
-                        state.config.body_timeout.as_secs()
-                    ),
-                )
-                .with_status(408)
-            })??;
+        let bytes =
+            tokio::time::timeout(state.config.body_timeout, read_body(headers, body, limit))
+                .await
+                .map_err(|_| {
+                    Error::new(
+                        flint_fhir::IssueType::Timeout,
+                        format!(
+                            "the request body did not arrive within {} s",
+                            state.config.body_timeout.as_secs()
+                        ),
+                    )
+                    .with_status(408)
+                })??;
         fhir_request.body = flint_engine::Body::Bytes(bytes);
     }
     let mut ctx = Context::new(format::base_url(
@@ -358,7 +364,10 @@ fn to_http(output: &Output, r: Response) -> HttpResponse {
     if let Some(v) = r.location.and_then(|l| HeaderValue::from_str(&l).ok()) {
         h.insert(header::LOCATION, v);
     }
-    if let Some(v) = r.content_location.and_then(|l| HeaderValue::from_str(&l).ok()) {
+    if let Some(v) = r
+        .content_location
+        .and_then(|l| HeaderValue::from_str(&l).ok())
+    {
         h.insert(header::CONTENT_LOCATION, v);
     }
     for (name, value) in r.headers {

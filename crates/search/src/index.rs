@@ -15,10 +15,17 @@ use std::sync::OnceLock;
 
 use flint_fhir::datetime;
 use flint_fhir::model::{self, Model};
-use flint_fhirpath::{ucum, Context, Elem, Expression, Item, Resolver};
+use flint_fhir::{Error, IssueType};
+use flint_fhirpath::{ucum, Context, Elem, ErrorKind, Expression, Item, Resolver};
 use serde_json::Value;
 
 use crate::normalize::normalize_string;
+
+/// Most index values one parameter may give for one resource. Real resources give a handful
+/// per parameter; a large Group or List gives one per member or item, which this leaves room
+/// for, while an expression that fans out over the resource (each evaluation is also bounded by
+/// FHIRPath's [`flint_fhirpath::MAX_EVALUATION_STEPS`]) cannot fill the indexes.
+pub const MAX_INDEX_VALUES: usize = 100_000;
 
 /// The type of a search parameter.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -396,8 +403,41 @@ impl Registry {
         &self.skipped
     }
 
-    /// Extracts the index values of every parameter that applies to the resource.
+    /// Extracts the index values of every parameter that applies to the resource. A parameter
+    /// that fails on it, too costly ones included, gives no values and records why in
+    /// [`Extracted::error`]; use [`Registry::try_extract`] to refuse such resources instead.
     pub fn extract<'a>(&'a self, resource: &'a Value) -> Vec<Extracted<'a>> {
+        // Nothing is refused, so there is no error to return.
+        self.extract_all(resource, |_, _| None).unwrap_or_default()
+    }
+
+    /// Extracts the index values of every parameter that applies to the resource, as
+    /// [`Registry::extract`] does, but fails when a parameter is too costly for it.
+    ///
+    /// # Errors
+    /// 422 `too-costly`, naming the SearchParameter's code and URL, when a parameter's
+    /// expression exceeds the FHIRPath evaluation budget on this resource or gives more than
+    /// [`MAX_INDEX_VALUES`] values. Other evaluation errors are recorded in
+    /// [`Extracted::error`], as `extract` does.
+    pub fn try_extract<'a>(&'a self, resource: &'a Value) -> Result<Vec<Extracted<'a>>, Error> {
+        self.extract_all(resource, |param, why| {
+            Some(Error::new(
+                IssueType::TooCostly,
+                format!(
+                    "the search parameter '{}' ({}) is too costly to index this resource: {why}",
+                    param.code, param.url
+                ),
+            ))
+        })
+    }
+
+    /// Extracts every parameter's values; `refuse` decides whether a too costly parameter
+    /// stops the extraction (with its error) or is recorded and skipped.
+    fn extract_all<'a>(
+        &'a self,
+        resource: &'a Value,
+        refuse: impl Fn(&SearchParam, &str) -> Option<Error>,
+    ) -> Result<Vec<Extracted<'a>>, Error> {
         let ty = resource
             .get("resourceType")
             .and_then(Value::as_str)
@@ -409,36 +449,74 @@ impl Registry {
         let mut cache = ComponentCache::new();
         let mut out = Vec::with_capacity(params.len());
         for param in params {
-            let mut values = Vec::new();
-            let error = match param.expression.evaluate_items(resource, &focus, &ctx) {
-                Ok(items) => {
-                    if param.kind == ParamType::Composite {
-                        composite(
-                            model,
-                            param,
-                            resource,
-                            &ctx,
-                            &items,
-                            &mut cache,
-                            &mut values,
-                        );
-                    } else {
-                        for item in &items {
-                            index_values(model, param.kind, item, &mut values);
-                        }
-                    }
-                    None
-                }
-                Err(e) => Some(e.to_string()),
-            };
+            let (values, error) =
+                match param_values(model, param, resource, &ctx, &focus, &mut cache) {
+                    Ok(values) => (values, None),
+                    Err(Failure::Evaluation(why)) => (Vec::new(), Some(why)),
+                    Err(Failure::TooCostly(why)) => match refuse(param, &why) {
+                        Some(e) => return Err(e),
+                        None => (Vec::new(), Some(why)),
+                    },
+                };
             out.push(Extracted {
                 param,
                 values,
                 error,
             });
         }
-        out
+        Ok(out)
     }
+}
+
+/// Why a parameter gives no values for a resource.
+enum Failure {
+    /// Its expression failed on the resource (a type error, several items where one is
+    /// needed): the resource is still indexed by its other parameters.
+    Evaluation(String),
+    /// Its expression exceeded the evaluation budget, or it gave more than
+    /// [`MAX_INDEX_VALUES`] values.
+    TooCostly(String),
+}
+
+impl From<flint_fhirpath::Error> for Failure {
+    fn from(e: flint_fhirpath::Error) -> Failure {
+        match e.kind {
+            ErrorKind::TooCostly => Failure::TooCostly(e.to_string()),
+            _ => Failure::Evaluation(e.to_string()),
+        }
+    }
+}
+
+/// Fails once a parameter has given more than [`MAX_INDEX_VALUES`] values.
+fn check_count(values: &[IndexValue]) -> Result<(), Failure> {
+    if values.len() > MAX_INDEX_VALUES {
+        return Err(Failure::TooCostly(format!(
+            "it gives more than {MAX_INDEX_VALUES} index values"
+        )));
+    }
+    Ok(())
+}
+
+/// The values of one parameter for a resource.
+fn param_values<'a>(
+    model: &'static Model,
+    param: &'a SearchParam,
+    resource: &'a Value,
+    ctx: &Context<'a>,
+    focus: &[Item<'a>],
+    cache: &mut ComponentCache<'a>,
+) -> Result<Vec<IndexValue<'a>>, Failure> {
+    let items = param.expression.evaluate_items(resource, focus, ctx)?;
+    let mut values = Vec::new();
+    if param.kind == ParamType::Composite {
+        composite(model, param, resource, ctx, &items, cache, &mut values)?;
+    } else {
+        for item in &items {
+            index_values(model, param.kind, item, &mut values);
+            check_count(&values)?;
+        }
+    }
+    Ok(values)
 }
 
 /// Puts back component expressions given in the wrong order: R4's DocumentReference
@@ -616,7 +694,7 @@ fn index_values<'a>(
         }
         ParamType::Number => {
             if let Value::Number(n) = v {
-                out.push(number(Cow::Borrowed(n.as_str())));
+                out.extend(number(Cow::Borrowed(n.as_str())));
             }
         }
         ParamType::Quantity => {
@@ -661,7 +739,7 @@ fn system_value<'a>(kind: ParamType, item: &Item<'a>, out: &mut Vec<IndexValue<'
         }),
         (ParamType::Uri, Value::String(s)) => out.push(IndexValue::Uri(Cow::Owned(s.clone()))),
         (ParamType::Number, Value::Number(n)) => {
-            out.push(number(Cow::Owned(n.as_str().to_string())))
+            out.extend(number(Cow::Owned(n.as_str().to_string())))
         }
         (ParamType::Date, Value::String(s)) => {
             if let Some(d) = datetime::parse_date_time_lenient(s) {
@@ -905,34 +983,51 @@ fn date_range(ty: &str, v: &Value) -> Option<(i64, i64)> {
     }
 }
 
-/// The half-width of the precision of a number as written: `100` → 0.5, `1.50` → 0.005.
+/// The half-width of the precision of a number as written: `100` → 0.5, `1.50` → 0.005. An
+/// exponent out of any float's range gives 0 or infinity, never an overflow.
 fn half_step(text: &str) -> f64 {
     let mantissa = text.split(['e', 'E']).next().unwrap_or(text);
-    let exp: i32 = text
+    let exp: i64 = text
         .split_once(['e', 'E'])
-        .and_then(|(_, e)| e.parse().ok())
-        .unwrap_or(0);
-    let decimals = mantissa.split_once('.').map_or(0, |(_, f)| f.len() as i32);
-    0.5 * 10f64.powi(exp - decimals)
+        .map_or(Some(0), |(_, e)| e.trim_start_matches('+').parse().ok())
+        .unwrap_or(i64::MAX);
+    let decimals = mantissa
+        .split_once('.')
+        .map_or(0, |(_, f)| i64::try_from(f.len()).unwrap_or(i64::MAX));
+    // 10^±400 is already 0 or infinity as a float.
+    let power = exp.saturating_sub(decimals).clamp(-400, 400) as i32;
+    0.5 * 10f64.powi(power)
 }
 
-fn number(text: Cow<'_, str>) -> IndexValue<'_> {
-    let v: f64 = text.parse().unwrap_or(f64::NAN);
+/// A number's index value; `None` when it or its precision range is not a finite float
+/// (`0e999999`), which no store could compare.
+fn number(text: Cow<'_, str>) -> Option<IndexValue<'_>> {
+    let v: f64 = text.parse().ok()?;
     let h = half_step(&text);
-    IndexValue::Number {
+    let (low, high) = (v - h, v + h);
+    (v.is_finite() && low.is_finite() && high.is_finite()).then_some(IndexValue::Number {
         value: text,
-        low: v - h,
-        high: v + h,
-    }
+        low,
+        high,
+    })
 }
 
+/// A quantity's index value. One whose value or precision range is not a finite float is
+/// left out; a canonical form that overflows (`1e300 km` in metres) is dropped, the quantity
+/// still indexed in its own unit.
 fn quantity_value<'a>(v: &'a Value, out: &mut Vec<IndexValue<'a>>) {
     let Some(Value::Number(n)) = field(v, "value") else {
         return;
     };
     let value = Cow::Borrowed(n.as_str());
-    let f: f64 = value.parse().unwrap_or(f64::NAN);
+    let Ok(f) = value.parse::<f64>() else {
+        return;
+    };
     let h = half_step(&value);
+    let (low, high) = (f - h, f + h);
+    if !(f.is_finite() && low.is_finite() && high.is_finite()) {
+        return;
+    }
     let system = text(v, "system");
     let code = text(v, "code");
     let canonical = match (system.as_deref(), code.as_deref()) {
@@ -943,20 +1038,23 @@ fn quantity_value<'a>(v: &'a Value, out: &mut Vec<IndexValue<'a>>) {
                 } else {
                     ucum::canonical(1.0, c)?.0
                 };
-                Some(CanonicalQuantity {
-                    value: cv,
-                    low: (f - h) * factor,
-                    high: (f + h) * factor,
-                    unit,
-                })
+                let (low, high) = (low * factor, high * factor);
+                (cv.is_finite() && low.is_finite() && high.is_finite()).then_some(
+                    CanonicalQuantity {
+                        value: cv,
+                        low,
+                        high,
+                        unit,
+                    },
+                )
             })
         }
         _ => None,
     };
     out.push(IndexValue::Quantity {
         value,
-        low: f - h,
-        high: f + h,
+        low,
+        high,
         system,
         code,
         unit: text(v, "unit"),
@@ -978,7 +1076,7 @@ fn composite<'a>(
     items: &[Item<'a>],
     cache: &mut ComponentCache<'a>,
     out: &mut Vec<IndexValue<'a>>,
-) {
+) -> Result<(), Failure> {
     const MAX_TUPLES: usize = 64;
     for item in items {
         let key = match item {
@@ -997,14 +1095,21 @@ fn composite<'a>(
                 Some((_, _, _, v)) => v.clone(),
                 None => {
                     let mut values = Vec::new();
-                    if let Ok(found) = component.expression.evaluate_items(
+                    // A component that fails gives no values (the tuple is incomplete), unless
+                    // it is too costly: that is the parameter's failure.
+                    match component.expression.evaluate_items(
                         resource,
                         std::slice::from_ref(item),
                         ctx,
                     ) {
-                        for f in &found {
-                            index_values(model, component.kind, f, &mut values);
+                        Ok(found) => {
+                            for f in &found {
+                                index_values(model, component.kind, f, &mut values);
+                                check_count(&values)?;
+                            }
                         }
+                        Err(e) if e.kind == ErrorKind::TooCostly => return Err(e.into()),
+                        Err(_) => {}
                     }
                     if !key.is_null() {
                         cache.push((component.kind, text, key, values.clone()));
@@ -1026,6 +1131,7 @@ fn composite<'a>(
             out.push(IndexValue::Composite(
                 per_component.into_iter().flatten().collect(),
             ));
+            check_count(out)?;
             continue;
         }
         let mut tuples: Vec<Vec<IndexValue<'a>>> = vec![Vec::new()];
@@ -1043,7 +1149,9 @@ fn composite<'a>(
             tuples = next;
         }
         out.extend(tuples.into_iter().map(IndexValue::Composite));
+        check_count(out)?;
     }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -1413,5 +1521,125 @@ mod tests {
             }]
         );
         assert!(Registry::r4().param("Patient", "nickname").is_none());
+    }
+
+    fn custom(code: &str, kind: &str, expression: &str) -> Value {
+        json!({
+            "resourceType": "SearchParameter", "url": format!("http://example.org/SearchParameter/{code}"),
+            "code": code, "base": ["Patient"], "type": kind, "expression": expression
+        })
+    }
+
+    fn named(count: usize) -> Value {
+        let names: Vec<Value> = (0..count)
+            .map(|i| json!({"family": format!("F{i}"), "given": ["a", "b"]}))
+            .collect();
+        json!({"resourceType": "Patient", "name": names})
+    }
+
+    #[test]
+    fn a_parameter_fanning_out_is_too_costly_and_named() {
+        let mut expression = "%resource.name".to_string();
+        for _ in 0..8 {
+            expression = format!("%resource.name.select({expression})");
+        }
+        let expression = format!("Patient.name.select({expression}).family");
+        let r = Registry::with(&[custom("fan-out", "string", &expression)]);
+        let p = named(10);
+        let e = r.try_extract(&p).unwrap_err();
+        assert_eq!((e.status(), e.code()), (422, IssueType::TooCostly));
+        let text = e.to_string();
+        assert!(
+            text.contains("'fan-out'")
+                && text.contains("http://example.org/SearchParameter/fan-out")
+                && text.contains("too costly"),
+            "{text}"
+        );
+        // `extract` skips the parameter, keeping the others.
+        let x = r.extract(&p);
+        let fan = x.iter().find(|e| e.param.code == "fan-out").unwrap();
+        assert!(
+            fan.values.is_empty()
+                && fan
+                    .error
+                    .as_deref()
+                    .is_some_and(|e| e.contains("too costly"))
+        );
+        assert_eq!(values(&x, "family").len(), 10);
+    }
+
+    #[test]
+    fn a_parameter_may_give_a_bounded_number_of_values() {
+        // 60 x 60 x 60 names' given names: 432,000 values, well within the evaluation budget.
+        let r = Registry::with(&[custom(
+            "many",
+            "string",
+            "Patient.name.select(%resource.name).select(%resource.name).given",
+        )]);
+        let p = named(60);
+        let e = r.try_extract(&p).unwrap_err();
+        assert_eq!(e.status(), 422);
+        assert!(
+            e.to_string()
+                .contains(&format!("more than {MAX_INDEX_VALUES} index values")),
+            "{e}"
+        );
+        // A large resource's ordinary parameters are not affected.
+        let p = named(2000);
+        let x = r.try_extract(&p).unwrap_err();
+        assert!(x.to_string().contains("'many'"));
+        let x = Registry::r4().try_extract(&p).unwrap();
+        assert_eq!(values(&x, "family").len(), 2000);
+    }
+
+    #[test]
+    fn numbers_out_of_float_range_are_never_indexed() {
+        let obs: Value = serde_json::from_str(
+            r#"{"resourceType": "Observation", "status": "final", "code": {"text": "x"},
+                "valueQuantity": {"value": 1e999999, "system": "http://unitsofmeasure.org", "code": "mg"},
+                "component": [
+                    {"code": {"text": "a"}, "valueQuantity": {"value": 0e999999, "system": "http://unitsofmeasure.org", "code": "mg"}},
+                    {"code": {"text": "b"}, "valueQuantity": {"value": 1e300, "system": "http://unitsofmeasure.org", "code": "Gm"}},
+                    {"code": {"text": "c"}, "valueQuantity": {"value": 1.5e-99999999999999999999, "unit": "x"}}
+                ]}"#,
+        )
+        .unwrap();
+        let x = Registry::r4().try_extract(&obs).unwrap();
+        assert!(values(&x, "value-quantity").is_empty());
+        let finite = |v: &IndexValue| match v {
+            IndexValue::Number { low, high, .. } => low.is_finite() && high.is_finite(),
+            IndexValue::Quantity {
+                low,
+                high,
+                canonical,
+                ..
+            } => {
+                low.is_finite()
+                    && high.is_finite()
+                    && canonical.as_ref().is_none_or(|c| {
+                        c.value.is_finite() && c.low.is_finite() && c.high.is_finite()
+                    })
+            }
+            _ => true,
+        };
+        for e in &x {
+            for v in &e.values {
+                let parts = match v {
+                    IndexValue::Composite(parts) => parts.as_slice(),
+                    other => std::slice::from_ref(other),
+                };
+                assert!(parts.iter().all(finite), "{}: {v:?}", e.param.code);
+            }
+        }
+        // 1e300 gigametres overflow in metres: indexed in their own unit only.
+        let cvq = values(&x, "component-value-quantity");
+        assert!(cvq.iter().any(|v| matches!(v, IndexValue::Quantity { code: Some(c), canonical: None, .. } if c == "Gm")), "{cvq:?}");
+        let risk: Value = serde_json::from_str(
+            r#"{"resourceType": "RiskAssessment", "status": "final", "subject": {"reference": "Patient/1"},
+                "prediction": [{"probabilityDecimal": 0e999999}, {"probabilityDecimal": 1e999999}, {"probabilityDecimal": 0.5}]}"#,
+        )
+        .unwrap();
+        let x = Registry::r4().try_extract(&risk).unwrap();
+        assert_eq!(values(&x, "probability").len(), 1);
     }
 }

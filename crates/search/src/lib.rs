@@ -7,6 +7,6 @@ mod normalize;
 
 pub use index::{
     extract, CanonicalQuantity, Component, Extracted, IndexValue, ParamType, Registry, SearchParam,
-    Skipped,
+    Skipped, MAX_INDEX_VALUES,
 };
 pub use normalize::normalize_string;

@@ -85,15 +85,20 @@ impl Interrupt {
         match self.check() {
             Err(e) => e,
             // Interrupted, but neither reason holds any more: say so plainly.
-            Ok(()) => Error::new(IssueType::Exception, "the query was interrupted").with_status(500),
+            Ok(()) => {
+                Error::new(IssueType::Exception, "the query was interrupted").with_status(500)
+            }
         }
     }
 }
 
 fn cancelled() -> Error {
     // Nobody reads this answer (the client is gone); 499 keeps such requests apart in logs.
-    Error::new(IssueType::Exception, "the client closed the connection; the work was stopped")
-        .with_status(499)
+    Error::new(
+        IssueType::Exception,
+        "the client closed the connection; the work was stopped",
+    )
+    .with_status(499)
 }
 
 fn timed_out(limit: Duration) -> Error {

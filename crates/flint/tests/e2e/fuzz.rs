@@ -28,18 +28,73 @@ impl Rng {
     }
 }
 
-const TYPES: &[&str] = &["Patient", "Observation", "Bundle", "Nope", "SearchParameter", "Encounter"];
+const TYPES: &[&str] = &[
+    "Patient",
+    "Observation",
+    "Bundle",
+    "Nope",
+    "SearchParameter",
+    "Encounter",
+];
 const NAMES: &[&str] = &[
-    "name", "family", "_id", "_count", "_sort", "_include", "_revinclude", "_has:Observation:subject:code",
-    "subject:Patient.name", "value-quantity", "code:in", "date", "birthdate", "_total", "_summary",
-    "_elements", "identifier:of-type", "_text", "_content", "_list", "_contained", "code-value-quantity",
-    "general-practitioner", "_lastUpdated", "gender:not", "name:contains", "_format", "bogus", "_type",
+    "name",
+    "family",
+    "_id",
+    "_count",
+    "_sort",
+    "_include",
+    "_revinclude",
+    "_has:Observation:subject:code",
+    "subject:Patient.name",
+    "value-quantity",
+    "code:in",
+    "date",
+    "birthdate",
+    "_total",
+    "_summary",
+    "_elements",
+    "identifier:of-type",
+    "_text",
+    "_content",
+    "_list",
+    "_contained",
+    "code-value-quantity",
+    "general-practitioner",
+    "_lastUpdated",
+    "gender:not",
+    "name:contains",
+    "_format",
+    "bogus",
+    "_type",
 ];
 const VALUES: &[&str] = &[
-    "x", "", "gt5", "1e999999", "-0", "ap2020", "2020-13-45", "http://loinc.org|8480-6", "a,b,c",
-    "Patient:general-practitioner", "*", "%", "\u{0}", "\u{1F600}", "le-1.5e308||mmHg", "eq2020-01-01T25:00",
-    "Patient/../../x", "text", "accurate", "count", "-", "99999999999999999999", "$gt140", "a\\,b",
-    "urn:uuid:1", "' OR 1=1 --", "ValueSet/nope",
+    "x",
+    "",
+    "gt5",
+    "1e999999",
+    "-0",
+    "ap2020",
+    "2020-13-45",
+    "http://loinc.org|8480-6",
+    "a,b,c",
+    "Patient:general-practitioner",
+    "*",
+    "%",
+    "\u{0}",
+    "\u{1F600}",
+    "le-1.5e308||mmHg",
+    "eq2020-01-01T25:00",
+    "Patient/../../x",
+    "text",
+    "accurate",
+    "count",
+    "-",
+    "99999999999999999999",
+    "$gt140",
+    "a\\,b",
+    "urn:uuid:1",
+    "' OR 1=1 --",
+    "ValueSet/nope",
 ];
 
 fn random_value(rng: &mut Rng, depth: usize) -> Value {
@@ -48,8 +103,20 @@ fn random_value(rng: &mut Rng, depth: usize) -> Value {
         1 => json!(rng.chance(50)),
         2 => json!(rng.next() as i64),
         3 => json!(*rng.pick(VALUES)),
-        4 => serde_json::from_str(*rng.pick(&["1e308", "-1e-308", "0.000000000000000000001", "12345678901234567890123"])).unwrap(),
-        5 => Value::Array((0..rng.below(4)).map(|_| random_value(rng, depth + 1)).collect()),
+        4 => {
+            let n: &&str = rng.pick(&[
+                "1e308",
+                "-1e-308",
+                "0.000000000000000000001",
+                "12345678901234567890123",
+            ]);
+            serde_json::from_str(n).unwrap()
+        }
+        5 => Value::Array(
+            (0..rng.below(4))
+                .map(|_| random_value(rng, depth + 1))
+                .collect(),
+        ),
         _ => {
             let mut m = serde_json::Map::new();
             for _ in 0..rng.below(4) {
@@ -63,19 +130,28 @@ fn random_value(rng: &mut Rng, depth: usize) -> Value {
 /// A valid resource, then damaged at random.
 fn resource(rng: &mut Rng) -> Value {
     let mut r = match rng.below(3) {
-        0 => json!({"resourceType": "Patient", "id": "p1", "name": [{"family": "F", "given": ["G"]}],
-                    "birthDate": "1970-01-01", "identifier": [{"system": "s", "value": "v"}]}),
-        1 => json!({"resourceType": "Observation", "status": "final", "code": {"coding": [{"system": "http://loinc.org", "code": "8480-6"}]},
-                    "subject": {"reference": "Patient/p1"}, "valueQuantity": {"value": 140, "unit": "mmHg"}}),
-        _ => json!({"resourceType": "Bundle", "type": *rng.pick(&["transaction", "batch", "collection"]), "entry": [
+        0 => {
+            json!({"resourceType": "Patient", "id": "p1", "name": [{"family": "F", "given": ["G"]}],
+                    "birthDate": "1970-01-01", "identifier": [{"system": "s", "value": "v"}]})
+        }
+        1 => {
+            json!({"resourceType": "Observation", "status": "final", "code": {"coding": [{"system": "http://loinc.org", "code": "8480-6"}]},
+                    "subject": {"reference": "Patient/p1"}, "valueQuantity": {"value": 140, "unit": "mmHg"}})
+        }
+        _ => {
+            json!({"resourceType": "Bundle", "type": *rng.pick(&["transaction", "batch", "collection"]), "entry": [
                     {"fullUrl": "urn:uuid:1", "resource": {"resourceType": "Patient"}, "request": {"method": "POST", "url": "Patient"}},
                     {"resource": {"resourceType": "Observation", "status": "final", "code": {"text": "x"}, "subject": {"reference": "urn:uuid:1"}},
-                     "request": {"method": *rng.pick(&["POST", "PUT", "PATCH", "GET", "DELETE", "HEAD", "X"]), "url": *rng.pick(&["Observation", "Observation/o1", "Observation?code=x", "metadata", "Patient/p1/$everything", "", "http://other/Observation"])}}]}),
+                     "request": {"method": *rng.pick(&["POST", "PUT", "PATCH", "GET", "DELETE", "HEAD", "X"]), "url": *rng.pick(&["Observation", "Observation/o1", "Observation?code=x", "metadata", "Patient/p1/$everything", "", "http://other/Observation"])}}]})
+        }
     };
     for _ in 0..rng.below(4) {
         if let Value::Object(m) = &mut r {
             let key = if rng.chance(50) {
-                m.keys().nth(rng.below(m.len().max(1))).cloned().unwrap_or_default()
+                m.keys()
+                    .nth(rng.below(m.len().max(1)))
+                    .cloned()
+                    .unwrap_or_default()
             } else {
                 (*rng.pick(NAMES)).to_string()
             };
@@ -91,7 +167,18 @@ fn resource(rng: &mut Rng) -> Value {
 
 fn patch(rng: &mut Rng) -> Value {
     let ops = ["add", "remove", "replace", "move", "copy", "test", "nope"];
-    let paths = ["/name", "/name/0", "/name/-", "/id", "/resourceType", "/birthDate", "", "/", "/a~1b", "/name/99"];
+    let paths = [
+        "/name",
+        "/name/0",
+        "/name/-",
+        "/id",
+        "/resourceType",
+        "/birthDate",
+        "",
+        "/",
+        "/a~1b",
+        "/name/99",
+    ];
     Value::Array(
         (0..rng.below(6))
             .map(|_| {
@@ -105,10 +192,19 @@ fn patch(rng: &mut Rng) -> Value {
 #[test]
 fn random_requests_never_get_a_server_error() {
     let s = Server::start();
-    s.put("Patient/p1", &json!({"resourceType": "Patient", "id": "p1"}));
+    s.put(
+        "Patient/p1",
+        &json!({"resourceType": "Patient", "id": "p1"}),
+    );
     // `FLINT_FUZZ_SEED` and `FLINT_FUZZ_CASES` explore further than the suite's fixed run.
-    let seed = std::env::var("FLINT_FUZZ_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(0x5EED_F1A7);
-    let cases = std::env::var("FLINT_FUZZ_CASES").ok().and_then(|s| s.parse().ok()).unwrap_or(2500);
+    let seed = std::env::var("FLINT_FUZZ_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0x5EED_F1A7);
+    let cases = std::env::var("FLINT_FUZZ_CASES")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(2500);
     let mut rng = Rng(seed);
     for case in 0..cases {
         let method = *rng.pick(&["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"]);
@@ -116,16 +212,46 @@ fn random_requests_never_get_a_server_error() {
             0 => String::new(),
             1 => (*rng.pick(TYPES)).to_string(),
             2 => format!("{}/p1", rng.pick(TYPES)),
-            3 => format!("{}/p1/_history/{}", rng.pick(TYPES), rng.pick(&["1", "x", "99", "-1"])),
-            4 => format!("{}/{}", rng.pick(TYPES), rng.pick(&["_search", "_history", "$reindex", "$nope", "%FF", "a%00b", "..", "x".repeat(100).as_str()])),
+            3 => format!(
+                "{}/p1/_history/{}",
+                rng.pick(TYPES),
+                rng.pick(&["1", "x", "99", "-1"])
+            ),
+            4 => format!(
+                "{}/{}",
+                rng.pick(TYPES),
+                rng.pick(&[
+                    "_search",
+                    "_history",
+                    "$reindex",
+                    "$nope",
+                    "%FF",
+                    "a%00b",
+                    "..",
+                    "x".repeat(100).as_str()
+                ])
+            ),
             5 => format!("Patient/p1/{}", rng.pick(TYPES)),
-            6 => (*rng.pick(&["metadata", "_history", "__page/abc", "__async-status/x", "$reindex"])).to_string(),
-            _ => format!("{}/{}/{}/{}", rng.pick(TYPES), rng.pick(VALUES), rng.pick(VALUES), rng.pick(VALUES)),
+            6 => (*rng.pick(&[
+                "metadata",
+                "_history",
+                "__page/abc",
+                "__async-status/x",
+                "$reindex",
+            ]))
+            .to_string(),
+            _ => format!(
+                "{}/{}/{}/{}",
+                rng.pick(TYPES),
+                rng.pick(VALUES),
+                rng.pick(VALUES),
+                rng.pick(VALUES)
+            ),
         };
         if rng.chance(60) {
             let params: Vec<String> = (0..rng.below(4) + 1)
                 .map(|_| {
-                    let v: &str = *rng.pick(VALUES);
+                    let v: &&str = rng.pick(VALUES);
                     let v: String = v.bytes().map(|b| format!("%{b:02X}")).collect();
                     format!("{}={v}", rng.pick(NAMES))
                 })
@@ -134,16 +260,31 @@ fn random_requests_never_get_a_server_error() {
         }
         let mut request = s.client.request(method.parse().unwrap(), s.url(&path));
         let content_type = *rng.pick(&[
-            "application/fhir+json", "application/json-patch+json", "application/x-www-form-urlencoded",
-            "text/plain", "application/fhir+json; charset=latin1", "",
+            "application/fhir+json",
+            "application/json-patch+json",
+            "application/x-www-form-urlencoded",
+            "text/plain",
+            "application/fhir+json; charset=latin1",
+            "",
         ]);
         if !content_type.is_empty() {
             request = request.header("content-type", content_type);
         }
         for (name, values) in [
             ("if-match", &["W/\"1\"", "x", "W/\"99\"", "*"][..]),
-            ("if-none-exist", &["identifier=s|v", "bogus=1", "", "_id=p1"][..]),
-            ("prefer", &["return=minimal", "handling=strict", "return=OperationOutcome", "respond-async"][..]),
+            (
+                "if-none-exist",
+                &["identifier=s|v", "bogus=1", "", "_id=p1"][..],
+            ),
+            (
+                "prefer",
+                &[
+                    "return=minimal",
+                    "handling=strict",
+                    "return=OperationOutcome",
+                    "respond-async",
+                ][..],
+            ),
             ("if-none-match", &["W/\"1\"", "*"][..]),
         ] {
             if rng.chance(15) {
@@ -156,7 +297,11 @@ fn random_requests_never_get_a_server_error() {
             2 => {
                 let text = resource(&mut rng).to_string();
                 let cut = rng.below(text.len().max(1));
-                if rng.chance(20) { text[..cut].to_string() } else { text }
+                if rng.chance(20) {
+                    text[..cut].to_string()
+                } else {
+                    text
+                }
             }
             _ => resource(&mut rng).to_string(),
         };
@@ -172,9 +317,13 @@ fn random_requests_never_get_a_server_error() {
             "case {case}: {method} {path} answered {status}: {text}\nbody: {body}"
         );
         if status >= 400 && !head {
-            let oo: Value = serde_json::from_str(&text)
-                .unwrap_or_else(|_| panic!("case {case}: {method} {path}: {status} without JSON: {text}"));
-            assert_eq!(oo["resourceType"], "OperationOutcome", "case {case}: {method} {path}: {oo}");
+            let oo: Value = serde_json::from_str(&text).unwrap_or_else(|_| {
+                panic!("case {case}: {method} {path}: {status} without JSON: {text}")
+            });
+            assert_eq!(
+                oo["resourceType"], "OperationOutcome",
+                "case {case}: {method} {path}: {oo}"
+            );
         }
     }
 }
@@ -189,9 +338,17 @@ fn connections_that_never_finish_their_headers_are_closed() {
             ..Default::default()
         },
     );
-    let address = s.base.trim_start_matches("http://").split('/').next().unwrap().to_string();
+    let address = s
+        .base
+        .trim_start_matches("http://")
+        .split('/')
+        .next()
+        .unwrap()
+        .to_string();
     let mut stream = std::net::TcpStream::connect(address).unwrap();
-    stream.write_all(b"GET /fhir/metadata HTTP/1.1\r\nHost: x\r\n").unwrap();
+    stream
+        .write_all(b"GET /fhir/metadata HTTP/1.1\r\nHost: x\r\n")
+        .unwrap();
     // The server gives up on the headers and closes the connection (a bounded wait: a
     // server that kept it open would fail this read with a timeout instead).
     stream

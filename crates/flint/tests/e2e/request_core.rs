@@ -46,7 +46,10 @@ impl Gate {
         let mut s = lock.lock().unwrap();
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
         while s.0 < n {
-            assert!(std::time::Instant::now() < deadline, "{n} searches never arrived");
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{n} searches never arrived"
+            );
             s = cv.wait_timeout(s, Duration::from_millis(20)).unwrap().0;
         }
     }
@@ -104,10 +107,18 @@ fn a_patch_may_not_change_the_type_by_any_path() {
             assert!(oo.to_string().contains("may not change"), "{oo}");
         } else {
             let b: Value = r.json().unwrap();
-            assert_eq!(b["entry"][0]["response"]["status"], "400 Bad Request", "{b}");
+            assert_eq!(
+                b["entry"][0]["response"]["status"], "400 Bad Request",
+                "{b}"
+            );
         }
     }
-    let now: Value = s.get(&format!("Patient/{id}")).send().unwrap().json().unwrap();
+    let now: Value = s
+        .get(&format!("Patient/{id}"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
     assert_eq!(now["resourceType"], "Patient");
     assert_eq!(now["meta"]["versionId"], "1");
 }
@@ -220,7 +231,10 @@ fn a_client_that_hangs_up_stops_its_search() {
     // The server saw the connection close and set the search's interrupt.
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     while gate.cancelled.load(Ordering::SeqCst) == 0 {
-        assert!(std::time::Instant::now() < deadline, "the search was not stopped");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the search was not stopped"
+        );
         std::thread::sleep(Duration::from_millis(10));
     }
     gate.release();
@@ -230,10 +244,20 @@ fn a_client_that_hangs_up_stops_its_search() {
 fn oversized_searches_are_refused_in_searches_and_conditional_urls() {
     let s = Server::start();
     let many: Vec<String> = (0..5000).map(|i| format!("id{i}")).collect();
-    let oo = outcome(s.get(&format!("Patient?_id={}", many.join(","))).send().unwrap(), 400);
+    let oo = outcome(
+        s.get(&format!("Patient?_id={}", many.join(",")))
+            .send()
+            .unwrap(),
+        400,
+    );
     assert_eq!(oo["issue"][0]["code"], "too-costly");
     let repeated: Vec<String> = (0..2000).map(|i| format!("family=f{i}")).collect();
-    outcome(s.get(&format!("Patient?{}", repeated.join("&"))).send().unwrap(), 400);
+    outcome(
+        s.get(&format!("Patient?{}", repeated.join("&")))
+            .send()
+            .unwrap(),
+        400,
+    );
     let r = s
         .client
         .put(s.url(&format!("Patient?identifier={}", many.join(","))))
@@ -272,7 +296,11 @@ fn includes_cut_at_their_limit_say_so() {
         .iter()
         .map(|e| e["search"]["mode"].as_str().unwrap())
         .collect();
-    assert_eq!(modes, ["match", "include", "include", "include", "outcome"], "{b}");
+    assert_eq!(
+        modes,
+        ["match", "include", "include", "include", "outcome"],
+        "{b}"
+    );
     let note = &entries[4]["resource"];
     assert_eq!(note["resourceType"], "OperationOutcome");
     assert!(note.to_string().contains("max_include"), "{note}");
@@ -304,8 +332,9 @@ fn paging_links_open_only_for_their_caller() {
     let engine = s.engine();
     let mut alice = flint_engine::Context::new("http://x/fhir");
     alice.caller.subject = Some("alice".into());
-    let search = flint_engine::Request::parse(flint_engine::HttpMethod::Get, "Patient", Some("_count=1"))
-        .unwrap();
+    let search =
+        flint_engine::Request::parse(flint_engine::HttpMethod::Get, "Patient", Some("_count=1"))
+            .unwrap();
     let page = engine.dispatch(&alice, search).unwrap();
     let bundle: Value = serde_json::from_str(&page.payload_text().unwrap()).unwrap();
     let next = bundle["link"]
@@ -331,4 +360,63 @@ fn paging_links_open_only_for_their_caller() {
     let mut other_tenant = alice.clone();
     other_tenant.tenant = "other".into();
     assert_eq!(follow(&other_tenant).unwrap_err().status(), 400);
+}
+
+#[test]
+fn costly_patches_expressions_and_numbers_end_in_4xx() {
+    let s = Server::start();
+    let id = s.create(&json!({"resourceType": "Patient", "name": [{"family": "Deep"}]}));
+    let send = |ops: &Value| {
+        s.client
+            .patch(s.url(&format!("Patient/{id}")))
+            .header("content-type", "application/json-patch+json")
+            .body(ops.to_string())
+            .send()
+            .unwrap()
+    };
+    // `move`s that nest the document ever deeper (three operations a level: the depth limit
+    // stops it long before the operation limit).
+    let mut ops = vec![json!({"op": "add", "path": "/extension", "value": [{"url": "u"}]})];
+    for _ in 0..50_000 {
+        ops.push(json!({"op": "move", "from": "/extension", "path": "/extension/0/extension"}));
+        ops.push(json!({"op": "add", "path": "/extension", "value": []}));
+        ops.push(json!({"op": "move", "from": "/extension/0/extension", "path": "/extension/0"}));
+    }
+    ops.truncate(9_000);
+    let deep = send(&Value::Array(ops));
+    assert!(deep.status().is_client_error(), "{}", deep.status());
+    // `copy`s that double the document 23 times.
+    let mut ops = vec![
+        json!({"op": "add", "path": "/contact", "value": [{"name": {"text": "x".repeat(100)}}]}),
+    ];
+    for _ in 0..23 {
+        ops.push(json!({"op": "copy", "from": "/contact", "path": "/contact/-"}));
+    }
+    let doubled = send(&Value::Array(ops));
+    assert!(doubled.status().is_client_error(), "{}", doubled.status());
+    outcome(doubled, 422);
+    // A stored SearchParameter whose expression fans out refuses writes of its type with a
+    // 4xx instead of exhausting memory.
+    let mut expression = "%resource.name".to_string();
+    for _ in 0..8 {
+        expression = format!("%resource.name.select({expression})");
+    }
+    let sp = json!({"resourceType": "SearchParameter", "url": "http://example.org/fan", "name": "fan",
+        "status": "active", "description": "fans out", "code": "fan", "base": ["Patient"],
+        "type": "string", "expression": expression});
+    assert_eq!(s.post("SearchParameter", &sp).status(), 201);
+    let wide = json!({"resourceType": "Patient",
+        "name": (0..12).map(|i| json!({"family": format!("F{i}")})).collect::<Vec<_>>()});
+    let oo = outcome(s.post("Patient", &wide), 422);
+    assert_eq!(oo["issue"][0]["code"], "too-costly", "{oo}");
+    assert_eq!(s.get("metadata").send().unwrap().status(), 200);
+    // A number no index can hold.
+    let r = s
+        .client
+        .post(s.url("Observation"))
+        .header("content-type", "application/fhir+json")
+        .body(r#"{"resourceType":"Observation","status":"final","code":{"text":"x"},"valueQuantity":{"value":1e999999}}"#)
+        .send()
+        .unwrap();
+    outcome(r, 400);
 }
