@@ -22,7 +22,63 @@ use serde_json::{json, Value};
 use crate::Engine;
 
 /// Resources re-indexed per store transaction.
-const REINDEX_BATCH: usize = 500;
+const REINDEX_BATCH: usize = 1000;
+
+/// One version's new index rows: type, id, version, values.
+type Reindexed = (String, String, u64, Vec<flint_store::IndexedParam>);
+
+/// Extracts the index values of a batch of versions on every core. A version whose values
+/// are too costly to extract (a custom SearchParameter that fans out) keeps the rows it had,
+/// with a warning: one such resource must not stop the whole `$reindex`.
+///
+/// # Errors
+/// Stored bytes that are not JSON (a store fault).
+fn index_in_parallel(
+    batch: &[(u64, flint_store::Version)],
+    registry: &flint_search::Registry,
+) -> Result<Vec<Reindexed>> {
+    let threads = std::thread::available_parallelism()
+        .map_or(1, usize::from)
+        .clamp(1, 8);
+    let chunk = batch.len().div_ceil(threads).max(1);
+    let parts: Vec<Result<Vec<Reindexed>>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = batch
+            .chunks(chunk)
+            .map(|part| {
+                scope.spawn(move || {
+                    let mut out = Vec::with_capacity(part.len());
+                    for (_, v) in part {
+                        let resource = crate::parse_stored(v)?;
+                        match crate::index_values(&resource, registry) {
+                            Ok(index) => {
+                                out.push((v.resource_type.clone(), v.id.clone(), v.version, index))
+                            }
+                            Err(e) if !e.is_server_fault() => tracing::warn!(
+                                resource = %format!("{}/{}", v.resource_type, v.id),
+                                error = ?e,
+                                "not reindexed: its index values are too costly"
+                            ),
+                            Err(e) => return Err(e),
+                        }
+                    }
+                    Ok(out)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(Error::internal("a reindex thread panicked")))
+            })
+            .collect()
+    });
+    let mut all = Vec::with_capacity(batch.len());
+    for part in parts {
+        all.extend(part?);
+    }
+    Ok(all)
+}
 
 /// How long an ended job's result stays available at its status URL (microseconds).
 const KEEP_ENDED: i64 = 7 * 24 * 3600 * 1_000_000;
@@ -249,13 +305,8 @@ impl<S: Store> Engine<S> {
                     .current_versions(resource_type.as_deref(), after, REINDEX_BATCH)?;
             let last = batch.last().map(|(position, _)| *position);
             let registry = self.registry();
-            let mut updates = Vec::with_capacity(batch.len());
-            for (_, version) in batch {
-                let resource = crate::parse_stored(&version)?;
-                let index = crate::index_values(&resource, &registry)?;
-                updates.push((version.resource_type, version.id, version.version, index));
-            }
-            let n = updates.len() as u64;
+            let n = batch.len() as u64;
+            let updates = index_in_parallel(&batch, &registry)?;
             job.updated = self.clock.now();
             match last {
                 Some(position) => {
