@@ -162,6 +162,25 @@ impl Server {
         }
     }
 
+    /// Sends raw bytes on a new connection and returns everything the server writes back
+    /// until it closes the connection (for what HTTP clients refuse to send).
+    pub fn raw(&self, request: &[u8]) -> String {
+        use std::io::{Read, Write};
+        let address = self.base.trim_start_matches("http://");
+        let address = address.split('/').next().unwrap_or(address);
+        let mut stream = std::net::TcpStream::connect(address).expect("connect");
+        stream.write_all(request).expect("send");
+        // Bounded: a server that never closes fails the read with a timeout.
+        stream
+            .set_read_timeout(Some(std::time::Duration::from_secs(20)))
+            .expect("read timeout");
+        let mut answer = Vec::new();
+        stream
+            .read_to_end(&mut answer)
+            .expect("the server closes the connection");
+        String::from_utf8_lossy(&answer).into_owned()
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}/{}", self.base, path.trim_start_matches('/'))
     }
