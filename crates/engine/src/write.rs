@@ -28,7 +28,31 @@ pub(crate) const ATTEMPTS: usize = 5;
 pub(crate) struct Check {
     pub query: SearchQuery,
     pub ids: Vec<String>,
+    /// The last transaction committed before the search ran.
+    pub seen: flint_store::TxNumber,
 }
+
+impl Check {
+    /// Whether the search reads its own type alone (no chain, no `_has`): then it can only
+    /// answer differently if a resource of that type was written since.
+    fn own_type_only(&self) -> bool {
+        fn plain(p: &flint_store::search::Predicate) -> bool {
+            use flint_store::search::Predicate;
+            match p {
+                Predicate::Chain { .. } | Predicate::Has { .. } => false,
+                Predicate::Not(inner) => inner.iter().all(plain),
+                _ => true,
+            }
+        }
+        self.query.types.is_empty()
+            && !self.query.all_types
+            && self.query.clauses.iter().flatten().all(plain)
+    }
+}
+
+/// How long a conditional search may hold the writer when it must run again inside the
+/// write job (the single writer stalls every other write meanwhile).
+const CHECK_IN_WRITER: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// What a write is about, once its conditional criteria are resolved.
 #[derive(Clone, Debug)]
@@ -218,10 +242,12 @@ impl<S: Store> Engine<S> {
         checks: &mut Vec<Check>,
     ) -> Result<Vec<Version>> {
         let query = self.criteria(ctx, resource_type, criteria, limit)?;
+        let seen = self.store().last_tx()?;
         let found = self.store().search(&query)?.versions;
         checks.push(Check {
             query,
             ids: found.iter().map(|v| v.id.clone()).collect(),
+            seen,
         });
         Ok(found)
     }
@@ -529,7 +555,14 @@ pub(crate) fn run_plans(
     label: impl Fn(usize, Error) -> Error,
 ) -> Result<Option<Vec<Done>>> {
     for check in checks {
-        let now = txn.search(&check.query)?;
+        // Most often nothing of the type was written since the search: it need not run
+        // again, and the writer is not held by it.
+        if check.own_type_only() && txn.unchanged_since(&check.query.resource_type, check.seen)? {
+            continue;
+        }
+        let mut query = check.query.clone();
+        query.interrupt = query.interrupt.within(CHECK_IN_WRITER);
+        let now = txn.search(&query)?;
         if !now.iter().map(|v| &v.id).eq(check.ids.iter()) {
             return Ok(None);
         }

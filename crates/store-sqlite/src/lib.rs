@@ -29,7 +29,7 @@ use writer::Job;
 const MAX_IDLE_READERS: usize = 32;
 
 /// Virtual machine steps between two looks at a read's interrupt (a few microseconds).
-const PROGRESS_STEPS: std::ffi::c_int = 4000;
+pub(crate) const PROGRESS_STEPS: std::ffi::c_int = 4000;
 
 /// Columns of a version row, in the order [`version_from_row`] reads them. A macro so that
 /// queries are string literals: `prepare_cached` then hashes no freshly formatted text.

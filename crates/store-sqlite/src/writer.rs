@@ -371,8 +371,33 @@ impl Transaction for SqliteTransaction<'_> {
     }
 
     fn search(&mut self, query: &flint_store::search::SearchQuery) -> Result<Vec<Version>> {
+        // The writer must not be held by a costly search: it stops at the query's interrupt.
+        query.interrupt.check()?;
+        let watch = query.interrupt.clone();
+        self.conn
+            .progress_handler(crate::PROGRESS_STEPS, Some(move || watch.is_due()));
         let r = crate::run_search(self.conn, None, query);
-        Ok(self.check(r)?.versions)
+        self.conn
+            .progress_handler(crate::PROGRESS_STEPS, None::<fn() -> bool>);
+        match r {
+            Err(_) if query.interrupt.is_due() => {
+                self.failed = Some("a search inside the write was interrupted".into());
+                Err(query.interrupt.error())
+            }
+            other => Ok(self.check(other)?.versions),
+        }
+    }
+
+    fn unchanged_since(&mut self, resource_type: &str, tx: TxNumber) -> Result<bool> {
+        let r = self
+            .conn
+            .prepare_cached(
+                "SELECT NOT EXISTS (SELECT 1 FROM resource INDEXED BY resource_type_seq
+                   WHERE type = ?1
+                     AND seq > coalesce((SELECT last_seq FROM tx WHERE t = ?2), 0))",
+            )
+            .and_then(|mut s| s.query_row((resource_type, tx as i64), |r| r.get::<_, bool>(0)));
+        self.check(r)
     }
 
     fn add_paging_key(&mut self, created: i64, key: &[u8], keep: usize) -> Result<u64> {

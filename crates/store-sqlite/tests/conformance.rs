@@ -234,3 +234,34 @@ mod composite {
         assert_eq!(rows("idx_composite"), 4);
     }
 }
+
+/// Conditional writes skip their second search when nothing of the type was written since
+/// the first: this backend answers `unchanged_since` exactly, per type.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unchanged_since_is_exact_per_type() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path()).unwrap();
+    let new = |rt: &str, id: &str| NewVersion {
+        resource_type: rt.into(),
+        id: id.into(),
+        version: 1,
+        method: Method::Create,
+        json: Some("{}".into()),
+        index: Vec::new(),
+    };
+    let (p, o) = (new("Patient", "p"), new("Observation", "o"));
+    let patient = store.write(move |t| t.put(p)).await.unwrap();
+    let observation = store.write(move |t| t.put(o)).await.unwrap();
+    let answers = store
+        .write(move |t| {
+            Ok((
+                t.unchanged_since("Patient", patient.tx)?,
+                t.unchanged_since("Patient", observation.tx)?,
+                t.unchanged_since("Observation", patient.tx)?,
+                t.unchanged_since("Observation", observation.tx)?,
+            ))
+        })
+        .await
+        .unwrap();
+    assert_eq!(answers, (true, true, false, true));
+}

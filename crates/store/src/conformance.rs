@@ -288,4 +288,21 @@ pub async fn run<S: Store>(store: &S) {
     assert_eq!(store.write(|t| t.prune_jobs(3)).await.unwrap(), 1);
     assert_eq!(store.job("j1").unwrap(), None);
     assert_eq!(store.job("j2").unwrap(), Some(running));
+
+    // `unchanged_since` may be cautious (say "changed" when it is not), never wrong.
+    let b1 = store
+        .write(|t| t.put(put("Basic", "b1", 1, Some("{}"))))
+        .await
+        .unwrap();
+    let (before, after) = store
+        .write(move |t| {
+            let before = t.unchanged_since("Basic", b1.tx - 1)?;
+            t.put(put("Basic", "b2", 1, Some("{}")))?;
+            let after = t.unchanged_since("Basic", b1.tx)?;
+            Ok((before, after))
+        })
+        .await
+        .unwrap();
+    assert!(!before, "a write after the transaction given is a change");
+    assert!(!after, "the transaction's own earlier write is a change");
 }

@@ -296,6 +296,18 @@ pub trait Transaction {
     /// A backend fault.
     fn search(&mut self, query: &search::SearchQuery) -> Result<Vec<Version>>;
 
+    /// Whether no version of `resource_type` was written after transaction `tx` (as this
+    /// transaction sees it, its own batch's earlier writes included): then a search of that
+    /// type alone answers as it did at `tx`, and a conditional write need not search again.
+    /// The default always says it may have changed.
+    ///
+    /// # Errors
+    /// A backend fault.
+    fn unchanged_since(&mut self, resource_type: &str, tx: TxNumber) -> Result<bool> {
+        let _ = (resource_type, tx);
+        Ok(false)
+    }
+
     /// Stores a new paging key and keeps only the `keep` newest; returns the new key's id.
     ///
     /// # Errors
