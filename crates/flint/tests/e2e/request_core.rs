@@ -435,3 +435,58 @@ fn costly_patches_expressions_and_numbers_end_in_4xx() {
         .unwrap();
     outcome(r, 400);
 }
+
+#[test]
+fn a_batch_writes_its_plain_entries_together_each_with_its_own_outcome() {
+    let s = Server::start();
+    let id = s.create(&json!({"resourceType": "Patient"}));
+    let entries: Vec<Value> = (0..5)
+        .map(|i| json!({"resource": {"resourceType": "Patient", "name": [{"family": format!("B{i}")}]},
+                        "request": {"method": "POST", "url": "Patient"}}))
+        .chain([
+            json!({"resource": {"resourceType": "Patient", "id": id, "active": true},
+                   "request": {"method": "PUT", "url": format!("Patient/{id}"), "ifMatch": "W/\"9\""}}),
+            json!({"resource": {"resourceType": "Patient", "birthDate": "not a date"},
+                   "request": {"method": "POST", "url": "Patient"}}),
+            json!({"resource": {"resourceType": "Patient", "id": "kept", "active": false},
+                   "request": {"method": "PUT", "url": "Patient/kept"}}),
+        ])
+        .collect();
+    let b: Value = s
+        .post(
+            "",
+            &json!({"resourceType": "Bundle", "type": "batch", "entry": entries}),
+        )
+        .json()
+        .unwrap();
+    let statuses: Vec<&str> = b["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["response"]["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        statuses,
+        [
+            "201 Created",
+            "201 Created",
+            "201 Created",
+            "201 Created",
+            "201 Created",
+            "412 Precondition Failed",
+            "400 Bad Request",
+            "201 Created"
+        ],
+        "{b}"
+    );
+    let found: Value = s.get("Patient?family=B3").send().unwrap().json().unwrap();
+    assert_eq!(found["total"], 1);
+    assert_eq!(s.get("Patient/kept").send().unwrap().status(), 200);
+    let unchanged: Value = s
+        .get(&format!("Patient/{id}"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(unchanged["meta"]["versionId"], "1");
+}
