@@ -6,6 +6,7 @@
 //! so an acknowledged write survives a crash. Readers use their own pooled connections and
 //! see the last committed state without waiting for the writer (WAL snapshots).
 
+mod cache;
 mod checkpoint;
 mod index;
 mod schema;
@@ -53,6 +54,8 @@ struct Inner {
     checkpointer: Mutex<Option<mpsc::Sender<()>>>,
     /// The last committed transaction, published by the writer.
     last_tx: Arc<std::sync::atomic::AtomicU64>,
+    /// Current versions recently read by id (see `cache`).
+    versions: Arc<cache::VersionCache>,
     /// Search parameter ids by (type, code), as committed: ids are never reused or removed,
     /// so searches need not look them up again.
     param_ids: search::ParamCache,
@@ -80,7 +83,8 @@ impl SqliteStore {
         schema::configure_writer(&conn).map_err(fault)?;
         schema::migrate(&conn).map_err(fault)?;
         let last_tx = Arc::new(std::sync::atomic::AtomicU64::new(0));
-        let sender = writer::start(conn, Arc::clone(&last_tx))?;
+        let versions = Arc::new(cache::VersionCache::default());
+        let sender = writer::start(conn, Arc::clone(&last_tx), Arc::clone(&versions))?;
         let checkpointer = checkpoint::start(&path)?;
         Ok(SqliteStore {
             inner: Arc::new(Inner {
@@ -89,6 +93,7 @@ impl SqliteStore {
                 writer: Mutex::new(Some(sender)),
                 checkpointer: Mutex::new(Some(checkpointer)),
                 last_tx,
+                versions,
                 param_ids: Default::default(),
             }),
         })
@@ -323,7 +328,17 @@ fn history_filter(q: &HistoryQuery, with_keyset: bool) -> (String, Vec<rusqlite:
 
 impl Store for SqliteStore {
     fn read(&self, resource_type: &str, id: &str) -> Result<Option<Version>> {
-        self.with_reader(|c| Ok(read_current(c, resource_type, id)?.map(|(v, _)| v)))
+        let key = cache::key(resource_type, id);
+        let (cached, epoch) = self.inner.versions.get(&key);
+        if cached.is_some() {
+            return Ok(cached);
+        }
+        let found =
+            self.with_reader(|c| Ok(read_current(c, resource_type, id)?.map(|(v, _)| v)))?;
+        if let Some(v) = &found {
+            self.inner.versions.insert(epoch, key, v.clone());
+        }
+        Ok(found)
     }
 
     fn vread(&self, resource_type: &str, id: &str, version: u64) -> Result<Option<Version>> {

@@ -59,6 +59,7 @@ where
 pub fn start(
     conn: Connection,
     last_tx: Arc<std::sync::atomic::AtomicU64>,
+    versions: Arc<crate::cache::VersionCache>,
 ) -> Result<mpsc::Sender<Job>> {
     let (sender, receiver) = mpsc::channel::<Job>();
     let next_tx: i64 = conn
@@ -78,6 +79,8 @@ pub fn start(
                 last_time,
                 full_text: Vec::new(),
                 last_tx,
+                versions,
+                written: Vec::new(),
             }
             .run(receiver)
         })
@@ -94,6 +97,10 @@ struct Writer {
     full_text: Vec<crate::index::FullTextRow>,
     /// The last committed transaction, for readers (`Store::last_tx`).
     last_tx: Arc<std::sync::atomic::AtomicU64>,
+    /// The readers' cache of current versions, told of every commit before its callers are.
+    versions: Arc<crate::cache::VersionCache>,
+    /// The resources (cache keys) the batch's committed jobs wrote.
+    written: Vec<String>,
 }
 
 fn now_micros() -> i64 {
@@ -137,8 +144,10 @@ impl Writer {
         let rows = std::mem::take(&mut self.full_text);
         let commit = crate::index::write_full_text(&self.conn, rows)
             .and_then(|()| self.conn.execute_batch("COMMIT"));
+        let written = std::mem::take(&mut self.written);
         let error = match commit {
             Ok(()) => {
+                self.versions.committed(&written);
                 self.last_tx
                     .store(self.next_tx - 1, std::sync::atomic::Ordering::SeqCst);
                 None
@@ -171,10 +180,12 @@ impl Writer {
             wrote: false,
             failed: None,
             full_text: Vec::new(),
+            written: Vec::new(),
         };
         let ran = catch_unwind(AssertUnwindSafe(|| job(&mut txn)));
         let (wrote, failed) = (txn.wrote, txn.failed.take());
         let full_text = std::mem::take(&mut txn.full_text);
+        let written = std::mem::take(&mut txn.written);
         let keep = match &ran {
             Ok((ok, _)) => *ok && failed.is_none(),
             Err(_) => false,
@@ -192,6 +203,7 @@ impl Writer {
         if recorded {
             let _ = self.conn.execute_batch("RELEASE job");
             self.full_text.extend(full_text);
+            self.written.extend(written);
             if wrote {
                 self.next_tx += 1;
                 self.last_time = now;
@@ -267,6 +279,8 @@ struct SqliteTransaction<'c> {
     failed: Option<String>,
     /// Full-text rows of the versions it wrote (see `index::FullTextRow`).
     full_text: Vec<crate::index::FullTextRow>,
+    /// The resources it wrote a version of (cache keys).
+    written: Vec<String>,
 }
 
 impl SqliteTransaction<'_> {
@@ -298,6 +312,8 @@ impl Transaction for SqliteTransaction<'_> {
     }
 
     fn put(&mut self, new: NewVersion) -> Result<Version> {
+        self.written
+            .push(crate::cache::key(&new.resource_type, &new.id));
         // A first version needs no look-up: the unique (type, id, version) index refuses it
         // if the resource exists after all.
         let current = if new.version == 1 {
