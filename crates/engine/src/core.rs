@@ -92,11 +92,29 @@ impl<S: Store> Engine<S> {
             // throughput, BENCHMARKS.md), and it cannot hold the thread for long.
             return self.dispatch(&ctx, request);
         }
+        if self.is_stopping() {
+            return Err(stopping());
+        }
+        // Known while it runs, so that `stop` can interrupt it.
+        let number = self
+            .next_request
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.in_flight.lock().insert(number, ctx.interrupt.clone());
+        let _registered = Registered(self, number);
+        if self.is_stopping() {
+            return Err(stopping());
+        }
         let costly = request.interaction.is_costly();
         let engine = Arc::clone(self);
-        self.lanes
+        let outcome = self
+            .lanes
             .run(costly, move || engine.dispatch(&ctx, request))
-            .await
+            .await;
+        match outcome {
+            // Interrupted by `stop`, not by its client: a clean 503 the client can retry.
+            Err(e) if e.status() == 499 && self.is_stopping() => Err(stopping()),
+            other => other,
+        }
     }
 
     /// Handles one request on the calling thread (which must not be a runtime thread).
@@ -676,6 +694,23 @@ pub(crate) fn criteria_of(params: &[(String, String)]) -> Result<String> {
     } else {
         Ok(text.join("&"))
     }
+}
+
+/// Removes a request from the engine's requests in flight when it ends.
+struct Registered<'e, S>(&'e Engine<S>, u64);
+
+impl<S> Drop for Registered<'_, S> {
+    fn drop(&mut self) {
+        self.0.in_flight.lock().remove(&self.1);
+    }
+}
+
+fn stopping() -> Error {
+    Error::new(
+        flint_fhir::IssueType::Transient,
+        "the server is stopping; send the request again shortly",
+    )
+    .with_status(503)
 }
 
 /// Query parameters about the response's form, not the request's meaning.

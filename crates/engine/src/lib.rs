@@ -91,6 +91,11 @@ pub struct Engine<S> {
     running:
         parking_lot::Mutex<std::collections::HashMap<String, Arc<std::sync::atomic::AtomicBool>>>,
     search_hook: parking_lot::RwLock<Option<SearchHook>>,
+    /// The interrupts of the costly and quick requests running, by a number of their own,
+    /// so that a stopping server can end them (see [`Engine::stop`]).
+    in_flight: parking_lot::Mutex<std::collections::HashMap<u64, flint_store::Interrupt>>,
+    next_request: std::sync::atomic::AtomicU64,
+    stopping: std::sync::atomic::AtomicBool,
 }
 
 impl<S: Store> Engine<S> {
@@ -115,6 +120,9 @@ impl<S: Store> Engine<S> {
             paging_keys: Default::default(),
             running: Default::default(),
             search_hook: Default::default(),
+            in_flight: Default::default(),
+            next_request: Default::default(),
+            stopping: Default::default(),
         };
         if let Err(e) = engine.reload_search_parameters() {
             tracing::error!(error = ?e, "cannot load the stored SearchParameters; using the core ones");
@@ -124,6 +132,22 @@ impl<S: Store> Engine<S> {
 
     pub fn limits(&self) -> &Limits {
         &self.limits
+    }
+
+    /// Stops the request core: requests running in the lanes are interrupted (their searches
+    /// end at once and they answer 503), and new ones are refused with 503, so that a clean
+    /// shutdown does not wait for long searches. Writes already in the writer's queue still
+    /// commit or fail as a whole.
+    pub fn stop(&self) {
+        self.stopping
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        for interrupt in self.in_flight.lock().values() {
+            interrupt.cancel();
+        }
+    }
+
+    pub(crate) fn is_stopping(&self) -> bool {
+        self.stopping.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Installs (or removes) the [`SearchHook`].

@@ -252,7 +252,14 @@ async fn serve(config: Config) -> Result<(), String> {
         header_read_timeout: std::time::Duration::from_millis(config.server.header_timeout_ms),
         ..Default::default()
     };
-    flint_http::serve(listener, app, limits, shutdown_signal())
+    // On SIGTERM or Ctrl-C: stop accepting, interrupt the work in flight (it answers 503),
+    // then wait for the connections to finish.
+    let stopping = Arc::clone(&engine);
+    let shutdown = async move {
+        shutdown_signal().await;
+        stopping.stop();
+    };
+    flint_http::serve(listener, app, limits, shutdown)
         .await
         .map_err(|e| format!("server error: {e}"))?;
     store.close();

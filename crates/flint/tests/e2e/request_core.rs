@@ -490,3 +490,20 @@ fn a_batch_writes_its_plain_entries_together_each_with_its_own_outcome() {
         .unwrap();
     assert_eq!(unchanged["meta"]["versionId"], "1");
 }
+
+#[test]
+fn stopping_interrupts_costly_work_and_refuses_new_requests() {
+    let s = Server::start();
+    let gate = Gate::default();
+    s.engine().set_search_hook(Some(gate.hook()));
+    let held = {
+        let (client, url) = (s.client.clone(), s.url("Patient"));
+        std::thread::spawn(move || client.get(url).send().unwrap())
+    };
+    gate.wait_held(1);
+    s.engine().stop();
+    // The held search is interrupted and answers a retryable 503, without being released.
+    let oo = outcome(held.join().unwrap(), 503);
+    assert!(oo.to_string().contains("stopping"), "{oo}");
+    outcome(s.get("Observation").send().unwrap(), 503);
+}
