@@ -66,7 +66,11 @@ pub async fn run(config: &Config, paths: &[PathBuf], concurrency: usize) -> Resu
         config.server.base_url.clone()
     };
     let importer = Arc::new(Importer {
-        engine: Engine::new(store.clone()),
+        engine: Engine::with(
+            store.clone(),
+            import_limits(concurrency),
+            Box::new(flint_engine::paging::SystemClock),
+        ),
         ctx: Context::new(base),
         imported: AtomicU64::new(0),
         rejected: Mutex::new(Vec::new()),
@@ -158,6 +162,22 @@ pub async fn run(config: &Config, paths: &[PathBuf], concurrency: usize) -> Resu
             "{} items were rejected (listed above)",
             rejected.len()
         ))
+    }
+}
+
+/// The request core's limits for an import: Bundles are its costly requests, and a Bundle's
+/// thread mostly waits for its commit, so there are as many threads as Bundles in flight
+/// (their commits then share group commits), at normal priority (nothing else is served).
+fn import_limits(concurrency: usize) -> flint_engine::Limits {
+    let lanes = flint_engine::lanes::LaneLimits {
+        costly_threads: concurrency.max(1),
+        costly_queue: concurrency + IN_FLIGHT,
+        costly_niceness: 0,
+        ..Default::default()
+    };
+    flint_engine::Limits {
+        lanes,
+        ..Default::default()
     }
 }
 

@@ -61,7 +61,7 @@ enum Command {
         #[arg(required = true)]
         paths: Vec<PathBuf>,
         /// Bundles processed at once.
-        #[arg(long, default_value_t = 16)]
+        #[arg(long, default_value_t = 32)]
         concurrency: usize,
     },
     /// Print the documented default configuration.
