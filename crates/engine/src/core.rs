@@ -150,15 +150,34 @@ impl<S: Store> Engine<S> {
         match interaction {
             Interaction::Capabilities => {
                 let date = format_instant(self.clock.now());
-                Ok(Response::new(
-                    200,
-                    Payload::Value(crate::capabilities::capability_statement(
-                        self.model(),
-                        &self.registry(),
-                        &ctx.base_url,
-                        &date[..10],
-                    )),
-                ))
+                let day = &date[..10];
+                let registry = self.registry();
+                // Built once per base URL, day and set of search parameters: it is large.
+                let mut cached = self.capabilities.lock();
+                let text = match &*cached {
+                    Some((r, base, d, text))
+                        if Arc::ptr_eq(r, &registry) && *base == ctx.base_url && d == day =>
+                    {
+                        text.clone()
+                    }
+                    _ => {
+                        let text = crate::capabilities::capability_statement(
+                            self.model(),
+                            &registry,
+                            &ctx.base_url,
+                            day,
+                        )
+                        .to_string();
+                        *cached = Some((
+                            Arc::clone(&registry),
+                            ctx.base_url.clone(),
+                            day.to_string(),
+                            text.clone(),
+                        ));
+                        text
+                    }
+                };
+                Ok(Response::new(200, Payload::Text(text)))
             }
             Interaction::Read { rt, id } => {
                 let v = self.read(&rt, &id)?;

@@ -96,7 +96,12 @@ pub struct Engine<S> {
     in_flight: parking_lot::Mutex<std::collections::HashMap<u64, flint_store::Interrupt>>,
     next_request: std::sync::atomic::AtomicU64,
     stopping: std::sync::atomic::AtomicBool,
+    /// The last CapabilityStatement served, with the search parameters, base URL and day it
+    /// was built for.
+    capabilities: parking_lot::Mutex<Option<CachedCapabilities>>,
 }
+
+type CachedCapabilities = (Arc<flint_search::Registry>, String, String, String);
 
 impl<S: Store> Engine<S> {
     pub fn new(store: S) -> Arc<Engine<S>> {
@@ -123,6 +128,7 @@ impl<S: Store> Engine<S> {
             in_flight: Default::default(),
             next_request: Default::default(),
             stopping: Default::default(),
+            capabilities: Default::default(),
         };
         if let Err(e) = engine.reload_search_parameters() {
             tracing::error!(error = ?e, "cannot load the stored SearchParameters; using the core ones");
