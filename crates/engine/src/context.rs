@@ -43,11 +43,16 @@ pub fn next_request_id() -> String {
 
 impl Context {
     pub fn new(base_url: impl Into<String>) -> Context {
+        Context::for_request(base_url, next_request_id())
+    }
+
+    /// The context of a request whose id the caller already has (`X-Request-Id`).
+    pub fn for_request(base_url: impl Into<String>, request_id: String) -> Context {
         Context {
             caller: Caller::default(),
             tenant: "default".into(),
             base_url: base_url.into(),
-            request_id: next_request_id(),
+            request_id,
             interrupt: Interrupt::new(),
         }
     }

@@ -21,7 +21,7 @@ use crate::request::{
 };
 use crate::search::ParsedSearch;
 use crate::subset::{self, Summary};
-use crate::write::{Content, Done, Intent};
+use crate::write::{Done, Intent};
 use crate::{parse_etag, Context, Engine};
 
 /// `_summary` / `_elements` as a request asked for them.
@@ -135,18 +135,7 @@ impl<S: Store> Engine<S> {
             headers,
             body,
         } = request;
-        let if_match = || -> Result<Option<u64>> {
-            match headers.if_match.as_deref() {
-                None => Ok(None),
-                Some(s) => parse_etag(s).map(Some).ok_or_else(|| {
-                    Error::invalid(format!(
-                        "If-Match '{s}' is not a version ETag such as W/\"3\""
-                    ))
-                }),
-            }
-        };
         let prefer = headers.prefer_return();
-        let criteria = || criteria_of(&params);
         match interaction {
             Interaction::Capabilities => {
                 let date = format_instant(self.clock.now());
@@ -192,71 +181,21 @@ impl<S: Store> Engine<S> {
                 let v = self.vread(&rt, &id, &vid)?;
                 self.resource_response(ctx, &v, &params)
             }
-            Interaction::Create { rt } => {
-                let intent = Intent::Create {
-                    rt,
-                    if_none_exist: headers.if_none_exist.clone(),
-                };
-                let content = Content::Resource(resource_body(&headers, body)?);
-                let done = self.write_one(ctx, &intent, content, None)?;
-                Ok(self.write_response(ctx, prefer, done))
-            }
-            Interaction::Update { rt, id } => {
-                let if_match = if_match()?;
-                let content = Content::Resource(resource_body(&headers, body)?);
-                let done = self.write_one(ctx, &Intent::Update { rt, id }, content, if_match)?;
-                Ok(self.write_response(ctx, prefer, done))
-            }
-            Interaction::ConditionalUpdate { rt } => {
-                let intent = Intent::ConditionalUpdate {
-                    rt,
-                    criteria: criteria()?,
-                };
-                let if_match = if_match()?;
-                let content = Content::Resource(resource_body(&headers, body)?);
-                let done = self.write_one(ctx, &intent, content, if_match)?;
-                Ok(self.write_response(ctx, prefer, done))
-            }
-            Interaction::Patch { rt, id } => {
-                let if_match = if_match()?;
-                let content = Content::Patch(patch_body(&headers, body)?);
-                let done = self.write_one(ctx, &Intent::Patch { rt, id }, content, if_match)?;
-                Ok(self.write_response(ctx, prefer, done))
-            }
-            Interaction::ConditionalPatch { rt } => {
-                let intent = Intent::ConditionalPatch {
-                    rt,
-                    criteria: criteria()?,
-                };
-                let if_match = if_match()?;
-                let content = Content::Patch(patch_body(&headers, body)?);
-                let done = self.write_one(ctx, &intent, content, if_match)?;
-                Ok(self.write_response(ctx, prefer, done))
-            }
-            Interaction::Delete { rt, id } => {
-                let if_match = if_match()?;
-                let what = format!("{rt}/{id}");
-                let done =
-                    self.write_one(ctx, &Intent::Delete { rt, id }, Content::None, if_match)?;
-                Ok(delete_response(prefer, done, |n| match n {
-                    Some(v) => format!("{what} deleted (version {v})"),
-                    None => format!("{what} did not exist or was already deleted"),
-                }))
-            }
-            Interaction::ConditionalDelete { rt } => {
-                let intent = Intent::ConditionalDelete {
-                    rt: rt.clone(),
-                    criteria: criteria()?,
-                };
-                let done = self.write_one(ctx, &intent, Content::None, None)?;
-                let count = match &done {
-                    Done::Deleted(d) => d.len(),
-                    _ => 0,
-                };
-                Ok(delete_response(prefer, done, |_| {
-                    format!("{count} {rt} resources deleted")
-                }))
-            }
+            Interaction::Create { .. }
+            | Interaction::Update { .. }
+            | Interaction::ConditionalUpdate { .. }
+            | Interaction::Patch { .. }
+            | Interaction::ConditionalPatch { .. }
+            | Interaction::Delete { .. }
+            | Interaction::ConditionalDelete { .. } => self.write_request(
+                ctx,
+                Request {
+                    interaction,
+                    params,
+                    headers,
+                    body,
+                },
+            ),
             Interaction::DeleteHistory { rt, id } => {
                 let removed = self.delete_history(&rt, &id)?;
                 Ok(no_content(prefer, || {
@@ -297,7 +236,7 @@ impl<S: Store> Engine<S> {
                 params.push(("__compartment".into(), format!("{compartment}/{id}")));
                 self.search_response(ctx, &rt, &params, headers.strict_handling(), None)
             }
-            Interaction::Page { token } => self.page_response(ctx, &token, &params, &headers),
+            Interaction::Page { token } => self.page_response(ctx, &token, &headers),
             Interaction::HistoryInstance { rt, id } => {
                 self.history_response(ctx, Some(rt), Some(id), &params, None, None)
             }
@@ -330,6 +269,30 @@ impl<S: Store> Engine<S> {
         }
     }
 
+    /// Create, update, patch, delete and their conditional forms: the one write path
+    /// (`write.rs`), answered as `Prefer: return` asks.
+    fn write_request(&self, ctx: &Context, request: Request) -> Result<Response> {
+        let prefer = request.headers.prefer_return();
+        let (intent, if_match) =
+            Intent::of(&request)?.ok_or_else(|| Error::internal("not a write"))?;
+        let content = intent.content(&request.headers, request.body)?;
+        let done = self.write_one(ctx, &intent, content, if_match)?;
+        Ok(match &intent {
+            Intent::Delete { rt, id } => delete_response(prefer, done, |n| match n {
+                Some(v) => format!("{rt}/{id} deleted (version {v})"),
+                None => format!("{rt}/{id} did not exist or was already deleted"),
+            }),
+            Intent::ConditionalDelete { rt, .. } => {
+                let count = match &done {
+                    Done::Deleted(d) => d.len(),
+                    _ => 0,
+                };
+                delete_response(prefer, done, |_| format!("{count} {rt} resources deleted"))
+            }
+            _ => self.write_response(ctx, prefer, done),
+        })
+    }
+
     fn resource_response(
         &self,
         ctx: &Context,
@@ -344,11 +307,22 @@ impl<S: Store> Engine<S> {
     }
 
     /// The response to a successful write, shaped by `Prefer: return`.
-    fn write_response(&self, ctx: &Context, prefer: PreferReturn, done: Done) -> Response {
+    pub(crate) fn write_response(
+        &self,
+        ctx: &Context,
+        prefer: PreferReturn,
+        done: Done,
+    ) -> Response {
         let (status, v) = match done {
             Done::Written { version, created } => (if created { 201 } else { 200 }, version),
-            Done::Existing(version) | Done::Read(version) => (200, version),
+            Done::Existing(version) => (200, version),
             Done::Deleted(_) => return Response::new(204, Payload::None),
+            // A transaction's read: answered as a read is.
+            Done::Read(version) => {
+                let mut r = Response::version(200, &version);
+                r.full_url = Some(ctx.url(&version.resource_type, &version.id));
+                return r;
+            }
         };
         let mut r = match prefer {
             PreferReturn::Representation => Response::version(status, &v),
@@ -468,7 +442,6 @@ impl<S: Store> Engine<S> {
         self: &Arc<Self>,
         ctx: &Context,
         token: &str,
-        params: &[(String, String)],
         headers: &crate::request::Headers,
     ) -> Result<Response> {
         let page = self.open_page(token)?;
@@ -477,7 +450,6 @@ impl<S: Store> Engine<S> {
                 "this paging link is not valid (altered, or not issued by this server)",
             ));
         }
-        let _ = params;
         if let Some(scope) = page.scope.strip_prefix("history:") {
             let (rt, id) = match scope.split_once('/') {
                 Some((rt, id)) => (Some(rt.to_string()), Some(id.to_string())),

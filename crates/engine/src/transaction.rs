@@ -20,7 +20,6 @@ use flint_store::Store;
 use serde_json::{json, Value};
 
 use crate::bundle::{status_line, BundleBuilder};
-use crate::core::{criteria_of, patch_body, resource_body};
 use crate::request::{
     Body, Headers, Interaction, Method, Payload, PreferReturn, Request, Response,
 };
@@ -47,61 +46,6 @@ fn phase(interaction: &Interaction) -> usize {
         | Interaction::ConditionalPatch { .. } => 2,
         _ => 3,
     }
-}
-
-/// The write an entry's request asks for, if it is a write.
-fn intent_of(request: &Request) -> Result<Option<(Intent, Option<u64>)>> {
-    let if_match = match request.headers.if_match.as_deref() {
-        None => None,
-        Some(s) => {
-            Some(crate::parse_etag(s).ok_or_else(|| Error::invalid(format!("bad ifMatch '{s}'")))?)
-        }
-    };
-    let s = String::clone;
-    Ok(Some((
-        match &request.interaction {
-            Interaction::Create { rt } => Intent::Create {
-                rt: s(rt),
-                if_none_exist: request.headers.if_none_exist.clone(),
-            },
-            Interaction::Update { rt, id } => Intent::Update {
-                rt: s(rt),
-                id: s(id),
-            },
-            Interaction::ConditionalUpdate { rt } => Intent::ConditionalUpdate {
-                rt: s(rt),
-                criteria: criteria_of(&request.params)?,
-            },
-            Interaction::Patch { rt, id } => Intent::Patch {
-                rt: s(rt),
-                id: s(id),
-            },
-            Interaction::ConditionalPatch { rt } => Intent::ConditionalPatch {
-                rt: s(rt),
-                criteria: criteria_of(&request.params)?,
-            },
-            Interaction::Delete { rt, id } => Intent::Delete {
-                rt: s(rt),
-                id: s(id),
-            },
-            Interaction::ConditionalDelete { rt } => Intent::ConditionalDelete {
-                rt: s(rt),
-                criteria: criteria_of(&request.params)?,
-            },
-            Interaction::Read { rt, id } => Intent::Read {
-                rt: s(rt),
-                id: s(id),
-                version: None,
-            },
-            Interaction::Vread { rt, id, vid } => Intent::Read {
-                rt: s(rt),
-                id: s(id),
-                version: Some(s(vid)),
-            },
-            _ => return Ok(None),
-        },
-        if_match,
-    )))
 }
 
 /// A write that depends on nothing but itself: a create without `ifNoneExist`, an update or
@@ -265,13 +209,8 @@ impl<S: Store> Engine<S> {
         for (i, request) in requests {
             let plan = (|| {
                 let (intent, if_match) =
-                    intent_of(&request)?.ok_or_else(|| Error::internal("not a write"))?;
-                let content = match &intent {
-                    Intent::Create { .. } | Intent::Update { .. } => {
-                        Content::Resource(resource_body(&request.headers, request.body)?)
-                    }
-                    _ => Content::None,
-                };
+                    Intent::of(&request)?.ok_or_else(|| Error::internal("not a write"))?;
+                let content = intent.content(&request.headers, request.body)?;
                 let target = self.resolve(ctx, &intent, &content, &mut Vec::new())?;
                 let rt = target.resource_type().to_string();
                 Ok((rt, self.prepare(target, content, if_match)?))
@@ -321,23 +260,11 @@ impl<S: Store> Engine<S> {
         let mut reads = Vec::new();
         for (index, entry) in entries.into_iter().enumerate() {
             let Entry { request, full_url } = entry;
-            match intent_of(&request).map_err(|e| in_entry(e, index))? {
+            match Intent::of(&request).map_err(|e| in_entry(e, index))? {
                 Some((intent, if_match)) => {
-                    let content = match &intent {
-                        Intent::Create { .. }
-                        | Intent::Update { .. }
-                        | Intent::ConditionalUpdate { .. } => Content::Resource(
-                            resource_body(&request.headers, request.body)
-                                .map_err(|e| in_entry(e, index))?,
-                        ),
-                        Intent::Patch { .. } | Intent::ConditionalPatch { .. } => Content::Patch(
-                            patch_body(&request.headers, request.body)
-                                .map_err(|e| in_entry(e, index))?,
-                        ),
-                        Intent::Delete { .. }
-                        | Intent::ConditionalDelete { .. }
-                        | Intent::Read { .. } => Content::None,
-                    };
+                    let content = intent
+                        .content(&request.headers, request.body)
+                        .map_err(|e| in_entry(e, index))?;
                     writes.push(Write {
                         index,
                         intent,
@@ -532,24 +459,13 @@ impl<S: Store> Engine<S> {
         Ok(done)
     }
 
-    /// A write's entry response: `response` with status, location, etag, lastModified, and
-    /// the resource under `Prefer: return=representation`.
+    /// A write's entry response: as the single interaction answers, except that an
+    /// informational outcome has no place as an entry's resource.
     fn entry_response(&self, ctx: &Context, prefer: PreferReturn, done: Done) -> Response {
-        let (status, v) = match done {
-            Done::Written { version, created } => (if created { 201 } else { 200 }, version),
-            Done::Existing(version) => (200, version),
-            Done::Deleted(_) => return Response::new(204, Payload::None),
-            Done::Read(version) => {
-                let mut r = Response::version(200, &version);
-                r.full_url = Some(ctx.url(&version.resource_type, &version.id));
-                return r;
-            }
-        };
-        let mut r = Response::version(status, &v);
-        if prefer != PreferReturn::Representation {
+        let mut r = self.write_response(ctx, prefer, done);
+        if prefer == PreferReturn::OperationOutcome {
             r.payload = Payload::None;
         }
-        r.location = Some(ctx.versioned_url(&v.resource_type, &v.id, v.version));
         r
     }
 }

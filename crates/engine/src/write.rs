@@ -15,6 +15,7 @@ use flint_store::search::SearchQuery;
 use flint_store::{Method, NewVersion, Store, Transaction, Version};
 use serde_json::Value;
 
+use crate::request::{Body, Headers, Interaction, Request};
 use crate::{check_if_match, new_id, parse_stored, search, Context, Engine, Stamped};
 
 /// Most resources one conditional delete removes; more matches are refused (412).
@@ -144,6 +145,113 @@ pub(crate) enum Intent {
         id: String,
         version: Option<String>,
     },
+}
+
+impl Intent {
+    /// The write a request asks for, with its `If-Match` where the interaction takes one;
+    /// `None` for a request that is not a write. Reads by id and version count too (as
+    /// [`Intent::Read`]): a transaction runs them in its write job.
+    ///
+    /// # Errors
+    /// A malformed `If-Match`, or a conditional interaction without criteria (400).
+    pub(crate) fn of(request: &Request) -> Result<Option<(Intent, Option<u64>)>> {
+        let if_match = || match request.headers.if_match.as_deref() {
+            None => Ok(None),
+            Some(s) => crate::parse_etag(s).map(Some).ok_or_else(|| {
+                Error::invalid(format!(
+                    "If-Match '{s}' is not a version ETag such as W/\"3\""
+                ))
+            }),
+        };
+        let criteria = || crate::core::criteria_of(&request.params);
+        let s = String::clone;
+        Ok(Some(match &request.interaction {
+            Interaction::Create { rt } => (
+                Intent::Create {
+                    rt: s(rt),
+                    if_none_exist: request.headers.if_none_exist.clone(),
+                },
+                None,
+            ),
+            Interaction::Update { rt, id } => (
+                Intent::Update {
+                    rt: s(rt),
+                    id: s(id),
+                },
+                if_match()?,
+            ),
+            Interaction::ConditionalUpdate { rt } => (
+                Intent::ConditionalUpdate {
+                    rt: s(rt),
+                    criteria: criteria()?,
+                },
+                if_match()?,
+            ),
+            Interaction::Patch { rt, id } => (
+                Intent::Patch {
+                    rt: s(rt),
+                    id: s(id),
+                },
+                if_match()?,
+            ),
+            Interaction::ConditionalPatch { rt } => (
+                Intent::ConditionalPatch {
+                    rt: s(rt),
+                    criteria: criteria()?,
+                },
+                if_match()?,
+            ),
+            Interaction::Delete { rt, id } => (
+                Intent::Delete {
+                    rt: s(rt),
+                    id: s(id),
+                },
+                if_match()?,
+            ),
+            Interaction::ConditionalDelete { rt } => (
+                Intent::ConditionalDelete {
+                    rt: s(rt),
+                    criteria: criteria()?,
+                },
+                None,
+            ),
+            Interaction::Read { rt, id } => (
+                Intent::Read {
+                    rt: s(rt),
+                    id: s(id),
+                    version: None,
+                },
+                None,
+            ),
+            Interaction::Vread { rt, id, vid } => (
+                Intent::Read {
+                    rt: s(rt),
+                    id: s(id),
+                    version: Some(s(vid)),
+                },
+                None,
+            ),
+            _ => return Ok(None),
+        }))
+    }
+
+    /// The body this write needs, read from the request's.
+    ///
+    /// # Errors
+    /// A missing or malformed resource or patch, or an unsupported media type (400/415).
+    pub(crate) fn content(&self, headers: &Headers, body: Body) -> Result<Content> {
+        Ok(match self {
+            Intent::Create { .. } | Intent::Update { .. } | Intent::ConditionalUpdate { .. } => {
+                Content::Resource(crate::core::resource_body(headers, body)?)
+            }
+            Intent::Patch { .. } | Intent::ConditionalPatch { .. } => {
+                Content::Patch(crate::core::patch_body(headers, body)?)
+            }
+            Intent::Delete { .. } | Intent::ConditionalDelete { .. } | Intent::Read { .. } => {
+                Content::None
+            }
+        })
+    }
 }
 
 /// What the body of a write is.

@@ -267,8 +267,6 @@ async fn handle<S: Store>(
     let (parts, body) = request.into_parts();
     let headers = &parts.headers;
     let query = parts.uri.query();
-    let params = format::parse_query(query);
-    let output = negotiate(&params, headers)?;
     let method = match parts.method {
         Method::GET => HttpMethod::Get,
         Method::HEAD => HttpMethod::Head,
@@ -289,6 +287,7 @@ async fn handle<S: Store>(
         .strip_prefix(state.config.context_path.as_str())
         .unwrap_or(path);
     let mut fhir_request = Request::parse(method, relative, query)?;
+    let output = negotiate(&fhir_request.params, headers)?;
     fhir_request.headers = Headers {
         if_match: header_text(headers, header::IF_MATCH),
         if_none_match: header_text(headers, header::IF_NONE_MATCH),
@@ -317,12 +316,14 @@ async fn handle<S: Store>(
                 })??;
         fhir_request.body = flint_engine::Body::Bytes(bytes);
     }
-    let mut ctx = Context::new(format::base_url(
-        state.config.base_url.as_deref(),
-        &state.config.context_path,
-        headers,
-    ));
-    ctx.request_id = request_id;
+    let ctx = Context::for_request(
+        format::base_url(
+            state.config.base_url.as_deref(),
+            &state.config.context_path,
+            headers,
+        ),
+        request_id,
+    );
     let mut hang_up = HangUp(Some(ctx.interrupt.clone()));
     let answer = state.engine.handle(ctx, fhir_request).await;
     // Finished: the client did not hang up.
