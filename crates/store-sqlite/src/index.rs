@@ -1,9 +1,11 @@
 //! Writing search index rows: each version's extracted values go into the table of their
 //! type, keyed by the parameter's id (one per resource type and code) and the version's `seq`.
 
+use std::cmp::Ordering;
 use std::collections::HashMap;
 
 use flint_store::{IndexValue, IndexedParam};
+use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension};
 
 /// Parameter ids by (resource type, code); owned by the writer, which alone creates them.
@@ -115,14 +117,20 @@ pub fn reference_keys(
     keys
 }
 
+/// Gathers the index rows of one version into `rows` (written by [`Rows::flush`]); returns
+/// its full-text row, which the writer inserts at commit.
 pub fn write(
     conn: &Connection,
     ids: &mut ParamIds,
+    rows: &mut Rows,
     resource_type: &str,
     seq: i64,
     params: &[IndexedParam],
 ) -> rusqlite::Result<Option<FullTextRow>> {
+    rows.seqs.insert(seq);
     let (mut narrative, mut content) = (None, None);
+    // The next composite tuple number of each parameter of this version.
+    let mut tuples: HashMap<i64, i64> = HashMap::new();
     for p in params {
         // The full-text "parameters" go to one row of their own table.
         let text = match p.code.as_str() {
@@ -142,7 +150,7 @@ pub fn write(
             None => ids.get_or_create(conn, resource_type, &p.code)?,
         };
         for value in &p.values {
-            write_value(conn, param, seq, value)?;
+            rows.add(param, seq, value, &mut tuples);
         }
     }
     Ok(
@@ -202,103 +210,311 @@ pub fn write_full_text(conn: &Connection, rows: Vec<FullTextRow>) -> rusqlite::R
     Ok(())
 }
 
-fn write_value(
-    conn: &Connection,
-    param: i64,
-    seq: i64,
-    value: &IndexValue,
-) -> rusqlite::Result<()> {
-    match value {
-        IndexValue::String {
-            normalized,
-            original,
-        } => {
-            conn.prepare_cached("INSERT OR IGNORE INTO idx_string (param, value, seq, original) VALUES (?1, ?2, ?3, ?4)")?
-                .execute((param, normalized.as_ref(), seq, original.as_ref()))?;
+/// One index table's rows waiting to be written, as SQL values in column order.
+struct Table<const N: usize> {
+    /// `INSERT [OR IGNORE] INTO table (columns) VALUES`, completed by one `(?, …)` per row.
+    head: &'static str,
+    /// How many leading columns order the rows: the table's key, or its busiest index.
+    key: usize,
+    rows: Vec<[Value; N]>,
+}
+
+impl<const N: usize> Table<N> {
+    const fn new(head: &'static str, key: usize) -> Self {
+        Table {
+            head,
+            key,
+            rows: Vec::new(),
         }
-        IndexValue::Token {
-            system,
-            code,
-            text: display,
-        } => {
-            if code.is_some() || system.is_some() {
-                // `sort` is what `_sort` orders by: system, then code.
-                let sort = format!("{}\u{1}{}", text(system), text(code));
-                conn.prepare_cached("INSERT OR IGNORE INTO idx_token (param, code, system, seq, sort) VALUES (?1, ?2, ?3, ?4, ?5)")?
-                    .execute((param, opt_hash(code), opt_hash(system), seq, sort))?;
-            }
-            if let Some(display) = display {
-                conn.prepare_cached(
-                    "INSERT OR IGNORE INTO idx_token_text (param, text, seq) VALUES (?1, ?2, ?3)",
-                )?
-                .execute((param, flint_search::normalize_string(display), seq))?;
-            }
-        }
-        IndexValue::Reference {
-            resource_type,
-            id,
-            version,
-            url,
-            identifier,
-        } => {
-            // What `_sort` orders by, on each of the value's rows.
-            let sort = reference_sort_text(
-                resource_type.as_deref(),
-                id.as_deref(),
-                url.as_deref(),
-                identifier,
-            );
-            for key in reference_keys(
-                resource_type.as_deref(),
-                id.as_deref(),
-                version.as_deref(),
-                url.as_deref(),
-                identifier,
-            ) {
-                conn.prepare_cached(
-                    "INSERT OR IGNORE INTO idx_reference (param, key, seq, sort) VALUES (?1, ?2, ?3, ?4)",
-                )?
-                .execute((param, key_hash(&key), seq, sort.as_deref()))?;
-            }
-        }
-        IndexValue::Date { start, end } => {
-            conn.prepare_cached(
-                "INSERT OR IGNORE INTO idx_date (param, start, end, seq) VALUES (?1, ?2, ?3, ?4)",
-            )?
-            .execute((param, start, end, seq))?;
-        }
-        IndexValue::Number { value, low, high } => {
-            conn.prepare_cached("INSERT OR IGNORE INTO idx_number (param, low, high, seq, value) VALUES (?1, ?2, ?3, ?4, ?5)")?
-                .execute((param, low, high, seq, value.as_ref()))?;
-        }
-        IndexValue::Quantity {
-            low,
-            high,
-            system,
-            code,
-            unit,
-            canonical,
-            ..
-        } => {
-            let (cu, cl, ch) = match canonical {
-                Some(c) => (&*c.unit, Some(c.low), Some(c.high)),
-                None => ("", None, None),
-            };
-            conn.prepare_cached(
-                "INSERT INTO idx_quantity (param, seq, low, high, system, code, unit, canonical_unit, canonical_low, canonical_high)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-            )?
-            .execute((param, seq, low, high, text(system), text(code), text(unit), cu, cl, ch))?;
-        }
-        IndexValue::Uri(uri) => {
-            conn.prepare_cached(
-                "INSERT OR IGNORE INTO idx_uri (param, value, seq) VALUES (?1, ?2, ?3)",
-            )?
-            .execute((param, uri.as_ref(), seq))?;
-        }
-        IndexValue::Composite(parts) => composite_rows(conn, param, seq, parts)?,
     }
-    Ok(())
+
+    /// Writes the rows in key order, many per statement. The statements take 64, 32, …, 1
+    /// rows, so that a few prepared statements per table serve every batch size.
+    fn flush(&mut self, conn: &Connection) -> rusqlite::Result<()> {
+        if self.rows.is_empty() {
+            return Ok(());
+        }
+        let key = self.key;
+        self.rows.sort_unstable_by(|a, b| {
+            a[..key]
+                .iter()
+                .zip(&b[..key])
+                .map(|(x, y)| sql_order(x, y))
+                .find(|o| o.is_ne())
+                .unwrap_or(Ordering::Equal)
+        });
+        let rows = std::mem::take(&mut self.rows);
+        let mut rest = &rows[..];
+        while !rest.is_empty() {
+            let n = [64, 32, 16, 8, 4, 2, 1]
+                .into_iter()
+                .find(|&n| n <= rest.len())
+                .unwrap_or(1);
+            let (chunk, tail) = rest.split_at(n);
+            let one = format!("({})", vec!["?"; N].join(", "));
+            let sql = format!("{} {}", self.head, vec![one; n].join(", "));
+            conn.prepare_cached(&sql)?
+                .execute(rusqlite::params_from_iter(chunk.iter().flatten()))?;
+            rest = tail;
+        }
+        Ok(())
+    }
+}
+
+/// SQLite's order of values (NULL, numbers, text, blobs), for sorting rows before insertion.
+fn sql_order(a: &Value, b: &Value) -> Ordering {
+    fn rank(v: &Value) -> u8 {
+        match v {
+            Value::Null => 0,
+            Value::Integer(_) | Value::Real(_) => 1,
+            Value::Text(_) => 2,
+            Value::Blob(_) => 3,
+        }
+    }
+    match (a, b) {
+        (Value::Integer(x), Value::Integer(y)) => x.cmp(y),
+        (Value::Integer(x), Value::Real(y)) => (*x as f64).total_cmp(y),
+        (Value::Real(x), Value::Integer(y)) => x.total_cmp(&(*y as f64)),
+        (Value::Real(x), Value::Real(y)) => x.total_cmp(y),
+        (Value::Text(x), Value::Text(y)) => x.cmp(y),
+        (Value::Blob(x), Value::Blob(y)) => x.cmp(y),
+        _ => rank(a).cmp(&rank(b)),
+    }
+}
+
+/// The index rows the writer has gathered and not yet written. A job's rows are written
+/// together when it ends (and before anything in it reads the index): per table and in key
+/// order, many to a statement, which costs the B-trees far fewer page visits than one row at
+/// a time in the order the values were extracted.
+pub struct Rows {
+    /// The versions whose rows are gathered here.
+    seqs: std::collections::HashSet<i64>,
+    string: Table<4>,
+    token: Table<5>,
+    token_text: Table<3>,
+    reference: Table<4>,
+    date: Table<4>,
+    number: Table<5>,
+    quantity: Table<10>,
+    uri: Table<3>,
+    composite: Table<13>,
+}
+
+impl Default for Rows {
+    fn default() -> Self {
+        Rows {
+            seqs: Default::default(),
+            string: Table::new("INSERT OR IGNORE INTO idx_string (param, value, seq, original) VALUES", 4),
+            token: Table::new("INSERT OR IGNORE INTO idx_token (param, code, system, seq, sort) VALUES", 4),
+            token_text: Table::new("INSERT OR IGNORE INTO idx_token_text (param, text, seq) VALUES", 3),
+            reference: Table::new("INSERT OR IGNORE INTO idx_reference (param, key, seq, sort) VALUES", 3),
+            date: Table::new("INSERT OR IGNORE INTO idx_date (param, start, end, seq) VALUES", 4),
+            number: Table::new("INSERT OR IGNORE INTO idx_number (param, low, high, seq, value) VALUES", 5),
+            quantity: Table::new(
+                "INSERT INTO idx_quantity (param, code, low, seq, high, system, unit, canonical_unit, canonical_low, canonical_high) VALUES",
+                4,
+            ),
+            uri: Table::new("INSERT OR IGNORE INTO idx_uri (param, value, seq) VALUES", 3),
+            composite: Table::new(
+                "INSERT INTO idx_composite (param, a_code, a_system, seq, tuple, pos, b_code, b_system, b_text, b_original, b_unit, b_low, b_high) VALUES",
+                4,
+            ),
+        }
+    }
+}
+
+impl Rows {
+    /// Writes every gathered row.
+    pub fn flush(&mut self, conn: &Connection) -> rusqlite::Result<()> {
+        self.seqs.clear();
+        self.string.flush(conn)?;
+        self.token.flush(conn)?;
+        self.token_text.flush(conn)?;
+        self.reference.flush(conn)?;
+        self.date.flush(conn)?;
+        self.number.flush(conn)?;
+        self.quantity.flush(conn)?;
+        self.uri.flush(conn)?;
+        self.composite.flush(conn)
+    }
+
+    /// Whether rows of version `seq` are gathered and not yet written.
+    pub fn holds(&self, seq: i64) -> bool {
+        self.seqs.contains(&seq)
+    }
+
+    /// Forgets the gathered rows (their job is rolled back).
+    pub fn clear(&mut self) {
+        self.seqs.clear();
+        self.string.rows.clear();
+        self.token.rows.clear();
+        self.token_text.rows.clear();
+        self.reference.rows.clear();
+        self.date.rows.clear();
+        self.number.rows.clear();
+        self.quantity.rows.clear();
+        self.uri.rows.clear();
+        self.composite.rows.clear();
+    }
+
+    fn add(&mut self, param: i64, seq: i64, value: &IndexValue, tuples: &mut HashMap<i64, i64>) {
+        let t = |s: &str| Value::Text(s.to_string());
+        match value {
+            IndexValue::String {
+                normalized,
+                original,
+            } => self
+                .string
+                .rows
+                .push([param.into(), t(normalized), seq.into(), t(original)]),
+            IndexValue::Token {
+                system,
+                code,
+                text: display,
+            } => {
+                if code.is_some() || system.is_some() {
+                    // `sort` is what `_sort` orders by: system, then code.
+                    self.token.rows.push([
+                        param.into(),
+                        opt_hash(code).into(),
+                        opt_hash(system).into(),
+                        seq.into(),
+                        Value::Text(format!("{}\u{1}{}", text(system), text(code))),
+                    ]);
+                }
+                if let Some(display) = display {
+                    self.token_text.rows.push([
+                        param.into(),
+                        Value::Text(flint_search::normalize_string(display)),
+                        seq.into(),
+                    ]);
+                }
+            }
+            IndexValue::Reference {
+                resource_type,
+                id,
+                version,
+                url,
+                identifier,
+            } => {
+                // What `_sort` orders by, on each of the value's rows.
+                let sort = reference_sort_text(
+                    resource_type.as_deref(),
+                    id.as_deref(),
+                    url.as_deref(),
+                    identifier,
+                );
+                for key in reference_keys(
+                    resource_type.as_deref(),
+                    id.as_deref(),
+                    version.as_deref(),
+                    url.as_deref(),
+                    identifier,
+                ) {
+                    self.reference.rows.push([
+                        param.into(),
+                        key_hash(&key).into(),
+                        seq.into(),
+                        sort.clone().map_or(Value::Null, Value::Text),
+                    ]);
+                }
+            }
+            IndexValue::Date { start, end } => {
+                self.date
+                    .rows
+                    .push([param.into(), (*start).into(), (*end).into(), seq.into()]);
+            }
+            IndexValue::Number { value, low, high } => self.number.rows.push([
+                param.into(),
+                (*low).into(),
+                (*high).into(),
+                seq.into(),
+                t(value),
+            ]),
+            IndexValue::Quantity {
+                low,
+                high,
+                system,
+                code,
+                unit,
+                canonical,
+                ..
+            } => {
+                let (cu, cl, ch) = match canonical {
+                    Some(c) => (&*c.unit, Value::Real(c.low), Value::Real(c.high)),
+                    None => ("", Value::Null, Value::Null),
+                };
+                self.quantity.rows.push([
+                    param.into(),
+                    t(text(code)),
+                    (*low).into(),
+                    seq.into(),
+                    (*high).into(),
+                    t(text(system)),
+                    t(text(unit)),
+                    t(cu),
+                    cl,
+                    ch,
+                ]);
+            }
+            IndexValue::Uri(uri) => {
+                self.uri.rows.push([param.into(), t(uri), seq.into()]);
+            }
+            IndexValue::Composite(parts) => {
+                let tuple = tuples.entry(param).or_insert(0);
+                self.composite_rows(param, seq, *tuple, parts);
+                *tuple += 1;
+            }
+        }
+    }
+
+    /// The rows of one composite tuple (see the `idx_composite` table): for each key of the
+    /// first component, a row per trailing component's value.
+    fn composite_rows(&mut self, param: i64, seq: i64, tuple: i64, parts: &[IndexValue]) {
+        let Some((first, rest)) = parts.split_first() else {
+            return;
+        };
+        let keys = composite_keys(first);
+        let mut columns: Vec<Vec<CompositeColumns>> = rest.iter().map(composite_columns).collect();
+        if columns.is_empty() {
+            // A composite of one component: a row with empty `b_` columns.
+            columns.push(vec![(
+                None,
+                None,
+                None,
+                None,
+                None,
+                Value::Null,
+                Value::Null,
+            )]);
+        }
+        if keys.is_empty() || columns.iter().any(Vec::is_empty) {
+            return;
+        }
+        let opt_int = |v: &Option<i64>| v.map_or(Value::Null, Value::Integer);
+        let opt_text = |v: &Option<String>| v.clone().map_or(Value::Null, Value::Text);
+        for (a_code, a_system) in keys {
+            for (i, rows) in columns.iter().enumerate() {
+                for (code, system, text, original, unit, low, high) in rows {
+                    self.composite.rows.push([
+                        param.into(),
+                        a_code.into(),
+                        a_system.into(),
+                        seq.into(),
+                        tuple.into(),
+                        (i as i64 + 1).into(),
+                        opt_int(code),
+                        opt_int(system),
+                        opt_text(text),
+                        opt_text(original),
+                        opt_text(unit),
+                        low.clone(),
+                        high.clone(),
+                    ]);
+                }
+            }
+        }
+    }
 }
 
 /// What a reference sorts by: `Type/id` for a literal reference, else its absolute URL,
@@ -351,8 +567,8 @@ type CompositeColumns = (
     Option<String>,
     Option<String>,
     Option<String>,
-    rusqlite::types::Value,
-    rusqlite::types::Value,
+    Value,
+    Value,
 );
 
 fn composite_columns(value: &IndexValue) -> Vec<CompositeColumns> {
@@ -408,61 +624,6 @@ fn composite_columns(value: &IndexValue) -> Vec<CompositeColumns> {
         }
         IndexValue::Composite(_) => Vec::new(),
     }
-}
-
-/// The rows of one composite tuple (see the `idx_composite` table): for each key of the
-/// first component, a row per trailing component's value.
-fn composite_rows(
-    conn: &Connection,
-    param: i64,
-    seq: i64,
-    parts: &[IndexValue],
-) -> rusqlite::Result<()> {
-    let Some((first, rest)) = parts.split_first() else {
-        return Ok(());
-    };
-    // The next tuple number of this version and parameter.
-    let tuple: i64 = conn
-        .prepare_cached(
-            "SELECT coalesce(max(tuple), -1) + 1 FROM idx_composite WHERE seq = ?1 AND param = ?2",
-        )?
-        .query_row((seq, param), |r| r.get(0))?;
-    let keys = composite_keys(first);
-    let mut columns: Vec<Vec<CompositeColumns>> = rest.iter().map(composite_columns).collect();
-    if columns.is_empty() {
-        // A composite of one component: a row with empty `b_` columns.
-        use rusqlite::types::Value as V;
-        columns.push(vec![(None, None, None, None, None, V::Null, V::Null)]);
-    }
-    if keys.is_empty() || columns.iter().any(Vec::is_empty) {
-        return Ok(());
-    }
-    let mut insert = conn.prepare_cached(
-        "INSERT INTO idx_composite (param, a_code, a_system, seq, tuple, pos, b_code, b_system, b_text, b_original, b_unit, b_low, b_high)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
-    )?;
-    for (a_code, a_system) in keys {
-        for (i, rows) in columns.iter().enumerate() {
-            for (code, system, text, original, unit, low, high) in rows {
-                insert.execute(rusqlite::params![
-                    param,
-                    a_code,
-                    a_system,
-                    seq,
-                    tuple,
-                    i as i64 + 1,
-                    code,
-                    system,
-                    text,
-                    original,
-                    unit,
-                    low,
-                    high
-                ])?;
-            }
-        }
-    }
-    Ok(())
 }
 
 /// Every index table; each has a `seq` column.

@@ -60,7 +60,7 @@ pub fn start(
     conn: Connection,
     last_tx: Arc<std::sync::atomic::AtomicU64>,
     versions: Arc<crate::cache::VersionCache>,
-) -> Result<mpsc::Sender<Job>> {
+) -> Result<(mpsc::Sender<Job>, std::thread::JoinHandle<()>)> {
     let (sender, receiver) = mpsc::channel::<Job>();
     let next_tx: i64 = conn
         .query_row("SELECT COALESCE(MAX(t), 0) + 1 FROM tx", [], |r| r.get(0))
@@ -69,12 +69,13 @@ pub fn start(
         .query_row("SELECT COALESCE(MAX(instant), 0) FROM tx", [], |r| r.get(0))
         .map_err(fault)?;
     last_tx.store(next_tx as u64 - 1, std::sync::atomic::Ordering::SeqCst);
-    std::thread::Builder::new()
+    let thread = std::thread::Builder::new()
         .name("flint-writer".into())
         .spawn(move || {
             Writer {
                 conn,
                 params: Default::default(),
+                rows: Default::default(),
                 next_tx: next_tx as u64,
                 last_time,
                 full_text: Vec::new(),
@@ -85,12 +86,14 @@ pub fn start(
             .run(receiver)
         })
         .map_err(|e| Error::internal(format!("cannot start the writer thread: {e}")))?;
-    Ok(sender)
+    Ok((sender, thread))
 }
 
 struct Writer {
     conn: Connection,
     params: crate::index::ParamIds,
+    /// The running job's index rows, written when it ends (see `index::Rows`).
+    rows: crate::index::Rows,
     next_tx: TxNumber,
     last_time: i64,
     /// Full-text rows of the batch's committed jobs, written just before the commit.
@@ -175,6 +178,7 @@ impl Writer {
         let mut txn = SqliteTransaction {
             conn: &self.conn,
             params: &mut self.params,
+            rows: &mut self.rows,
             tx: self.next_tx,
             now,
             wrote: false,
@@ -186,10 +190,17 @@ impl Writer {
         let (wrote, failed) = (txn.wrote, txn.failed.take());
         let full_text = std::mem::take(&mut txn.full_text);
         let written = std::mem::take(&mut txn.written);
-        let keep = match &ran {
-            Ok((ok, _)) => *ok && failed.is_none(),
-            Err(_) => false,
-        };
+        // The job's own verdict; a backend error it saw (or the flush of its index rows)
+        // overrules it.
+        let ok = matches!(&ran, Ok((true, _)));
+        let mut failed = failed;
+        if ok && failed.is_none() {
+            if let Err(e) = self.rows.flush(&self.conn) {
+                failed = Some(e.to_string());
+            }
+        }
+        let keep = ok && failed.is_none();
+        self.rows.clear();
         let recorded = keep
             && (!wrote
                 || self
@@ -218,8 +229,9 @@ impl Writer {
                 Box::new(move |_| done(Some("cannot record the transaction")))
             }
             Ok((_, done)) => match failed {
-                // The job swallowed a backend error but returned Ok: report the fault.
-                Some(msg) if keep => Box::new(move |_| done(Some(&msg))),
+                // The job swallowed a backend error but returned Ok: it was rolled back, and
+                // its caller hears of the fault.
+                Some(msg) if ok => Box::new(move |_| done(Some(&msg))),
                 _ => done,
             },
             Err(_) => {
@@ -272,6 +284,8 @@ impl Transaction for Refused {
 struct SqliteTransaction<'c> {
     conn: &'c Connection,
     params: &'c mut crate::index::ParamIds,
+    /// Index rows written so far, not yet in their tables: flushed before the index is read.
+    rows: &'c mut crate::index::Rows,
     tx: TxNumber,
     now: i64,
     wrote: bool,
@@ -289,6 +303,12 @@ impl SqliteTransaction<'_> {
             self.failed = Some(e.to_string());
             fault(e)
         })
+    }
+
+    /// Writes the gathered index rows: whatever reads the index next must see them.
+    fn flush(&mut self) -> Result<()> {
+        let r = self.rows.flush(self.conn);
+        self.check(r)
     }
 }
 
@@ -371,7 +391,14 @@ impl Transaction for SqliteTransaction<'_> {
         }
         self.check(r)?;
         let seq = self.conn.last_insert_rowid();
-        let r = crate::index::write(self.conn, self.params, &new.resource_type, seq, &new.index);
+        let r = crate::index::write(
+            self.conn,
+            self.params,
+            self.rows,
+            &new.resource_type,
+            seq,
+            &new.index,
+        );
         let row = self.check(r)?;
         self.full_text.extend(row);
         self.wrote = true;
@@ -389,6 +416,7 @@ impl Transaction for SqliteTransaction<'_> {
     fn search(&mut self, query: &flint_store::search::SearchQuery) -> Result<Vec<Version>> {
         // The writer must not be held by a costly search: it stops at the query's interrupt.
         query.interrupt.check()?;
+        self.flush()?;
         let watch = query.interrupt.clone();
         self.conn
             .progress_handler(crate::PROGRESS_STEPS, Some(move || watch.is_due()));
@@ -432,6 +460,7 @@ impl Transaction for SqliteTransaction<'_> {
     }
 
     fn delete_history(&mut self, resource_type: &str, id: &str) -> Result<u64> {
+        self.flush()?;
         let r = crate::index::delete_for_history(self.conn, resource_type, id);
         self.check(r)?;
         let r = self
@@ -475,9 +504,20 @@ impl Transaction for SqliteTransaction<'_> {
         let Some(seq) = self.check(r)? else {
             return Ok(false);
         };
+        // Only this version's own rows must be in their tables before they are deleted.
+        if self.rows.holds(seq) {
+            self.flush()?;
+        }
         let r = crate::index::delete_for_version(self.conn, seq);
         self.check(r)?;
-        let r = crate::index::write(self.conn, self.params, resource_type, seq, &index);
+        let r = crate::index::write(
+            self.conn,
+            self.params,
+            self.rows,
+            resource_type,
+            seq,
+            &index,
+        );
         let row = self.check(r)?;
         self.full_text.extend(row);
         Ok(true)
