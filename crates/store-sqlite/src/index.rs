@@ -658,13 +658,20 @@ pub fn delete_for_history(
     Ok(())
 }
 
-/// Removes the index rows of one version (before `$reindex` writes them anew).
+/// Removes the index rows of one version (before `$reindex` writes them anew); its full-text
+/// row stays: full text depends on the resource alone.
 pub fn delete_for_version(conn: &Connection, seq: i64) -> rusqlite::Result<()> {
     for table in INDEX_TABLES {
         conn.prepare_cached(&format!("DELETE FROM {table} WHERE seq = ?1"))?
             .execute([seq])?;
     }
-    conn.prepare_cached("DELETE FROM idx_fulltext WHERE rowid = ?1")?
-        .execute([seq])?;
     Ok(())
+}
+
+/// Whether version `seq` has its full-text row.
+pub fn has_full_text(conn: &Connection, seq: i64) -> rusqlite::Result<bool> {
+    conn.prepare_cached("SELECT 1 FROM idx_fulltext WHERE rowid = ?1")?
+        .query_row([seq], |_| Ok(()))
+        .optional()
+        .map(|o| o.is_some())
 }
