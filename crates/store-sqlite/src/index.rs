@@ -244,6 +244,7 @@ impl<const N: usize> Table<N> {
                 .unwrap_or(Ordering::Equal)
         });
         let rows = std::mem::take(&mut self.rows);
+        let one = format!("({})", vec!["?"; N].join(", "));
         let mut rest = &rows[..];
         while !rest.is_empty() {
             let n = [64, 32, 16, 8, 4, 2, 1]
@@ -251,8 +252,7 @@ impl<const N: usize> Table<N> {
                 .find(|&n| n <= rest.len())
                 .unwrap_or(1);
             let (chunk, tail) = rest.split_at(n);
-            let one = format!("({})", vec!["?"; N].join(", "));
-            let sql = format!("{} {}", self.head, vec![one; n].join(", "));
+            let sql = format!("{} {}", self.head, vec![one.as_str(); n].join(", "));
             conn.prepare_cached(&sql)?
                 .execute(rusqlite::params_from_iter(chunk.iter().flatten()))?;
             rest = tail;

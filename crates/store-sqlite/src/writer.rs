@@ -145,12 +145,10 @@ impl Writer {
             completions.push(self.run_job(job));
         }
         let mut rows = std::mem::take(&mut self.full_text);
-        // One row per version: a version re-indexed in the batch that wrote it keeps its
-        // last row.
-        let mut seen = std::collections::HashSet::new();
-        rows.reverse();
-        rows.retain(|r| seen.insert(r.seq));
-        rows.reverse();
+        // One row per version: a version re-indexed in the batch that wrote it has two, with
+        // the same text. Mostly in order already, so the sort is a single pass.
+        rows.sort_by_key(|r| r.seq);
+        rows.dedup_by_key(|r| r.seq);
         let commit = crate::index::write_full_text(&self.conn, rows)
             .and_then(|()| self.conn.execute_batch("COMMIT"));
         let written = std::mem::take(&mut self.written);

@@ -51,6 +51,9 @@ async fn data_survives_reopening() {
         };
         let written = store.write(move |t| t.put(v)).await.unwrap();
         store.close();
+        // Closing waits for the writer's last checkpoint: the database file is whole.
+        let wal = dir.path().join("flint.sqlite-wal");
+        assert_eq!(std::fs::metadata(&wal).map_or(0, |m| m.len()), 0);
         written.tx
     };
     let store = SqliteStore::open(dir.path()).unwrap();

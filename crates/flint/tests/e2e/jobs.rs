@@ -94,6 +94,9 @@ fn reindex_applies_a_new_parameter_to_existing_resources() {
     assert_eq!(count(&s, "Patient?nickname=renamed"), 1);
     // Other parameters still work after their rows were rewritten.
     assert_eq!(count(&s, "Patient?family=other"), 29);
+    // Full text is kept as it was: every current Patient once, the renamed one by its new name.
+    assert_eq!(count(&s, "Patient?_content=other"), 29);
+    assert_eq!(count(&s, "Patient?_content=renamed"), 1);
     // System level, with a Parameters body that has no parameters.
     let r = s.post("$reindex", &json!({"resourceType": "Parameters"}));
     assert_eq!(r.status(), 200);
@@ -102,6 +105,7 @@ fn reindex_applies_a_new_parameter_to_existing_resources() {
         out["parameter"][0]["valueInteger"], 30,
         "29 Patients and the SearchParameter"
     );
+    assert_eq!(count(&s, "Patient?_content=other"), 29);
 }
 
 #[test]
