@@ -1,9 +1,13 @@
 //! The CapabilityStatement, generated from what the server does: every interaction listed
 //! here is routed and tested.
 
+use std::sync::Arc;
+
 use flint_fhir::model::Model;
 use flint_search::Registry;
 use serde_json::{json, Value};
+
+use crate::operations::{Definition, Level};
 
 const TYPE_INTERACTIONS: [&str; 9] = [
     "read",
@@ -71,17 +75,37 @@ fn search_params(registry: &Registry, rt: &str) -> Vec<Value> {
     out
 }
 
+/// `rest.operation` / `rest.resource.operation` entries: name and canonical URL.
+fn operation_entry(d: &Definition) -> Value {
+    json!({"name": d.code, "definition": d.url})
+}
+
+/// The operations offered on `rt` at the type or instance level.
+fn type_operations(operations: &[Arc<Definition>], rt: &str) -> Vec<Value> {
+    operations
+        .iter()
+        .filter(|d| d.serves(Level::Type, Some(rt)) || d.serves(Level::Instance, Some(rt)))
+        .map(|d| operation_entry(d))
+        .collect()
+}
+
 pub fn capability_statement(
     model: &Model,
     registry: &Registry,
+    operations: &[Arc<Definition>],
     base_url: &str,
     date: &str,
 ) -> Value {
+    let system_operations: Vec<Value> = operations
+        .iter()
+        .filter(|d| d.system)
+        .map(|d| operation_entry(d))
+        .collect();
     let resources: Vec<Value> = model
         .resource_types()
         .iter()
         .map(|rt| {
-            json!({
+            let mut entry = json!({
                 "type": rt,
                 "profile": format!("http://hl7.org/fhir/StructureDefinition/{rt}"),
                 "interaction": TYPE_INTERACTIONS.iter().map(|c| json!({"code": c})).collect::<Vec<_>>(),
@@ -95,7 +119,12 @@ pub fn capability_statement(
                 "searchInclude": reference_params(registry, rt).iter().map(|p| format!("{rt}:{p}")).chain(std::iter::once(format!("{rt}:*"))).collect::<Vec<_>>(),
                 "searchRevInclude": referring_params(model, registry, rt),
                 "searchParam": search_params(registry, rt),
-            })
+            });
+            let ops = type_operations(operations, rt);
+            if !ops.is_empty() {
+                entry["operation"] = Value::Array(ops);
+            }
+            entry
         })
         .collect();
     json!({
@@ -112,7 +141,8 @@ pub fn capability_statement(
         "rest": [{
             "mode": "server",
             "resource": resources,
-            "interaction": [{"code": "transaction"}, {"code": "batch"}, {"code": "history-system"}],
+            "interaction": [{"code": "transaction"}, {"code": "batch"}, {"code": "history-system"}, {"code": "search-system"}],
+            "operation": system_operations,
         }],
     })
 }

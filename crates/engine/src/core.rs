@@ -17,7 +17,7 @@ use serde_json::{json, Value};
 
 use crate::lanes::block_on;
 use crate::request::{
-    Body, Interaction, OperationTarget, Payload, PreferReturn, Request, Response,
+    Body, Interaction, Payload, PreferReturn, Request, Response,
 };
 use crate::search::ParsedSearch;
 use crate::subset::{self, Summary};
@@ -141,18 +141,26 @@ impl<S: Store> Engine<S> {
                 let date = format_instant(self.clock.now());
                 let day = &date[..10];
                 let registry = self.registry();
-                // Built once per base URL, day and set of search parameters: it is large.
+                let operations = self.operations();
+                let ops_key = Arc::as_ptr(&operations) as usize;
+                // Built once per base URL, day, set of search parameters and of operations:
+                // it is large.
                 let mut cached = self.capabilities.lock();
                 let text = match &*cached {
-                    Some((r, base, d, text))
-                        if Arc::ptr_eq(r, &registry) && *base == ctx.base_url && d == day =>
+                    Some((r, base, ops, d, text))
+                        if Arc::ptr_eq(r, &registry)
+                            && *base == ctx.base_url
+                            && *ops == ops_key
+                            && d == day =>
                     {
                         text.clone()
                     }
                     _ => {
+                        let definitions: Vec<_> = operations.definitions().cloned().collect();
                         let text = crate::capabilities::capability_statement(
                             self.model(),
                             &registry,
+                            &definitions,
                             &ctx.base_url,
                             day,
                         )
@@ -160,6 +168,7 @@ impl<S: Store> Engine<S> {
                         *cached = Some((
                             Arc::clone(&registry),
                             ctx.base_url.clone(),
+                            ops_key,
                             day.to_string(),
                             text.clone(),
                         ));
@@ -255,7 +264,7 @@ impl<S: Store> Engine<S> {
                 name,
                 target,
                 method,
-            } => self.operation(ctx, &name, target, method, body),
+            } => self.invoke_operation(ctx, &name, target, method, &params, &headers, body),
             Interaction::AsyncStatus { id } => self.async_status(&id),
             Interaction::AsyncCancel { id } => {
                 block_on(self.cancel_job(&id))?;
@@ -558,57 +567,9 @@ impl<S: Store> Engine<S> {
         Ok(Response::new(200, Payload::Text(bundle.finish())))
     }
 
-    /// Operations. Only `$reindex` exists until the operations framework lands; invocation
-    /// already follows SPEC section 6 (a `Parameters` body checked before anything runs, no
-    /// `GET` for an operation that changes state).
-    fn operation(
-        self: &Arc<Self>,
-        ctx: &Context,
-        name: &str,
-        target: OperationTarget,
-        method: crate::request::Method,
-        body: Body,
-    ) -> Result<Response> {
-        let unknown = |target: &OperationTarget| {
-            let at = match target {
-                OperationTarget::System => "the system level".to_string(),
-                OperationTarget::Type(rt) => format!("type {rt}"),
-                OperationTarget::Instance(rt, id) => format!("{rt}/{id}"),
-            };
-            Error::not_supported(format!("this server has no operation ${name} at {at}"))
-        };
-        if let OperationTarget::Type(rt) | OperationTarget::Instance(rt, _) = &target {
-            self.check_type(rt)?;
-        }
-        match (name, &target) {
-            ("reindex", OperationTarget::System | OperationTarget::Type(_)) => {
-                if !matches!(method, crate::request::Method::Post) {
-                    return Err(Error::not_supported(
-                        "$reindex changes the server's state: invoke it with POST",
-                    )
-                    .with_status(405));
-                }
-                // No inputs: the target says what is reindexed.
-                if let Some(p) = operation_parameters(body)?.first() {
-                    return Err(Error::invalid(format!(
-                        "$reindex takes no parameter '{}'",
-                        p["name"].as_str().unwrap_or("")
-                    )));
-                }
-                let resource_type = match target {
-                    OperationTarget::Type(rt) => Some(rt),
-                    _ => None,
-                };
-                let id = block_on(self.start_reindex(resource_type))?;
-                self.answer_job(ctx, &id)
-            }
-            _ => Err(unknown(&target)),
-        }
-    }
-
     /// The answer to a request run as a job: its response when it ends within the budget,
     /// otherwise `202 Accepted` with the status URL to poll.
-    fn answer_job(&self, ctx: &Context, id: &str) -> Result<Response> {
+    pub(crate) fn answer_job(&self, ctx: &Context, id: &str) -> Result<Response> {
         use crate::jobs::JobStatus;
         match self.wait_job_blocking(id, self.limits.async_budget)? {
             JobStatus::Ended(_, response) => Ok(Response::new(
@@ -895,22 +856,6 @@ fn form_params(
         std::str::from_utf8(&bytes).map_err(|_| Error::invalid("the form body is not UTF-8"))?;
     params.extend(crate::search::parse_query(form));
     Ok(params)
-}
-
-/// The parameters of an operation's `Parameters` body (none for an empty body).
-fn operation_parameters(body: Body) -> Result<Vec<Value>> {
-    let body = match body {
-        Body::None => return Ok(Vec::new()),
-        Body::Bytes(b) if b.iter().all(u8::is_ascii_whitespace) => return Ok(Vec::new()),
-        Body::Bytes(b) => parse_json(&b)?,
-        Body::Json(v) => v,
-    };
-    if body["resourceType"] != "Parameters" {
-        return Err(Error::invalid(
-            "the body of an operation must be a Parameters resource",
-        ));
-    }
-    Ok(body["parameter"].as_array().cloned().unwrap_or_default())
 }
 
 fn instant_param(params: &[(String, String)], name: &str) -> Result<Option<(i64, i64)>> {

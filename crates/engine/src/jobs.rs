@@ -219,6 +219,20 @@ impl<S: Store> Engine<S> {
         Ok(id)
     }
 
+    /// What a server does before it serves: publishes the definitions of its operations
+    /// and picks up the jobs a stop interrupted.
+    ///
+    /// # Errors
+    /// A store fault.
+    pub async fn start(self: &Arc<Self>, base_url: &str) -> Result<()> {
+        let engine = Arc::clone(self);
+        let ctx = crate::Context::new(base_url);
+        tokio::task::spawn_blocking(move || engine.publish_operations(&ctx))
+            .await
+            .map_err(|e| Error::internal(format!("publishing the operations panicked: {e}")))??;
+        self.resume_jobs().await
+    }
+
     /// Picks up the jobs a stop interrupted: those that can resume do, the others end with
     /// an error that says so.
     ///

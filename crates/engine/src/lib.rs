@@ -10,6 +10,7 @@ mod core;
 pub mod fulltext;
 pub mod jobs;
 pub mod lanes;
+pub mod operations;
 pub mod paging;
 pub mod request;
 pub mod search;
@@ -99,9 +100,13 @@ pub struct Engine<S> {
     /// The last CapabilityStatement served, with the search parameters, base URL and day it
     /// was built for.
     capabilities: parking_lot::Mutex<Option<CachedCapabilities>>,
+    /// The operations in force (replaced whole when operations are added or removed).
+    operations: parking_lot::RwLock<Arc<operations::Catalog<S>>>,
 }
 
-type CachedCapabilities = (Arc<flint_search::Registry>, String, String, String);
+/// The CapabilityStatement's text with what it was built from: search parameters, base URL,
+/// operations (their catalog's address) and day.
+type CachedCapabilities = (Arc<flint_search::Registry>, String, usize, String, String);
 
 impl<S: Store> Engine<S> {
     pub fn new(store: S) -> Arc<Engine<S>> {
@@ -129,6 +134,7 @@ impl<S: Store> Engine<S> {
             next_request: Default::default(),
             stopping: Default::default(),
             capabilities: Default::default(),
+            operations: parking_lot::RwLock::new(Arc::new(operations::Catalog::builtin())),
         };
         if let Err(e) = engine.reload_search_parameters() {
             tracing::error!(error = ?e, "cannot load the stored SearchParameters; using the core ones");

@@ -50,6 +50,8 @@ pub enum OperationTarget {
     System,
     Type(String),
     Instance(String, String),
+    /// `[type]/[id]/_history/[vid]/$op`: one version of an instance.
+    Version(String, String, String),
 }
 
 /// What a request asks for: the FHIR interaction and its target.
@@ -468,6 +470,14 @@ pub fn route(method: Method, path: &str, query: Option<&str>) -> Result<Interact
             id: s(id),
             rt: s(rt),
         },
+        ([rt, id, "_history", vid, name], Method::Get | Method::Head | Method::Post)
+            if operation_name(name).is_some() =>
+        {
+            op(
+                &name[1..],
+                OperationTarget::Version(s(rt), s(id), s(vid)),
+            )
+        }
         ([rt, id, "_history", vid], _) if get => Interaction::Vread {
             rt: s(rt),
             id: s(id),

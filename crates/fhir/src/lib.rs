@@ -14,3 +14,8 @@ pub use model::Model;
 
 /// The FHIR version this crate describes.
 pub const FHIR_VERSION: &str = "4.0.1";
+
+/// The canonical base of Flint's own conformance resources: OperationDefinitions of the
+/// operations the specification does not define (`[CANONICAL]/OperationDefinition/[id]`),
+/// and later extensions and code systems.
+pub const CANONICAL: &str = "https://flint-fhir.dev/fhir";

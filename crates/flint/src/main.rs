@@ -233,9 +233,9 @@ async fn serve(config: Config) -> Result<(), String> {
         body_timeout: std::time::Duration::from_millis(config.server.body_timeout_ms),
     };
     engine
-        .resume_jobs()
+        .start(http.base_url.as_deref().unwrap_or("http://localhost"))
         .await
-        .map_err(|e| format!("cannot resume the background jobs: {e}"))?;
+        .map_err(|e| format!("cannot start the request core: {e}"))?;
     let app = flint_http::router(Arc::clone(&engine), http);
     let address = format!("{}:{}", config.server.host, config.server.port);
     let listener = tokio::net::TcpListener::bind(&address)

@@ -658,6 +658,25 @@ pub fn delete_for_history(
     Ok(())
 }
 
+/// Removes the index rows and full-text rows of every version of a resource (`$purge`).
+pub fn delete_for_resource(
+    conn: &Connection,
+    resource_type: &str,
+    id: &str,
+) -> rusqlite::Result<()> {
+    for table in INDEX_TABLES {
+        conn.prepare_cached(&format!(
+            "DELETE FROM {table} WHERE seq IN (SELECT seq FROM resource WHERE type = ?1 AND id = ?2)"
+        ))?
+        .execute((resource_type, id))?;
+    }
+    conn.prepare_cached(
+        "DELETE FROM idx_fulltext WHERE rowid IN (SELECT seq FROM resource WHERE type = ?1 AND id = ?2)",
+    )?
+    .execute((resource_type, id))?;
+    Ok(())
+}
+
 /// Removes the index rows of one version (before `$reindex` writes them anew); its full-text
 /// row stays: full text depends on the resource alone.
 pub fn delete_for_version(conn: &Connection, seq: i64) -> rusqlite::Result<()> {

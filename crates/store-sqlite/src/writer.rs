@@ -277,6 +277,12 @@ impl Transaction for Refused {
     fn reindex(&mut self, _: &str, _: &str, _: u64, _: Vec<IndexedParam>) -> Result<bool> {
         Err(Error::internal("the store cannot start a transaction"))
     }
+    fn rewrite_meta(&mut self, _: &str, _: &str, _: u64, _: String, _: Vec<IndexedParam>) -> Result<bool> {
+        Err(Error::internal("the store cannot start a transaction"))
+    }
+    fn purge(&mut self, _: &str, _: &str) -> Result<u64> {
+        Err(Error::internal("the store cannot start a transaction"))
+    }
     fn put_job(&mut self, _: &JobRecord) -> Result<()> {
         Err(Error::internal("the store cannot start a transaction"))
     }
@@ -533,6 +539,80 @@ impl Transaction for SqliteTransaction<'_> {
             }
         }
         Ok(true)
+    }
+
+    fn rewrite_meta(
+        &mut self,
+        resource_type: &str,
+        id: &str,
+        version: u64,
+        json: String,
+        index: Vec<IndexedParam>,
+    ) -> Result<bool> {
+        let r = self
+            .conn
+            .prepare_cached(
+                "SELECT seq FROM resource WHERE type = ?1 AND id = ?2 AND version = ?3
+                 AND json IS NOT NULL",
+            )
+            .and_then(|mut s| {
+                s.query_row((resource_type, id, version as i64), |r| r.get::<_, i64>(0))
+                    .optional()
+            });
+        let Some(seq) = self.check(r)? else {
+            return Ok(false);
+        };
+        let r = self
+            .conn
+            .prepare_cached("UPDATE resource SET json = ?1 WHERE seq = ?2")
+            .and_then(|mut s| s.execute((json.as_bytes(), seq)));
+        self.check(r)?;
+        self.written.push(crate::cache::key(resource_type, id));
+        // The version's own rows (tags, profiles, security labels among them) are written
+        // anew; its full-text row stays (meta holds no narrative, and codes are not text).
+        if self.rows.holds(seq) {
+            self.flush()?;
+        }
+        let r = crate::index::delete_for_version(self.conn, seq);
+        self.check(r)?;
+        let r = crate::index::write(self.conn, self.params, self.rows, resource_type, seq, &index);
+        self.check(r)?;
+        self.wrote = true;
+        Ok(true)
+    }
+
+    fn purge(&mut self, resource_type: &str, id: &str) -> Result<u64> {
+        self.flush()?;
+        let r = self
+            .conn
+            .prepare_cached("SELECT seq FROM resource WHERE type = ?1 AND id = ?2")
+            .and_then(|mut s| {
+                s.query_map((resource_type, id), |r| r.get::<_, i64>(0))?
+                    .collect::<rusqlite::Result<Vec<i64>>>()
+            });
+        let seqs = self.check(r)?;
+        if seqs.is_empty() {
+            return Ok(0);
+        }
+        let r = crate::index::delete_for_resource(self.conn, resource_type, id);
+        self.check(r)?;
+        // Full-text rows this job gathered for the resource are not written.
+        self.full_text.retain(|row| !seqs.contains(&row.seq));
+        let r = self
+            .conn
+            .prepare_cached(
+                "DELETE FROM ended WHERE seq IN (SELECT seq FROM resource WHERE type = ?1 AND id = ?2)",
+            )
+            .and_then(|mut s| s.execute((resource_type, id)));
+        self.check(r)?;
+        let r = self
+            .conn
+            .prepare_cached("DELETE FROM resource WHERE type = ?1 AND id = ?2")
+            .and_then(|mut s| s.execute((resource_type, id)));
+        let n = self.check(r)?;
+        self.written.push(crate::cache::key(resource_type, id));
+        self.wrote = true;
+        Ok(n as u64)
     }
 
     fn put_job(&mut self, job: &JobRecord) -> Result<()> {

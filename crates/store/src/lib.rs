@@ -334,6 +334,30 @@ pub trait Transaction {
         index: Vec<IndexedParam>,
     ) -> Result<bool>;
 
+    /// Replaces the stored JSON of one version in place, keeping its number, time and
+    /// transaction, and replaces its index rows with `index`: `$meta-add` and `$meta-delete`
+    /// change a version's tags, profiles and security labels without making a new version.
+    /// The caller guarantees that only `meta` differs. Returns whether the version exists
+    /// and holds a resource (a deletion has no meta).
+    ///
+    /// # Errors
+    /// A backend fault.
+    fn rewrite_meta(
+        &mut self,
+        resource_type: &str,
+        id: &str,
+        version: u64,
+        json: String,
+        index: Vec<IndexedParam>,
+    ) -> Result<bool>;
+
+    /// Removes a resource for good: every version, current and past, with its index rows
+    /// (`$purge`). Returns how many versions went.
+    ///
+    /// # Errors
+    /// A backend fault.
+    fn purge(&mut self, resource_type: &str, id: &str) -> Result<u64>;
+
     /// Creates or replaces a job record.
     ///
     /// # Errors

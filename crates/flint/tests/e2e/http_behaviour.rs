@@ -415,7 +415,10 @@ fn capability_statement_is_generated_and_true() {
         .iter()
         .map(|i| i["code"].as_str().unwrap())
         .collect();
-    assert_eq!(system, vec!["transaction", "batch", "history-system"]);
+    assert_eq!(
+        system,
+        vec!["transaction", "batch", "history-system", "search-system"]
+    );
     // Every claimed interaction answers: a smoke check over a few types.
     for rt in ["Observation", "Questionnaire", "Bundle"] {
         let r = s.post(rt, &json!({"resourceType": rt}));

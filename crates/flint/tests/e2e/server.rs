@@ -90,7 +90,7 @@ impl Server {
                 .build()
                 .expect("runtime");
             runtime.block_on(async move {
-                served.resume_jobs().await.expect("resume jobs");
+                served.start("http://localhost").await.expect("start the engine");
                 let app = flint_http::router(served, flint_http::HttpConfig::default());
                 let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
                     .await
@@ -214,6 +214,18 @@ impl Server {
         assert_eq!(r.status(), 201, "create {rt}");
         let v: Value = r.json().expect("json");
         v["id"].as_str().expect("id").to_string()
+    }
+
+    /// How many versions the server wrote on its own when it started: the definitions of
+    /// its operations, published as OperationDefinition resources.
+    pub fn published(&self) -> u64 {
+        let h: Value = self
+            .get("OperationDefinition/_history")
+            .send()
+            .expect("history")
+            .json()
+            .expect("json");
+        h["total"].as_u64().expect("total")
     }
 
     /// Kills the server process with SIGKILL: no shutdown code runs.

@@ -1,0 +1,556 @@
+//! The operations framework (SPEC section 6): the one mechanism every operation runs
+//! through, built-in or (later) custom.
+//!
+//! An operation is a [`Definition`] (read from its `OperationDefinition`) and a handler (an
+//! [`Operation`]). The framework alone routes (by code, level and resource type together),
+//! decides whether `GET` is allowed, reads inputs from a `Parameters` body, a bare resource
+//! or the query string, checks them before the handler runs and checks its outputs after,
+//! commits the writes the handler staged in one store job, and shapes the answer. Handlers
+//! see only an [`Call`]: the caller's context, the headers, the target, the checked inputs
+//! and the [`Changes`] they stage.
+//!
+//! The built-in operations live one per file under `builtin/`, registered by the one list in
+//! `builtin::all`. The [`Catalog`] in force is swapped whole when operations are added at run
+//! time.
+
+pub mod definition;
+pub mod parameters;
+
+mod builtin;
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use flint_fhir::{Error, Result};
+use flint_store::{Store, Transaction, Version};
+use serde_json::{json, Value};
+
+pub use definition::{Definition, Level, Param};
+pub use parameters::Inputs;
+
+use crate::request::{Body, Headers, Method, OperationTarget, Payload, Response};
+use crate::write::{Check, Content, Plan, Target as WriteTarget};
+use crate::{Context, Engine};
+
+/// What an operation is invoked on.
+#[derive(Clone, Debug)]
+pub struct Target {
+    pub level: Level,
+    /// The type at the type and instance levels.
+    pub resource_type: Option<String>,
+    /// The id at the instance level.
+    pub id: Option<String>,
+    /// The version, for `[type]/[id]/_history/[vid]/$op`.
+    pub version: Option<u64>,
+    /// The target's version as stored (at the instance level): the current one, or the one
+    /// named; a deletion when the resource is deleted.
+    pub stored: Option<Version>,
+}
+
+impl Target {
+    /// The type (type and instance levels).
+    ///
+    /// # Errors
+    /// None at the system level (a handler registered at a level it does not handle).
+    pub fn resource_type(&self) -> Result<&str> {
+        self.resource_type
+            .as_deref()
+            .ok_or_else(|| Error::internal("the operation needs a resource type"))
+    }
+
+    /// `Type/id` of an instance-level target.
+    pub fn reference(&self) -> String {
+        format!(
+            "{}/{}",
+            self.resource_type.as_deref().unwrap_or(""),
+            self.id.as_deref().unwrap_or("")
+        )
+    }
+
+    /// The target resource: 410 when it (or the version named) is a deletion.
+    ///
+    /// # Errors
+    /// Not an instance-level call; a deleted target (410); stored bytes that are not JSON.
+    pub fn resource(&self) -> Result<Value> {
+        let v = self
+            .stored
+            .as_ref()
+            .ok_or_else(|| Error::internal("the operation needs an instance"))?;
+        crate::parse_stored(v)
+    }
+}
+
+/// One invocation, as its handler sees it.
+pub struct Call<'a> {
+    pub ctx: &'a Context,
+    pub headers: &'a Headers,
+    pub method: Method,
+    pub target: Target,
+    pub inputs: Inputs,
+    /// The writes the handler stages; committed as one store job once it returns.
+    pub changes: Changes,
+}
+
+/// What a handler answers.
+pub enum Output {
+    /// Output parameters (`Parameters.parameter` entries), checked against the definition;
+    /// the resource `return` alone is answered bare when the definition says so.
+    Parameters(Vec<Value>),
+    /// A response as it is (status, headers, body), for handlers that answer with another
+    /// status (`202` for a job still running) or a body of their own.
+    Response(Response),
+}
+
+impl Output {
+    /// The output `return` holding `resource`.
+    pub fn resource(resource: Value) -> Output {
+        Output::Parameters(vec![json!({"name": "return", "resource": resource})])
+    }
+
+    /// One output value: `Output::value("return", "valueMeta", meta)`.
+    pub fn value(name: &str, key: &str, value: Value) -> Output {
+        let mut entry = serde_json::Map::new();
+        entry.insert("name".into(), json!(name));
+        entry.insert(key.into(), value);
+        Output::Parameters(vec![Value::Object(entry)])
+    }
+}
+
+/// One step a handler adds to its store job, run in the writer.
+pub type Step = Box<dyn FnOnce(&mut dyn Transaction) -> Result<()> + Send>;
+
+/// The writes an invocation stages: they commit together, in one store job, after the
+/// handler returned, or not at all. Resources are validated, stamped and indexed when staged
+/// (outside the single writer); the job checks that what they were based on has not moved
+/// and, if it has, the handler runs again.
+#[derive(Default)]
+pub struct Changes {
+    checks: Vec<Check>,
+    plans: Vec<Plan>,
+    steps: Vec<Step>,
+    /// The resource types written (so that the engine can react: SearchParameters).
+    types: HashSet<String>,
+}
+
+impl Changes {
+    pub fn is_empty(&self) -> bool {
+        self.plans.is_empty() && self.steps.is_empty()
+    }
+
+    /// Stages a new version of `rt/id` holding `resource`, written only if the resource is
+    /// still at version `base` when the job runs (a read-modify-write).
+    ///
+    /// # Errors
+    /// An invalid resource (400), an index value too costly (422).
+    pub fn update<S: Store>(
+        &mut self,
+        engine: &Engine<S>,
+        rt: &str,
+        id: &str,
+        resource: Value,
+        base: Option<u64>,
+    ) -> Result<()> {
+        let target = WriteTarget::Update {
+            rt: rt.to_string(),
+            id: id.to_string(),
+        };
+        let plan = match engine.prepare(target, Content::Resource(resource), None)? {
+            Plan::Update {
+                rt, id, stamped, ..
+            } if base.is_some() => Plan::Patched {
+                rt,
+                id,
+                stamped,
+                base: base.unwrap_or_default(),
+            },
+            plan => plan,
+        };
+        self.types.insert(rt.to_string());
+        self.plans.push(plan);
+        Ok(())
+    }
+
+    /// Stages a deletion of `rt/id` (nothing happens if it is already deleted).
+    pub fn delete(&mut self, rt: &str, id: &str) {
+        self.types.insert(rt.to_string());
+        self.plans.push(Plan::Delete {
+            rt: rt.to_string(),
+            ids: vec![id.to_string()],
+            if_match: None,
+        });
+    }
+
+    /// Adds a step of its own to the job, run after the staged writes (a built-in's direct
+    /// use of the store: `$purge`, `$meta-add`). `rt` is the type it changes.
+    pub fn step(
+        &mut self,
+        rt: &str,
+        step: impl FnOnce(&mut dyn Transaction) -> Result<()> + Send + 'static,
+    ) {
+        self.types.insert(rt.to_string());
+        self.steps.push(Box::new(step));
+    }
+}
+
+/// A handler of an operation.
+pub trait Operation<S>: Send + Sync {
+    /// The operation's declaration; read once, when the operation is registered.
+    fn definition(&self) -> Definition;
+
+    /// Runs one invocation. Inputs are checked already; outputs are checked after.
+    ///
+    /// # Errors
+    /// Whatever the operation refuses, as a FHIR error (its status travels with it).
+    fn invoke(&self, engine: &Arc<Engine<S>>, call: &mut Call<'_>) -> Result<Output>;
+}
+
+/// One registered operation.
+pub struct Entry<S> {
+    pub definition: Arc<Definition>,
+    handler: Arc<dyn Operation<S>>,
+}
+
+impl<S> Clone for Entry<S> {
+    fn clone(&self) -> Self {
+        Entry {
+            definition: Arc::clone(&self.definition),
+            handler: Arc::clone(&self.handler),
+        }
+    }
+}
+
+/// The operations in force.
+pub struct Catalog<S> {
+    entries: Vec<Entry<S>>,
+}
+
+impl<S: Store> Catalog<S> {
+    /// The built-in operations.
+    pub fn builtin() -> Catalog<S> {
+        Catalog::new(builtin::all()).unwrap_or_else(|e| panic!("built-in operations: {e:?}"))
+    }
+
+    /// A catalog of these operations.
+    ///
+    /// # Errors
+    /// Two operations that would answer the same code at the same level on the same type,
+    /// or two definitions under one id (400).
+    pub fn new(handlers: Vec<Arc<dyn Operation<S>>>) -> Result<Catalog<S>> {
+        let entries: Vec<Entry<S>> = handlers
+            .into_iter()
+            .map(|handler| Entry {
+                definition: Arc::new(handler.definition()),
+                handler,
+            })
+            .collect();
+        for (i, a) in entries.iter().enumerate() {
+            for b in &entries[i + 1..] {
+                let (a, b) = (&a.definition, &b.definition);
+                if a.id == b.id {
+                    return Err(Error::invalid(format!(
+                        "two operations are defined as OperationDefinition/{}",
+                        a.id
+                    )));
+                }
+                if a.code == b.code && overlap(a, b) {
+                    return Err(Error::invalid(format!(
+                        "${} is defined twice for the same level and type ({} and {})",
+                        a.code, a.url, b.url
+                    )));
+                }
+            }
+        }
+        Ok(Catalog { entries })
+    }
+}
+
+impl<S> Catalog<S> {
+    pub fn definitions(&self) -> impl Iterator<Item = &Arc<Definition>> {
+        self.entries.iter().map(|e| &e.definition)
+    }
+
+    /// The operation `code` at `level` on `resource_type`: one that names the type wins over
+    /// one defined for every resource.
+    pub fn resolve(&self, code: &str, level: Level, resource_type: Option<&str>) -> Option<&Entry<S>> {
+        let mut found = self
+            .entries
+            .iter()
+            .filter(|e| e.definition.code == code && e.definition.serves(level, resource_type));
+        let first = found.next()?;
+        let named = |e: &Entry<S>| resource_type.is_some_and(|rt| e.definition.names_type(rt));
+        if named(first) {
+            return Some(first);
+        }
+        Some(found.find(|e| named(e)).unwrap_or(first))
+    }
+
+    /// Where `code` is offered, for the message of a call at the wrong place.
+    fn offered(&self, code: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        for e in self.entries.iter().filter(|e| e.definition.code == code) {
+            let d = &e.definition;
+            let types = d.resource.join(", ");
+            if d.system {
+                out.push(format!("[base]/${code}"));
+            }
+            if d.type_level {
+                out.push(format!("[{types}]/${code}"));
+            }
+            if d.instance {
+                out.push(format!("[{types}]/[id]/${code}"));
+            }
+        }
+        out
+    }
+}
+
+/// Whether two definitions of one code answer some level on some type in common (a type
+/// named by both, or both defined for every resource).
+fn overlap(a: &Definition, b: &Definition) -> bool {
+    if a.system && b.system {
+        return true;
+    }
+    let levels = (a.type_level && b.type_level) || (a.instance && b.instance);
+    let any = |d: &Definition| d.resource_types().is_none();
+    levels && ((any(a) && any(b)) || a.resource.iter().any(|t| b.names_type(t)))
+}
+
+/// The body of an operation request as JSON (`None` when there is none).
+fn body_json(headers: &Headers, body: Body) -> Result<Option<Value>> {
+    match body {
+        Body::None => Ok(None),
+        Body::Bytes(b) if b.iter().all(u8::is_ascii_whitespace) => Ok(None),
+        body => crate::core::resource_body(headers, body).map(Some),
+    }
+}
+
+impl<S: Store> Engine<S> {
+    /// The operations in force.
+    pub fn operations(&self) -> Arc<Catalog<S>> {
+        Arc::clone(&self.operations.read())
+    }
+
+    /// Replaces the operations in force (custom operations added or removed at run time).
+    pub fn set_operations(&self, catalog: Catalog<S>) {
+        *self.operations.write() = Arc::new(catalog);
+    }
+
+    /// Writes the definition of every operation in force as an `OperationDefinition`
+    /// resource (under its own id), unless the store holds it as it is already: so that each
+    /// is read at `/OperationDefinition/[id]` and found by search on `url`, `code` and
+    /// `name` like any resource. A stored definition of a built-in that differs is written
+    /// again.
+    ///
+    /// # Errors
+    /// A store fault.
+    pub fn publish_operations(self: &Arc<Self>, ctx: &Context) -> Result<()> {
+        let catalog = self.operations();
+        for definition in catalog.definitions() {
+            let mut wanted = definition.json.clone();
+            let stored = self
+                .store()
+                .read("OperationDefinition", &definition.id)?
+                .filter(|v| !v.is_deleted())
+                .map(|v| crate::parse_stored(&v))
+                .transpose()?;
+            if let Some(mut stored) = stored {
+                if let Some(o) = stored.as_object_mut() {
+                    o.shift_remove("meta");
+                }
+                if stored == wanted {
+                    continue;
+                }
+            }
+            wanted["id"] = json!(definition.id);
+            let request = crate::Request::new(crate::Interaction::Update {
+                rt: "OperationDefinition".into(),
+                id: definition.id.clone(),
+            })
+            .with_body(Body::Json(wanted));
+            self.dispatch(ctx, request)?;
+        }
+        Ok(())
+    }
+
+    /// Invokes an operation: resolves it, checks the method, reads and checks the inputs,
+    /// runs the handler (again, when what its staged writes relied on moved before they
+    /// committed), checks the outputs and shapes the response.
+    ///
+    /// # Errors
+    /// An unknown type (404), target (404/410) or operation (400); `GET` on an operation that
+    /// changes state or takes complex inputs (405); bad inputs (400); the handler's errors; a
+    /// handler's bad output (500).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn invoke_operation(
+        self: &Arc<Self>,
+        ctx: &Context,
+        code: &str,
+        target: OperationTarget,
+        method: Method,
+        query: &[(String, String)],
+        headers: &Headers,
+        body: Body,
+    ) -> Result<Response> {
+        let (level, resource_type, id, vid) = match target {
+            OperationTarget::System => (Level::System, None, None, None),
+            OperationTarget::Type(rt) => (Level::Type, Some(rt), None, None),
+            OperationTarget::Instance(rt, id) => (Level::Instance, Some(rt), Some(id), None),
+            OperationTarget::Version(rt, id, vid) => {
+                (Level::Instance, Some(rt), Some(id), Some(vid))
+            }
+        };
+        if let Some(rt) = &resource_type {
+            self.check_type(rt)?;
+        }
+        let catalog = self.operations();
+        let Some(entry) = catalog.resolve(code, level, resource_type.as_deref()).cloned() else {
+            let at = match (&resource_type, &id) {
+                (None, _) => "the system level".to_string(),
+                (Some(rt), None) => format!("type {rt}"),
+                (Some(rt), Some(id)) => format!("{rt}/{id}"),
+            };
+            let offered = catalog.offered(code);
+            let message = if offered.is_empty() {
+                format!("this server has no operation ${code}")
+            } else {
+                format!(
+                    "${code} is not offered at {at}; it is invoked as {}",
+                    offered.join(" or ")
+                )
+            };
+            return Err(Error::not_supported(message));
+        };
+        drop(catalog);
+        let definition = &entry.definition;
+        if matches!(method, Method::Get | Method::Head) && !definition.allows_get() {
+            let why = if definition.affects_state {
+                "it changes the server's state".to_string()
+            } else {
+                let complex: Vec<&str> = definition
+                    .inputs
+                    .iter()
+                    .filter(|p| !p.is_primitive())
+                    .map(|p| p.name.as_str())
+                    .collect();
+                format!("its input {} cannot travel in a URL", complex.join(", "))
+            };
+            return Err(Error::not_supported(format!(
+                "${code} must be invoked with POST: {why}"
+            ))
+            .with_status(405));
+        }
+        // The target of an instance-level call must exist (a deleted one is passed on: the
+        // handler says whether it works on deletions).
+        let (version, stored) = match (&resource_type, &id) {
+            (Some(rt), Some(id)) => {
+                let not_known = || Error::not_found(format!("{rt}/{id} is not known"));
+                if !flint_fhir::validate::is_valid_id(id) {
+                    return Err(not_known());
+                }
+                match &vid {
+                    None => (None, Some(self.store().read(rt, id)?.ok_or_else(not_known)?)),
+                    Some(vid) => {
+                        let missing = || {
+                            Error::not_found(format!("{rt}/{id}/_history/{vid} is not known"))
+                        };
+                        let n: u64 = vid.parse().map_err(|_| missing())?;
+                        (Some(n), Some(self.store().vread(rt, id, n)?.ok_or_else(missing)?))
+                    }
+                }
+            }
+            _ => (None, None),
+        };
+        let body = body_json(headers, body)?;
+        let entries = parameters::parse_inputs(definition, query, body)?;
+        parameters::check_inputs(definition, &entries)?;
+        let target = Target {
+            level,
+            resource_type,
+            id,
+            version,
+            stored,
+        };
+        let span = tracing::debug_span!("operation", code = %code, level = ?level);
+        let _entered = span.enter();
+        let output = self.run_handler(ctx, headers, method, &entry, target, entries)?;
+        match output {
+            Output::Response(response) => Ok(response),
+            Output::Parameters(entries) => {
+                let answer = parameters::answer(definition, entries)?;
+                Ok(Response::new(200, Payload::Value(answer)))
+            }
+        }
+    }
+
+    /// Runs the handler and commits what it staged; runs it again (up to the write path's
+    /// attempts) when the staged writes find their ground moved.
+    fn run_handler(
+        self: &Arc<Self>,
+        ctx: &Context,
+        headers: &Headers,
+        method: Method,
+        entry: &Entry<S>,
+        target: Target,
+        entries: Vec<Value>,
+    ) -> Result<Output> {
+        for _ in 0..crate::write::ATTEMPTS {
+            ctx.interrupt.check()?;
+            let mut call = Call {
+                ctx,
+                headers,
+                method,
+                target: target.clone(),
+                inputs: Inputs::new(entries.clone()),
+                changes: Changes::default(),
+            };
+            let output = entry.handler.invoke(self, &mut call)?;
+            if call.changes.is_empty() {
+                return Ok(output);
+            }
+            let Changes {
+                checks,
+                plans,
+                steps,
+                types,
+            } = call.changes;
+            let committed = crate::lanes::block_on(self.store().write(move |txn| {
+                let Some(done) = crate::write::run_plans(txn, &checks, plans, |_, e| e)? else {
+                    return Ok(false);
+                };
+                drop(done);
+                for step in steps {
+                    step(txn)?;
+                }
+                Ok(true)
+            }))?;
+            if committed {
+                for rt in &types {
+                    self.written(rt);
+                }
+                return Ok(output);
+            }
+        }
+        Err(Error::conflict(
+            "what this operation depends on kept changing while it ran; send it again",
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_builtin_catalog_is_consistent() {
+        let catalog: Catalog<flint_store_sqlite::SqliteStore> = Catalog::builtin();
+        for d in catalog.definitions() {
+            assert!(!d.url.is_empty(), "{} has a canonical URL", d.id);
+            assert!(d.json["resourceType"] == "OperationDefinition");
+        }
+        assert!(catalog.resolve("reindex", Level::System, None).is_some());
+        assert!(catalog.resolve("reindex", Level::Type, Some("Patient")).is_some());
+        assert!(catalog.resolve("reindex", Level::Instance, Some("Patient")).is_none());
+        assert!(catalog.resolve("meta-add", Level::Instance, Some("Observation")).is_some());
+        assert!(catalog.resolve("meta-add", Level::Type, Some("Observation")).is_none());
+    }
+}
