@@ -110,7 +110,7 @@ fn instance_type_and_system_history_with_paging() {
     outcome(s.get("_history?_count=x").send().unwrap(), 400);
     let empty: Value = s.get("_history?_count=0").send().unwrap().json().unwrap();
     assert!(empty.get("entry").is_none());
-    assert_eq!(empty["total"], 6);
+    assert_eq!(empty["total"].as_u64(), Some(all + 1));
 }
 
 #[test]
