@@ -16,9 +16,7 @@ use flint_store::{HistoryQuery, Store, Version};
 use serde_json::{json, Value};
 
 use crate::lanes::block_on;
-use crate::request::{
-    Body, Interaction, Payload, PreferReturn, Request, Response,
-};
+use crate::request::{Body, Interaction, Payload, PreferReturn, Request, Response};
 use crate::search::ParsedSearch;
 use crate::subset::{self, Summary};
 use crate::write::{Done, Intent};

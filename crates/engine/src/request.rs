@@ -473,10 +473,7 @@ pub fn route(method: Method, path: &str, query: Option<&str>) -> Result<Interact
         ([rt, id, "_history", vid, name], Method::Get | Method::Head | Method::Post)
             if operation_name(name).is_some() =>
         {
-            op(
-                &name[1..],
-                OperationTarget::Version(s(rt), s(id), s(vid)),
-            )
+            op(&name[1..], OperationTarget::Version(s(rt), s(id), s(vid)))
         }
         ([rt, id, "_history", vid], _) if get => Interaction::Vread {
             rt: s(rt),

@@ -277,7 +277,14 @@ impl Transaction for Refused {
     fn reindex(&mut self, _: &str, _: &str, _: u64, _: Vec<IndexedParam>) -> Result<bool> {
         Err(Error::internal("the store cannot start a transaction"))
     }
-    fn rewrite_meta(&mut self, _: &str, _: &str, _: u64, _: String, _: Vec<IndexedParam>) -> Result<bool> {
+    fn rewrite_meta(
+        &mut self,
+        _: &str,
+        _: &str,
+        _: u64,
+        _: String,
+        _: Vec<IndexedParam>,
+    ) -> Result<bool> {
         Err(Error::internal("the store cannot start a transaction"))
     }
     fn purge(&mut self, _: &str, _: &str) -> Result<u64> {
@@ -575,7 +582,14 @@ impl Transaction for SqliteTransaction<'_> {
         }
         let r = crate::index::delete_for_version(self.conn, seq);
         self.check(r)?;
-        let r = crate::index::write(self.conn, self.params, self.rows, resource_type, seq, &index);
+        let r = crate::index::write(
+            self.conn,
+            self.params,
+            self.rows,
+            resource_type,
+            seq,
+            &index,
+        );
         self.check(r)?;
         self.wrote = true;
         Ok(true)

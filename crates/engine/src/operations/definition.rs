@@ -45,7 +45,8 @@ impl Param {
     /// Whether the parameter carries a resource (`Resource`, `DomainResource` or a type).
     pub fn is_resource(&self) -> bool {
         self.type_code.as_deref().is_some_and(|t| {
-            matches!(t, "Resource" | "DomainResource") || flint_fhir::model::r4().is_resource_type(t)
+            matches!(t, "Resource" | "DomainResource")
+                || flint_fhir::model::r4().is_resource_type(t)
         })
     }
 
@@ -169,10 +170,7 @@ impl Definition {
         let flag = |k: &str| json[k].as_bool().unwrap_or(false);
         let (system, type_level, instance) = (flag("system"), flag("type"), flag("instance"));
         if !(system || type_level || instance) {
-            return Err(bad(
-                "none of system, type and instance is true",
-                "system",
-            ));
+            return Err(bad("none of system, type and instance is true", "system"));
         }
         let resource: Vec<String> = json["resource"]
             .as_array()
@@ -233,20 +231,19 @@ impl Definition {
     /// # Panics
     /// A malformed built-in definition (caught by the tests of the built-in catalog).
     pub fn flint(mut json: Value) -> Definition {
-        let id = json["id"].as_str().expect("a Flint definition has an id").to_string();
+        let id = json["id"]
+            .as_str()
+            .expect("a Flint definition has an id")
+            .to_string();
         let fields = json.as_object_mut().expect("a definition is an object");
         fields.insert("resourceType".into(), "OperationDefinition".into());
         fields.insert(
             "url".into(),
             format!("{}/OperationDefinition/{id}", flint_fhir::CANONICAL).into(),
         );
-        fields
-            .entry("status")
-            .or_insert_with(|| "active".into());
+        fields.entry("status").or_insert_with(|| "active".into());
         fields.entry("kind").or_insert_with(|| "operation".into());
-        fields
-            .entry("publisher")
-            .or_insert_with(|| "Flint".into());
+        fields.entry("publisher").or_insert_with(|| "Flint".into());
         let mut ordered = serde_json::Map::new();
         for k in ["resourceType", "id", "url"] {
             if let Some(v) = fields.shift_remove(k) {
@@ -335,14 +332,16 @@ mod tests {
     #[test]
     fn reads_the_r4_definitions() {
         for d in flint_fhir::definitions::operation_definitions() {
-            Definition::from_json(d.clone())
-                .unwrap_or_else(|e| panic!("{}: {e:?}", d["id"]));
+            Definition::from_json(d.clone()).unwrap_or_else(|e| panic!("{}: {e:?}", d["id"]));
         }
         let meta = Definition::r4("Resource-meta", |_| {});
         assert!(meta.system && meta.type_level && meta.instance);
         assert!(meta.serves(Level::Instance, Some("Patient")));
         assert!(meta.allows_get());
-        assert!(!meta.returns_bare_resource(), "its return is a Meta, in Parameters");
+        assert!(
+            !meta.returns_bare_resource(),
+            "its return is a Meta, in Parameters"
+        );
         let validate = Definition::r4("Resource-validate", |_| {});
         assert!(validate.takes_bare_resource());
         assert!(!validate.allows_get());
@@ -362,9 +361,18 @@ mod tests {
         for (k, v) in [
             ("code", json!(null)),
             ("system", json!(false)),
-            ("parameter", json!([{"name": "a", "use": "in", "min": 0, "max": "1"}])),
-            ("parameter", json!([{"name": "a", "use": "sideways", "min": 0, "max": "1", "type": "string"}])),
-            ("parameter", json!([{"name": "a", "use": "in", "min": 2, "max": "1", "type": "string"}])),
+            (
+                "parameter",
+                json!([{"name": "a", "use": "in", "min": 0, "max": "1"}]),
+            ),
+            (
+                "parameter",
+                json!([{"name": "a", "use": "sideways", "min": 0, "max": "1", "type": "string"}]),
+            ),
+            (
+                "parameter",
+                json!([{"name": "a", "use": "in", "min": 2, "max": "1", "type": "string"}]),
+            ),
         ] {
             let mut d = base.clone();
             d[k] = v;
@@ -374,6 +382,9 @@ mod tests {
         let mut typed = base;
         typed["system"] = json!(false);
         typed["type"] = json!(true);
-        assert!(Definition::from_json(typed).is_err(), "type level without resource");
+        assert!(
+            Definition::from_json(typed).is_err(),
+            "type level without resource"
+        );
     }
 }

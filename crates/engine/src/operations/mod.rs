@@ -271,7 +271,12 @@ impl<S> Catalog<S> {
 
     /// The operation `code` at `level` on `resource_type`: one that names the type wins over
     /// one defined for every resource.
-    pub fn resolve(&self, code: &str, level: Level, resource_type: Option<&str>) -> Option<&Entry<S>> {
+    pub fn resolve(
+        &self,
+        code: &str,
+        level: Level,
+        resource_type: Option<&str>,
+    ) -> Option<&Entry<S>> {
         let mut found = self
             .entries
             .iter()
@@ -403,7 +408,10 @@ impl<S: Store> Engine<S> {
             self.check_type(rt)?;
         }
         let catalog = self.operations();
-        let Some(entry) = catalog.resolve(code, level, resource_type.as_deref()).cloned() else {
+        let Some(entry) = catalog
+            .resolve(code, level, resource_type.as_deref())
+            .cloned()
+        else {
             let at = match (&resource_type, &id) {
                 (None, _) => "the system level".to_string(),
                 (Some(rt), None) => format!("type {rt}"),
@@ -434,10 +442,10 @@ impl<S: Store> Engine<S> {
                     .collect();
                 format!("its input {} cannot travel in a URL", complex.join(", "))
             };
-            return Err(Error::not_supported(format!(
-                "${code} must be invoked with POST: {why}"
-            ))
-            .with_status(405));
+            return Err(
+                Error::not_supported(format!("${code} must be invoked with POST: {why}"))
+                    .with_status(405),
+            );
         }
         // The target of an instance-level call must exist (a deleted one is passed on: the
         // handler says whether it works on deletions).
@@ -448,13 +456,18 @@ impl<S: Store> Engine<S> {
                     return Err(not_known());
                 }
                 match &vid {
-                    None => (None, Some(self.store().read(rt, id)?.ok_or_else(not_known)?)),
+                    None => (
+                        None,
+                        Some(self.store().read(rt, id)?.ok_or_else(not_known)?),
+                    ),
                     Some(vid) => {
-                        let missing = || {
-                            Error::not_found(format!("{rt}/{id}/_history/{vid} is not known"))
-                        };
+                        let missing =
+                            || Error::not_found(format!("{rt}/{id}/_history/{vid} is not known"));
                         let n: u64 = vid.parse().map_err(|_| missing())?;
-                        (Some(n), Some(self.store().vread(rt, id, n)?.ok_or_else(missing)?))
+                        (
+                            Some(n),
+                            Some(self.store().vread(rt, id, n)?.ok_or_else(missing)?),
+                        )
                     }
                 }
             }
@@ -548,9 +561,17 @@ mod tests {
             assert!(d.json["resourceType"] == "OperationDefinition");
         }
         assert!(catalog.resolve("reindex", Level::System, None).is_some());
-        assert!(catalog.resolve("reindex", Level::Type, Some("Patient")).is_some());
-        assert!(catalog.resolve("reindex", Level::Instance, Some("Patient")).is_none());
-        assert!(catalog.resolve("meta-add", Level::Instance, Some("Observation")).is_some());
-        assert!(catalog.resolve("meta-add", Level::Type, Some("Observation")).is_none());
+        assert!(catalog
+            .resolve("reindex", Level::Type, Some("Patient"))
+            .is_some());
+        assert!(catalog
+            .resolve("reindex", Level::Instance, Some("Patient"))
+            .is_none());
+        assert!(catalog
+            .resolve("meta-add", Level::Instance, Some("Observation"))
+            .is_some());
+        assert!(catalog
+            .resolve("meta-add", Level::Type, Some("Observation"))
+            .is_none());
     }
 }

@@ -69,7 +69,9 @@ impl Inputs {
 
     /// The resource of the first entry called `name`.
     pub fn resource(&self, name: &str) -> Option<&Value> {
-        self.get(name).map(|p| &p["resource"]).filter(|r| r.is_object())
+        self.get(name)
+            .map(|p| &p["resource"])
+            .filter(|r| r.is_object())
     }
 
     /// Takes the resource of the first entry called `name` out of the inputs.
@@ -254,7 +256,10 @@ impl Checker<'_> {
             self.check_entry(param, entry, &at)?;
         }
         for param in declared {
-            let n = entries.iter().filter(|e| e["name"] == param.name.as_str()).count() as u32;
+            let n = entries
+                .iter()
+                .filter(|e| e["name"] == param.name.as_str())
+                .count() as u32;
             if n < param.min {
                 let message = if n == 0 {
                     format!("parameter '{}' is required", param.name)
@@ -319,7 +324,11 @@ impl Checker<'_> {
                     return Err(self.fail(
                         format!(
                             "parameter '{name}' must be a {type_code}, not {}",
-                            if actual.is_empty() { "a resource without a type" } else { actual }
+                            if actual.is_empty() {
+                                "a resource without a type"
+                            } else {
+                                actual
+                            }
                         ),
                         name,
                     ));
@@ -389,7 +398,22 @@ pub(crate) fn check_inputs(definition: &Definition, entries: &[Value]) -> Result
     flint_fhir::validate::validate_resource(flint_fhir::model::r4(), &values).map_err(|e| {
         let mut e = e;
         for issue in &mut e.issues {
-            issue.diagnostics = format!("${}: {}", definition.code, issue.diagnostics);
+            // `Parameters.parameter[2].valueDate`: name the parameter.
+            let named = issue
+                .expression
+                .iter()
+                .find_map(|x| x.strip_prefix("Parameters.parameter["))
+                .and_then(|rest| rest.split(']').next())
+                .and_then(|i| i.parse::<usize>().ok())
+                .and_then(|i| entries.get(i))
+                .and_then(|entry| entry["name"].as_str());
+            issue.diagnostics = match named {
+                Some(name) => format!(
+                    "${}: parameter '{name}': {}",
+                    definition.code, issue.diagnostics
+                ),
+                None => format!("${}: {}", definition.code, issue.diagnostics),
+            };
         }
         e.with_status(400)
     })
@@ -435,7 +459,10 @@ mod tests {
         ];
         let params = parse_inputs(&d, &q, None).unwrap();
         assert_eq!(params[0], json!({"name": "_count", "valueInteger": 10}));
-        assert_eq!(params[1], json!({"name": "start", "valueDate": "2020-01-01"}));
+        assert_eq!(
+            params[1],
+            json!({"name": "start", "valueDate": "2020-01-01"})
+        );
         check_inputs(&d, &params).unwrap();
         let bad = vec![("_count".to_string(), "ten".to_string())];
         let e = parse_inputs(&d, &bad, None).unwrap_err();
@@ -451,24 +478,44 @@ mod tests {
         let check = |params: Value| check_inputs(&d, params.as_array().unwrap());
         assert!(check(json!([{"name": "_count", "valueInteger": 5}])).is_ok());
         for (params, mentions) in [
-            (json!([{"name": "_count", "valueString": "5"}]), "valueInteger"),
-            (json!([{"name": "_count", "valueInteger": 5}, {"name": "_count", "valueInteger": 6}]), "_count"),
+            (
+                json!([{"name": "_count", "valueString": "5"}]),
+                "valueInteger",
+            ),
+            (
+                json!([{"name": "_count", "valueInteger": 5}, {"name": "_count", "valueInteger": 6}]),
+                "_count",
+            ),
             (json!([{"name": "nope", "valueInteger": 5}]), "nope"),
-            (json!([{"name": "start", "valueDate": "not a date"}]), "start"),
+            (
+                json!([{"name": "start", "valueDate": "not a date"}]),
+                "start",
+            ),
             (json!([{"valueDate": "2020"}]), "no name"),
         ] {
             let e = check(params).unwrap_err();
             assert_eq!(e.status(), 400, "{e}");
-            assert!(format!("{e}").contains(mentions), "{e} should mention {mentions}");
+            assert!(
+                format!("{e}").contains(mentions),
+                "{e} should mention {mentions}"
+            );
         }
         let v = Definition::r4("Resource-validate", |_| {});
         // A bare resource is the input `resource`, and is not judged here.
-        let params = parse_inputs(&v, &[], Some(json!({"resourceType": "Patient", "gender": 7}))).unwrap();
+        let params = parse_inputs(
+            &v,
+            &[],
+            Some(json!({"resourceType": "Patient", "gender": 7})),
+        )
+        .unwrap();
         check_inputs(&v, &params).unwrap();
         let e = check_inputs(&v, &[json!({"name": "resource", "valueString": "x"})]).unwrap_err();
         assert!(format!("{e}").contains("resource"));
         let add = Definition::r4("Resource-meta-add", |_| {});
-        assert!(check_inputs(&add, &[]).unwrap_err().to_string().contains("required"));
+        assert!(check_inputs(&add, &[])
+            .unwrap_err()
+            .to_string()
+            .contains("required"));
         let e = parse_inputs(&add, &[], Some(json!({"resourceType": "Patient"}))).unwrap_err();
         assert_eq!(e.status(), 400);
     }
@@ -478,7 +525,11 @@ mod tests {
         let d = everything();
         let bundle = json!({"resourceType": "Bundle", "type": "searchset"});
         assert_eq!(
-            answer(&d, vec![json!({"name": "return", "resource": bundle.clone()})]).unwrap(),
+            answer(
+                &d,
+                vec![json!({"name": "return", "resource": bundle.clone()})]
+            )
+            .unwrap(),
             bundle
         );
         for bad in [

@@ -11,6 +11,7 @@ mod fuzz;
 mod history;
 mod http_behaviour;
 mod jobs;
+mod operations;
 mod request_core;
 mod search;
 mod server;

@@ -49,7 +49,7 @@ fn change(meta: &mut Map<String, Value>, given: &Value, add: bool) -> bool {
                     same_label(existing, item)
                 }
             };
-            let present = list.iter().any(|e| matches(e));
+            let present = list.iter().any(&matches);
             if add && !present {
                 list.push(item.clone());
                 changed = true;
@@ -93,7 +93,11 @@ fn rewrite<S: Store>(engine: &Arc<Engine<S>>, call: &mut Call<'_>, add: bool) ->
     if changed {
         let index = crate::index_values(&resource, &engine.registry())?;
         let json = resource.to_string();
-        let (rt, id, version) = (stored.resource_type.clone(), stored.id.clone(), stored.version);
+        let (rt, id, version) = (
+            stored.resource_type.clone(),
+            stored.id.clone(),
+            stored.version,
+        );
         let before = stored.json.clone();
         call.changes.step(&rt.clone(), move |txn| {
             // Two changes of one version's meta at once: the second must not undo the first.
@@ -154,17 +158,28 @@ mod tests {
 
     #[test]
     fn labels_are_sets_by_system_and_code() {
-        let mut meta = json!({"versionId": "1", "tag": [{"system": "s", "code": "a", "display": "A"}]})
-            .as_object()
-            .unwrap()
-            .clone();
+        let mut meta =
+            json!({"versionId": "1", "tag": [{"system": "s", "code": "a", "display": "A"}]})
+                .as_object()
+                .unwrap()
+                .clone();
         let given = json!({"tag": [{"system": "s", "code": "a", "display": "other"}, {"system": "s", "code": "b"}],
                            "profile": ["http://p"]});
         assert!(change(&mut meta, &given, true));
         assert_eq!(meta["tag"].as_array().unwrap().len(), 2);
-        assert_eq!(meta["tag"][0]["display"], "A", "the existing tag is kept as it was");
-        assert!(!change(&mut meta, &given, true), "adding again changes nothing");
-        assert!(change(&mut meta, &json!({"tag": [{"system": "s", "code": "a"}], "profile": ["http://p"]}), false));
+        assert_eq!(
+            meta["tag"][0]["display"], "A",
+            "the existing tag is kept as it was"
+        );
+        assert!(
+            !change(&mut meta, &given, true),
+            "adding again changes nothing"
+        );
+        assert!(change(
+            &mut meta,
+            &json!({"tag": [{"system": "s", "code": "a"}], "profile": ["http://p"]}),
+            false
+        ));
         assert_eq!(meta["tag"], json!([{"system": "s", "code": "b"}]));
         assert!(meta.get("profile").is_none());
         assert_eq!(meta["versionId"], "1");

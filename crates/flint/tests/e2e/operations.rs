@@ -1,0 +1,243 @@
+//! The operations framework over HTTP: definitions published and advertised, routing by
+//! code, level and type, `GET` rules, input checks naming the parameter, and the built-in
+//! `$meta*`, `$validate` and `$healthcheck`.
+
+use serde_json::{json, Value};
+
+use crate::server::{outcome, Server};
+
+fn get_json(s: &Server, path: &str) -> (u16, Value) {
+    let r = s.get(path).send().unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().unwrap())
+}
+
+fn param<'a>(p: &'a Value, name: &str) -> &'a Value {
+    p["parameter"]
+        .as_array()
+        .and_then(|l| l.iter().find(|e| e["name"] == name))
+        .unwrap_or(&Value::Null)
+}
+
+#[test]
+fn definitions_are_published_and_advertised() {
+    let s = Server::start();
+    let (_, cs) = get_json(&s, "metadata");
+    let system: Vec<&str> = cs["rest"][0]["operation"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["name"].as_str().unwrap())
+        .collect();
+    assert!(system.contains(&"reindex") && system.contains(&"healthcheck"));
+    assert!(!system.contains(&"meta-add"), "instance-level only");
+    let patient = cs["rest"][0]["resource"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["type"] == "Patient")
+        .unwrap();
+    let ops = patient["operation"].as_array().unwrap();
+    let validate = ops.iter().find(|o| o["name"] == "validate").unwrap();
+    assert_eq!(
+        validate["definition"],
+        "http://hl7.org/fhir/OperationDefinition/Resource-validate"
+    );
+    // Every advertised definition is readable and found by its URL.
+    for op in cs["rest"][0]["operation"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .chain(ops)
+    {
+        let url = op["definition"].as_str().unwrap();
+        let (status, found) = get_json(&s, &format!("OperationDefinition?url={url}"));
+        assert_eq!(status, 200);
+        assert_eq!(found["total"], 1, "{url}");
+        let id = found["entry"][0]["resource"]["id"].as_str().unwrap();
+        let (status, read) = get_json(&s, &format!("OperationDefinition/{id}"));
+        assert_eq!(status, 200);
+        assert_eq!(read["code"], op["name"]);
+    }
+    let (_, by_code) = get_json(&s, "OperationDefinition?code=meta-add");
+    assert_eq!(by_code["total"], 1);
+    let (_, reindex) = get_json(&s, "OperationDefinition/reindex");
+    assert!(reindex["url"]
+        .as_str()
+        .unwrap()
+        .ends_with("/OperationDefinition/reindex"));
+    assert_eq!(reindex["affectsState"], true);
+}
+
+#[test]
+fn meta_changes_labels_in_place() {
+    let s = Server::start();
+    let id = s.create(
+        &json!({"resourceType": "Patient", "meta": {"tag": [{"system": "s", "code": "a"}]}}),
+    );
+    let (_, before) = get_json(&s, &format!("Patient/{id}"));
+    let add = json!({"resourceType": "Parameters", "parameter": [{"name": "meta", "valueMeta": {
+        "tag": [{"system": "s", "code": "b", "display": "B"}, {"system": "s", "code": "a"}],
+        "profile": ["http://example.org/p"]}}]});
+    let r = s.post(&format!("Patient/{id}/$meta-add"), &add);
+    assert_eq!(r.status(), 200);
+    let out: Value = r.json().unwrap();
+    assert_eq!(out["resourceType"], "Parameters");
+    let meta = &param(&out, "return")["valueMeta"];
+    assert_eq!(meta["tag"].as_array().unwrap().len(), 2);
+    assert_eq!(meta["versionId"], "1", "no new version");
+    let (_, after) = get_json(&s, &format!("Patient/{id}"));
+    assert_eq!(after["meta"]["versionId"], "1");
+    assert_eq!(after["meta"]["lastUpdated"], before["meta"]["lastUpdated"]);
+    assert_eq!(after["meta"]["profile"], json!(["http://example.org/p"]));
+    // The version's index follows.
+    let (_, found) = get_json(&s, "Patient?_tag=s|b");
+    assert_eq!(found["total"], 1);
+    // $meta answers the same meta, on GET.
+    let (status, m) = get_json(&s, &format!("Patient/{id}/$meta"));
+    assert_eq!(status, 200);
+    assert_eq!(param(&m, "return")["valueMeta"], after["meta"]);
+    // On a past version too.
+    assert_eq!(
+        s.put(
+            &format!("Patient/{id}"),
+            &json!({"resourceType": "Patient", "id": id})
+        )
+        .status(),
+        200
+    );
+    let delete = json!({"resourceType": "Parameters", "parameter": [{"name": "meta", "valueMeta": {"tag": [{"system": "s", "code": "b"}]}}]});
+    let r = s.post(&format!("Patient/{id}/_history/1/$meta-delete"), &delete);
+    assert_eq!(r.status(), 200);
+    let (_, v1) = get_json(&s, &format!("Patient/{id}/_history/1"));
+    assert_eq!(v1["meta"]["tag"], json!([{"system": "s", "code": "a"}]));
+    let (_, found) = get_json(&s, "Patient?_tag=s|b");
+    assert_eq!(found.get("total"), Some(&json!(0)));
+    // Errors.
+    outcome(
+        s.get(&format!("Patient/{id}/$meta-add")).send().unwrap(),
+        405,
+    );
+    outcome(s.post("Patient/nope/$meta-add", &add), 404);
+    let oo = outcome(
+        s.post(
+            &format!("Patient/{id}/$meta-add"),
+            &json!({"resourceType": "Parameters"}),
+        ),
+        400,
+    );
+    assert!(oo.to_string().contains("meta"), "{oo}");
+    let oo = outcome(
+        s.post(
+            &format!("Patient/{id}/$meta-add"),
+            &json!({"resourceType": "Parameters", "parameter": [{"name": "meta", "valueString": "x"}]}),
+        ),
+        400,
+    );
+    assert!(oo.to_string().contains("valueMeta"), "{oo}");
+    let oo = outcome(s.post("Patient/$meta-add", &add), 400);
+    assert!(oo.to_string().contains("[id]/$meta-add"), "{oo}");
+}
+
+#[test]
+fn validate_reports_without_writing() {
+    let s = Server::start();
+    let published = s.published();
+    // A bare resource, valid.
+    let r = s.post(
+        "Patient/$validate",
+        &json!({"resourceType": "Patient", "gender": "male"}),
+    );
+    assert_eq!(r.status(), 200);
+    let oo: Value = r.json().unwrap();
+    assert_eq!(oo["resourceType"], "OperationOutcome");
+    assert_eq!(oo["issue"][0]["severity"], "information");
+    // In Parameters, invalid: still 200, the problems with their locations.
+    let body = json!({"resourceType": "Parameters", "parameter": [
+        {"name": "resource", "resource": {"resourceType": "Patient", "gender": 7, "bogus": true}},
+        {"name": "mode", "valueCode": "create"}]});
+    let r = s.post("Patient/$validate", &body);
+    assert_eq!(r.status(), 200);
+    let oo: Value = r.json().unwrap();
+    let text = oo.to_string();
+    assert!(oo["issue"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|i| i["severity"] == "error"));
+    assert!(
+        text.contains("Patient.gender") && text.contains("bogus"),
+        "{oo}"
+    );
+    // A resource of another type than the target.
+    let oo: Value = s
+        .post(
+            "Patient/$validate",
+            &json!({"resourceType": "Observation", "status": "final", "code": {}}),
+        )
+        .json()
+        .unwrap();
+    assert_eq!(oo["issue"][0]["severity"], "error");
+    // Update mode at the instance level checks the id.
+    let id = s.create(&json!({"resourceType": "Patient"}));
+    let update = |rid: &str| {
+        json!({"resourceType": "Parameters", "parameter": [
+        {"name": "resource", "resource": {"resourceType": "Patient", "id": rid}},
+        {"name": "mode", "valueCode": "update"}]})
+    };
+    let oo: Value = s
+        .post(&format!("Patient/{id}/$validate"), &update(&id))
+        .json()
+        .unwrap();
+    assert_eq!(oo["issue"][0]["severity"], "information");
+    let oo: Value = s
+        .post(&format!("Patient/{id}/$validate"), &update("other"))
+        .json()
+        .unwrap();
+    assert_eq!(oo["issue"][0]["severity"], "error");
+    // Bad inputs are 400s naming the parameter.
+    let bad = json!({"resourceType": "Parameters", "parameter": [
+        {"name": "resource", "resource": {"resourceType": "Patient"}}, {"name": "mode", "valueCode": "sideways"}]});
+    assert!(outcome(s.post("Patient/$validate", &bad), 400)
+        .to_string()
+        .contains("mode"));
+    let twice = json!({"resourceType": "Parameters", "parameter": [
+        {"name": "mode", "valueCode": "create"}, {"name": "mode", "valueCode": "create"},
+        {"name": "resource", "resource": {"resourceType": "Patient"}}]});
+    assert!(outcome(s.post("Patient/$validate", &twice), 400)
+        .to_string()
+        .contains("mode"));
+    let unknown = json!({"resourceType": "Parameters", "parameter": [{"name": "colour", "valueString": "red"}]});
+    assert!(outcome(s.post("Patient/$validate", &unknown), 400)
+        .to_string()
+        .contains("colour"));
+    let oo = outcome(
+        s.post("Patient/$validate", &json!({"resourceType": "Parameters"})),
+        400,
+    );
+    assert!(oo.to_string().contains("resource"), "{oo}");
+    // A resource input cannot travel in a URL.
+    outcome(s.get("Patient/$validate").send().unwrap(), 405);
+    outcome(
+        s.post("$validate", &json!({"resourceType": "Patient"})),
+        400,
+    );
+    // Nothing was written but the one Patient.
+    let (_, h) = get_json(&s, "_history");
+    assert_eq!(h["total"].as_u64(), Some(published + 1));
+}
+
+#[test]
+fn healthcheck_and_unknown_operations() {
+    let s = Server::start();
+    let (status, p) = get_json(&s, "$healthcheck");
+    assert_eq!(status, 200);
+    assert_eq!(param(&p, "status")["valueCode"], "ok");
+    let r = s.post("$healthcheck", &json!({"resourceType": "Parameters"}));
+    assert_eq!(r.status(), 200);
+    let oo = outcome(s.get("$healthcheck?verbose=true").send().unwrap(), 400);
+    assert!(oo.to_string().contains("verbose"));
+    outcome(s.get("Patient/$healthcheck").send().unwrap(), 400);
+    outcome(s.get("$nothing-here").send().unwrap(), 400);
+    outcome(s.get("Nope/$meta").send().unwrap(), 404);
+}
