@@ -99,6 +99,8 @@ pub enum Output {
     /// A response as it is (status, headers, body), for handlers that answer with another
     /// status (`202` for a job still running) or a body of their own.
     Response(Response),
+    /// An answer made once the staged writes committed (from what the job's steps recorded).
+    After(Box<dyn FnOnce() -> Output + Send>),
 }
 
 impl Output {
@@ -168,6 +170,22 @@ impl Changes {
         self.types.insert(rt.to_string());
         self.plans.push(plan);
         Ok(())
+    }
+
+    /// Records a search the staged writes rely on: the job runs it again (or knows that
+    /// nothing of its type was written since `seen`) and, if it answers other than `found`,
+    /// writes nothing and the handler runs again.
+    pub fn rely_on(
+        &mut self,
+        query: flint_store::search::SearchQuery,
+        found: &[Version],
+        seen: flint_store::TxNumber,
+    ) {
+        self.checks.push(Check {
+            query,
+            ids: found.iter().map(|v| v.id.clone()).collect(),
+            seen,
+        });
     }
 
     /// Stages a deletion of `rt/id` (nothing happens if it is already deleted).
@@ -485,8 +503,12 @@ impl<S: Store> Engine<S> {
         };
         let span = tracing::debug_span!("operation", code = %code, level = ?level);
         let _entered = span.enter();
-        let output = self.run_handler(ctx, headers, method, &entry, target, entries)?;
+        let mut output = self.run_handler(ctx, headers, method, &entry, target, entries)?;
+        while let Output::After(answer) = output {
+            output = answer();
+        }
         match output {
+            Output::After(_) => Err(Error::internal("an operation's answer was left unmade")),
             Output::Response(response) => Ok(response),
             Output::Parameters(entries) => {
                 let answer = parameters::answer(definition, entries)?;

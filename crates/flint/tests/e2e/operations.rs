@@ -241,3 +241,80 @@ fn healthcheck_and_unknown_operations() {
     outcome(s.get("$nothing-here").send().unwrap(), 400);
     outcome(s.get("Nope/$meta").send().unwrap(), 404);
 }
+
+#[test]
+fn purge_removes_the_compartment_for_good() {
+    let s = Server::start();
+    let keep = s.create(&json!({"resourceType": "Patient", "name": [{"family": "Keep"}]}));
+    let gone = s.create(&json!({"resourceType": "Patient", "name": [{"family": "Gone"}]}));
+    let org = s.create(&json!({"resourceType": "Organization", "name": "Clinic"}));
+    let obs = |p: &str| {
+        json!({"resourceType": "Observation", "status": "final", "code": {"text": "x"},
+                               "subject": {"reference": format!("Patient/{p}")}})
+    };
+    let mut theirs = Vec::new();
+    for _ in 0..3 {
+        theirs.push(s.create(&obs(&gone)));
+    }
+    let mine = s.create(&obs(&keep));
+    // A second version, so history goes too.
+    assert_eq!(
+        s.put(
+            &format!("Patient/{gone}"),
+            &json!({"resourceType": "Patient", "id": gone, "active": true})
+        )
+        .status(),
+        200
+    );
+    outcome(
+        s.get(&format!("Patient/{gone}/$purge")).send().unwrap(),
+        405,
+    );
+    let r = s
+        .client
+        .post(s.url(&format!("Patient/{gone}/$purge")))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let out: Value = r.json().unwrap();
+    assert_eq!(param(&out, "resources")["valueInteger"], 4);
+    assert_eq!(param(&out, "versions")["valueInteger"], 5);
+    // Gone for good: not read, not in history, not found.
+    outcome(s.get(&format!("Patient/{gone}")).send().unwrap(), 404);
+    outcome(
+        s.get(&format!("Patient/{gone}/_history")).send().unwrap(),
+        404,
+    );
+    for o in &theirs {
+        outcome(s.get(&format!("Observation/{o}")).send().unwrap(), 404);
+    }
+    let (_, found) = get_json(&s, "Patient?family=gone");
+    assert_eq!(found.get("total"), Some(&json!(0)));
+    let (_, found) = get_json(&s, &format!("Observation?subject=Patient/{gone}"));
+    assert_eq!(found.get("total"), Some(&json!(0)));
+    let (_, h) = get_json(&s, "_history");
+    assert!(!h.to_string().contains(&gone));
+    // Everything else stays.
+    for path in [
+        format!("Patient/{keep}"),
+        format!("Observation/{mine}"),
+        format!("Organization/{org}"),
+    ] {
+        assert_eq!(s.get(&path).send().unwrap().status(), 200, "{path}");
+    }
+    // Purged twice: the patient is not known any more.
+    outcome(
+        s.client
+            .post(s.url(&format!("Patient/{gone}/$purge")))
+            .send()
+            .unwrap(),
+        404,
+    );
+    outcome(
+        s.client
+            .post(s.url(&format!("Observation/{mine}/$purge")))
+            .send()
+            .unwrap(),
+        400,
+    );
+}

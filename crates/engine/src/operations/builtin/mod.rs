@@ -2,6 +2,7 @@
 
 mod healthcheck;
 mod meta;
+mod purge;
 mod reindex;
 mod validate;
 
@@ -18,6 +19,7 @@ pub(crate) fn all<S: Store>() -> Vec<Arc<dyn Operation<S>>> {
         Arc::new(meta::Meta),
         Arc::new(meta::MetaAdd),
         Arc::new(meta::MetaDelete),
+        Arc::new(purge::Purge),
         Arc::new(reindex::Reindex),
         Arc::new(validate::Validate),
     ]
