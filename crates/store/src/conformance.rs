@@ -1,5 +1,6 @@
 //! The storage contract as a story every backend must pass: versions and transaction numbers,
-//! atomic jobs, history queries, snapshots and keyset paging, delete-history. Each backend's
+//! atomic jobs, history queries, snapshots and keyset paging, delete-history, meta rewritten in
+//! place, purge. Each backend's
 //! tests call [`run`] with a fresh store.
 
 use crate::{Error, HistoryQuery, Method, NewVersion, Store};
@@ -305,4 +306,58 @@ pub async fn run<S: Store>(store: &S) {
         .unwrap();
     assert!(!before, "a write after the transaction given is a change");
     assert!(!after, "the transaction's own earlier write is a change");
+
+    // A version's meta is rewritten in place: same number, time and transaction, new bytes,
+    // and the reads by id see it at once; a deletion or a missing version is not rewritten.
+    let m1 = store
+        .write(|t| t.put(put("Basic", "m", 1, Some(r#"{"meta":{}}"#))))
+        .await
+        .unwrap();
+    store
+        .write(|t| t.put(put("Basic", "m", 2, Some(r#"{"meta":{}}"#))))
+        .await
+        .unwrap();
+    assert_eq!(store.read("Basic", "m").unwrap().unwrap().version, 2);
+    let rewritten = store
+        .write(|t| {
+            let first = t.rewrite_meta(
+                "Basic",
+                "m",
+                1,
+                r#"{"meta":{"tag":[1]}}"#.into(),
+                Vec::new(),
+            )?;
+            let current = t.rewrite_meta(
+                "Basic",
+                "m",
+                2,
+                r#"{"meta":{"tag":[2]}}"#.into(),
+                Vec::new(),
+            )?;
+            let missing = t.rewrite_meta("Basic", "m", 9, "{}".into(), Vec::new())?;
+            Ok((first, current, missing))
+        })
+        .await
+        .unwrap();
+    assert_eq!(rewritten, (true, true, false));
+    let old = store.vread("Basic", "m", 1).unwrap().unwrap();
+    assert_eq!(old.json.as_deref(), Some(&br#"{"meta":{"tag":[1]}}"#[..]));
+    assert_eq!((old.tx, old.last_updated), (m1.tx, m1.last_updated));
+    let now = store.read("Basic", "m").unwrap().unwrap();
+    assert_eq!(now.json.as_deref(), Some(&br#"{"meta":{"tag":[2]}}"#[..]));
+
+    // Purge removes every version of one resource and nothing else.
+    store
+        .write(|t| t.put(put("Basic", "m", 3, None)))
+        .await
+        .unwrap();
+    assert_eq!(store.write(|t| t.purge("Basic", "m")).await.unwrap(), 3);
+    assert!(store.read("Basic", "m").unwrap().is_none());
+    assert!(store.vread("Basic", "m", 1).unwrap().is_none());
+    assert_eq!(
+        store.history_count(&all(Some("Basic"), Some("m"))).unwrap(),
+        0
+    );
+    assert!(store.read("Basic", "b1").unwrap().is_some());
+    assert_eq!(store.write(|t| t.purge("Basic", "m")).await.unwrap(), 0);
 }
