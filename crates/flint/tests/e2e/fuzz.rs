@@ -208,7 +208,7 @@ fn random_requests_never_get_a_server_error() {
     let mut rng = Rng(seed);
     for case in 0..cases {
         let method = *rng.pick(&["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"]);
-        let mut path = match rng.below(8) {
+        let mut path = match rng.below(9) {
             0 => String::new(),
             1 => (*rng.pick(TYPES)).to_string(),
             2 => format!("{}/p1", rng.pick(TYPES)),
@@ -232,6 +232,27 @@ fn random_requests_never_get_a_server_error() {
                 ])
             ),
             5 => format!("Patient/p1/{}", rng.pick(TYPES)),
+            7 => format!(
+                "{}{}",
+                rng.pick(&[
+                    "",
+                    "Patient/",
+                    "Patient/p1/",
+                    "Patient/p1/_history/1/",
+                    "Observation/x/",
+                    "Nope/"
+                ]),
+                rng.pick(&[
+                    "$meta",
+                    "$meta-add",
+                    "$meta-delete",
+                    "$validate",
+                    "$healthcheck",
+                    "$reindex",
+                    "$purge",
+                    "$everything",
+                ])
+            ),
             6 => (*rng.pick(&[
                 "metadata",
                 "_history",
@@ -291,12 +312,31 @@ fn random_requests_never_get_a_server_error() {
                 request = request.header(name, *rng.pick(values));
             }
         }
-        let body = match rng.below(5) {
+        let body = match rng.below(6) {
             0 => String::new(),
+            5 => {
+                // A Parameters body with the inputs the built-in operations take, well or
+                // badly typed.
+                let entries: Vec<Value> = (0..rng.below(4))
+                    .map(|_| {
+                        let name = *rng.pick(&["meta", "resource", "mode", "profile", "nope", ""]);
+                        match rng.below(4) {
+                            0 => json!({"name": name, "valueMeta": {"tag": [{"system": "s", "code": random_value(&mut rng, 1)}]}}),
+                            1 => json!({"name": name, "resource": resource(&mut rng)}),
+                            2 => json!({"name": name, "valueCode": random_value(&mut rng, 1)}),
+                            _ => json!({"name": name, "part": [{"name": "x", "valueString": "y"}]}),
+                        }
+                    })
+                    .collect();
+                json!({"resourceType": "Parameters", "parameter": entries}).to_string()
+            }
             1 => patch(&mut rng).to_string(),
             2 => {
                 let text = resource(&mut rng).to_string();
-                let cut = rng.below(text.len().max(1));
+                let mut cut = rng.below(text.len().max(1));
+                while !text.is_char_boundary(cut) {
+                    cut -= 1;
+                }
                 if rng.chance(20) {
                     text[..cut].to_string()
                 } else {
