@@ -645,17 +645,7 @@ pub fn delete_for_history(
     resource_type: &str,
     id: &str,
 ) -> rusqlite::Result<()> {
-    for table in INDEX_TABLES {
-        conn.prepare_cached(&format!(
-            "DELETE FROM {table} WHERE seq IN (SELECT seq FROM resource WHERE type = ?1 AND id = ?2 AND t_end IS NOT NULL)"
-        ))?
-        .execute((resource_type, id))?;
-    }
-    conn.prepare_cached(
-        "DELETE FROM idx_fulltext WHERE rowid IN (SELECT seq FROM resource WHERE type = ?1 AND id = ?2 AND t_end IS NOT NULL)",
-    )?
-    .execute((resource_type, id))?;
-    Ok(())
+    delete_rows_of(conn, resource_type, id, " AND t_end IS NOT NULL")
 }
 
 /// Removes the index rows and full-text rows of every version of a resource (`$purge`).
@@ -664,15 +654,25 @@ pub fn delete_for_resource(
     resource_type: &str,
     id: &str,
 ) -> rusqlite::Result<()> {
+    delete_rows_of(conn, resource_type, id, "")
+}
+
+/// Removes the index and full-text rows of a resource's versions that `only` (an SQL
+/// condition on `resource`, or nothing) selects.
+fn delete_rows_of(
+    conn: &Connection,
+    resource_type: &str,
+    id: &str,
+    only: &str,
+) -> rusqlite::Result<()> {
+    let versions = format!("SELECT seq FROM resource WHERE type = ?1 AND id = ?2{only}");
     for table in INDEX_TABLES {
-        conn.prepare_cached(&format!(
-            "DELETE FROM {table} WHERE seq IN (SELECT seq FROM resource WHERE type = ?1 AND id = ?2)"
-        ))?
-        .execute((resource_type, id))?;
+        conn.prepare_cached(&format!("DELETE FROM {table} WHERE seq IN ({versions})"))?
+            .execute((resource_type, id))?;
     }
-    conn.prepare_cached(
-        "DELETE FROM idx_fulltext WHERE rowid IN (SELECT seq FROM resource WHERE type = ?1 AND id = ?2)",
-    )?
+    conn.prepare_cached(&format!(
+        "DELETE FROM idx_fulltext WHERE rowid IN ({versions})"
+    ))?
     .execute((resource_type, id))?;
     Ok(())
 }

@@ -322,6 +322,24 @@ impl SqliteTransaction<'_> {
         })
     }
 
+    /// Replaces the index rows of version `seq` (its full-text row aside); returns the
+    /// full-text row the new values would have.
+    fn replace_index(
+        &mut self,
+        resource_type: &str,
+        seq: i64,
+        index: &[IndexedParam],
+    ) -> Result<Option<crate::index::FullTextRow>> {
+        // Only this version's own rows must be in their tables before they are deleted.
+        if self.rows.holds(seq) {
+            self.flush()?;
+        }
+        let r = crate::index::delete_for_version(self.conn, seq);
+        self.check(r)?;
+        let r = crate::index::write(self.conn, self.params, self.rows, resource_type, seq, index);
+        self.check(r)
+    }
+
     /// Writes the gathered index rows: whatever reads the index next must see them.
     fn flush(&mut self) -> Result<()> {
         let r = self.rows.flush(self.conn);
@@ -521,21 +539,7 @@ impl Transaction for SqliteTransaction<'_> {
         let Some(seq) = self.check(r)? else {
             return Ok(false);
         };
-        // Only this version's own rows must be in their tables before they are deleted.
-        if self.rows.holds(seq) {
-            self.flush()?;
-        }
-        let r = crate::index::delete_for_version(self.conn, seq);
-        self.check(r)?;
-        let r = crate::index::write(
-            self.conn,
-            self.params,
-            self.rows,
-            resource_type,
-            seq,
-            &index,
-        );
-        let row = self.check(r)?;
+        let row = self.replace_index(resource_type, seq, &index)?;
         // Full text depends on the resource alone, not on the search parameters: a version
         // that has its row keeps it. Rewriting it cost a third of the writer's time (each
         // FTS5 delete flushes and merges segments).
@@ -577,20 +581,7 @@ impl Transaction for SqliteTransaction<'_> {
         self.written.push(crate::cache::key(resource_type, id));
         // The version's own rows (tags, profiles, security labels among them) are written
         // anew; its full-text row stays (meta holds no narrative, and codes are not text).
-        if self.rows.holds(seq) {
-            self.flush()?;
-        }
-        let r = crate::index::delete_for_version(self.conn, seq);
-        self.check(r)?;
-        let r = crate::index::write(
-            self.conn,
-            self.params,
-            self.rows,
-            resource_type,
-            seq,
-            &index,
-        );
-        self.check(r)?;
+        self.replace_index(resource_type, seq, &index)?;
         self.wrote = true;
         Ok(true)
     }

@@ -57,16 +57,13 @@ impl Param {
             .is_some_and(|t| flint_fhir::model::r4().is_primitive(t))
     }
 
-    fn cardinality(&self) -> String {
+    /// `0..1`, `1..*`.
+    pub(crate) fn cardinality(&self) -> String {
         format!(
             "{}..{}",
             self.min,
             self.max.map_or("*".to_string(), |m| m.to_string())
         )
-    }
-
-    pub(crate) fn describe_cardinality(&self) -> String {
-        self.cardinality()
     }
 }
 

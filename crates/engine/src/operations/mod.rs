@@ -156,16 +156,22 @@ impl Changes {
             rt: rt.to_string(),
             id: id.to_string(),
         };
-        let plan = match engine.prepare(target, Content::Resource(resource), None)? {
-            Plan::Update {
-                rt, id, stamped, ..
-            } if base.is_some() => Plan::Patched {
+        let plan = match (
+            engine.prepare(target, Content::Resource(resource), None)?,
+            base,
+        ) {
+            (
+                Plan::Update {
+                    rt, id, stamped, ..
+                },
+                Some(base),
+            ) => Plan::Patched {
                 rt,
                 id,
                 stamped,
-                base: base.unwrap_or_default(),
+                base,
             },
-            plan => plan,
+            (plan, _) => plan,
         };
         self.types.insert(rt.to_string());
         self.plans.push(plan);
@@ -549,10 +555,9 @@ impl<S: Store> Engine<S> {
                 types,
             } = call.changes;
             let committed = crate::lanes::block_on(self.store().write(move |txn| {
-                let Some(done) = crate::write::run_plans(txn, &checks, plans, |_, e| e)? else {
+                if crate::write::run_plans(txn, &checks, plans, |_, e| e)?.is_none() {
                     return Ok(false);
-                };
-                drop(done);
+                }
                 for step in steps {
                     step(txn)?;
                 }

@@ -28,16 +28,6 @@ impl Inputs {
         Inputs { params }
     }
 
-    /// Every entry, in order.
-    pub fn entries(&self) -> &[Value] {
-        &self.params
-    }
-
-    /// The entries called `name`.
-    pub fn all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a Value> + 'a {
-        self.params.iter().filter(move |p| p["name"] == name)
-    }
-
     /// The first entry called `name`.
     pub fn get(&self, name: &str) -> Option<&Value> {
         self.params.iter().find(|p| p["name"] == name)
@@ -51,27 +41,6 @@ impl Inputs {
     /// A string-like value (string, code, uri, id, date, …).
     pub fn str(&self, name: &str) -> Option<&str> {
         self.value(name).and_then(Value::as_str)
-    }
-
-    /// Every string-like value of the entries called `name`.
-    pub fn strs<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
-        self.all(name)
-            .filter_map(|p| value_of(p).and_then(|(_, v)| v.as_str()))
-    }
-
-    pub fn integer(&self, name: &str) -> Option<i64> {
-        self.value(name).and_then(Value::as_i64)
-    }
-
-    pub fn boolean(&self, name: &str) -> Option<bool> {
-        self.value(name).and_then(Value::as_bool)
-    }
-
-    /// The resource of the first entry called `name`.
-    pub fn resource(&self, name: &str) -> Option<&Value> {
-        self.get(name)
-            .map(|p| &p["resource"])
-            .filter(|r| r.is_object())
     }
 
     /// Takes the resource of the first entry called `name` out of the inputs.
@@ -276,7 +245,7 @@ impl Checker<'_> {
                     format!(
                         "parameter '{}' is given {n} times; it takes {}",
                         param.name,
-                        param.describe_cardinality()
+                        param.cardinality()
                     ),
                     &param.name,
                 ));

@@ -17,10 +17,12 @@ pub(crate) struct MetaAdd;
 pub(crate) struct MetaDelete;
 
 /// The meta of the target version.
-fn target_meta(call: &Call<'_>) -> Result<(Value, Value)> {
-    let resource = call.target.resource()?;
-    let meta = resource.get("meta").cloned().unwrap_or_else(|| json!({}));
-    Ok((resource, meta))
+fn target_meta(call: &Call<'_>) -> Result<Value> {
+    let mut resource = call.target.resource()?;
+    Ok(resource
+        .get_mut("meta")
+        .map(Value::take)
+        .unwrap_or_else(|| json!({})))
 }
 
 /// Whether two codings are the same label: system and code (version and display ignored).
@@ -74,7 +76,7 @@ fn rewrite<S: Store>(engine: &Arc<Engine<S>>, call: &mut Call<'_>, add: bool) ->
         .value("meta")
         .cloned()
         .ok_or_else(|| Error::invalid("the parameter 'meta' is required").at("meta"))?;
-    let (mut resource, _) = target_meta(call)?;
+    let mut resource = call.target.resource()?;
     let stored = call
         .target
         .stored
@@ -99,7 +101,7 @@ fn rewrite<S: Store>(engine: &Arc<Engine<S>>, call: &mut Call<'_>, add: bool) ->
             stored.version,
         );
         let before = stored.json.clone();
-        call.changes.step(&rt.clone(), move |txn| {
+        call.changes.step(&stored.resource_type, move |txn| {
             // Two changes of one version's meta at once: the second must not undo the first.
             let now = txn.version(&rt, &id, version)?;
             if now.and_then(|v| v.json) != before {
@@ -127,7 +129,7 @@ impl<S: Store> Operation<S> for Meta {
     }
 
     fn invoke(&self, _: &Arc<Engine<S>>, call: &mut Call<'_>) -> Result<Output> {
-        let (_, meta) = target_meta(call)?;
+        let meta = target_meta(call)?;
         Ok(Output::value("return", "valueMeta", meta))
     }
 }
