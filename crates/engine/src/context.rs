@@ -28,6 +28,9 @@ pub struct Context {
     pub request_id: String,
     /// Set when the client has gone; carries the deadline of costly work.
     pub interrupt: Interrupt,
+    /// The background job the work belongs to (an asynchronous request), if any: its store
+    /// transactions claim the job and are counted.
+    pub job: Option<crate::jobs::JobMark>,
 }
 
 /// A request id unique within this process's life and across processes in practice: a
@@ -54,6 +57,7 @@ impl Context {
             base_url: base_url.into(),
             request_id,
             interrupt: Interrupt::new(),
+            job: None,
         }
     }
 

@@ -93,6 +93,12 @@ impl<S: Store> Engine<S> {
         if self.is_stopping() {
             return Err(stopping());
         }
+        if request.headers.respond_async()
+            && request.interaction.may_run_async()
+            && request.origin.is_some()
+        {
+            return self.defer(ctx, request).await;
+        }
         // Known while it runs, so that `stop` can interrupt it.
         let number = self
             .next_request
@@ -132,6 +138,7 @@ impl<S: Store> Engine<S> {
             params,
             headers,
             body,
+            ..
         } = request;
         let prefer = headers.prefer_return();
         match interaction {
@@ -201,6 +208,7 @@ impl<S: Store> Engine<S> {
                     params,
                     headers,
                     body,
+                    origin: None,
                 },
             ),
             Interaction::DeleteHistory { rt, id } => {
@@ -263,14 +271,12 @@ impl<S: Store> Engine<S> {
                 target,
                 method,
             } => self.invoke_operation(ctx, &name, target, method, &params, &headers, body),
-            Interaction::AsyncStatus { id } => self.async_status(&id),
+            Interaction::AsyncStatus { id } => self.async_status(ctx, &id),
             Interaction::AsyncCancel { id } => {
-                block_on(self.cancel_job(&id))?;
+                let said = block_on(self.cancel_job(ctx, &id))?;
                 Ok(Response::new(
                     202,
-                    Payload::Value(flint_fhir::error::information(format!(
-                        "the asynchronous request '{id}' is cancelled"
-                    ))),
+                    Payload::Value(flint_fhir::error::information(said)),
                 ))
             }
         }
@@ -569,30 +575,21 @@ impl<S: Store> Engine<S> {
     /// otherwise `202 Accepted` with the status URL to poll.
     pub(crate) fn answer_job(&self, ctx: &Context, id: &str) -> Result<Response> {
         use crate::jobs::JobStatus;
-        match self.wait_job_blocking(id, self.limits.async_budget)? {
-            JobStatus::Ended(_, response) => Ok(Response::new(
-                response.status,
-                Payload::Value(response.resource),
-            )),
-            JobStatus::Running(progress) => {
-                let url = format!("{}/__async-status/{id}", ctx.base_url);
-                let mut r = Response::new(
-                    202,
-                    Payload::Value(flint_fhir::error::information(format!(
-                        "accepted and running ({progress}); poll {url} for the result"
-                    ))),
-                );
-                r.content_location = Some(url);
+        match self.wait_job_blocking(ctx, id, self.limits.async_budget)? {
+            JobStatus::Ended(_, response) => {
+                let mut r = Response::new(response.status, Payload::Value(response.resource));
+                r.location = response.location;
                 Ok(r)
             }
+            JobStatus::Running(progress) => Ok(crate::jobs::accepted(ctx, id, &progress)),
         }
     }
 
     /// `GET /__async-status/{id}`: `202` with `X-Progress` while running, then `200` with a
     /// `batch-response` Bundle holding the response; `404` once cancelled.
-    fn async_status(&self, id: &str) -> Result<Response> {
+    fn async_status(&self, ctx: &Context, id: &str) -> Result<Response> {
         use crate::jobs::JobStatus;
-        match self.job_status(id)? {
+        match self.job_status(ctx, id)? {
             JobStatus::Running(progress) => {
                 let mut r = Response::new(
                     202,
@@ -601,21 +598,14 @@ impl<S: Store> Engine<S> {
                     ))),
                 );
                 r.headers.push(("x-progress", progress));
+                r.headers.push(("retry-after", "1".into()));
                 Ok(r)
             }
             JobStatus::Ended(flint_store::JobState::Cancelled, _) => Err(Error::not_found(
                 format!("the asynchronous request '{id}' was cancelled"),
             )),
             JobStatus::Ended(_, response) => {
-                let bundle = json!({
-                    "resourceType": "Bundle",
-                    "type": "batch-response",
-                    "entry": [{
-                        "resource": response.resource,
-                        "response": {"status": crate::bundle::status_line(response.status)}
-                    }]
-                });
-                Ok(Response::new(200, Payload::Value(bundle)))
+                Ok(Response::new(200, Payload::Value(response.bundle())))
             }
         }
     }

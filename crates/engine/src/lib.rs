@@ -52,6 +52,12 @@ pub struct Limits {
     /// `[server] async_budget_ms`: how long a request run as a background job is waited for
     /// before the answer is `202 Accepted`.
     pub async_budget: Duration,
+    /// `[server] async_results_kept_hours`: how long an ended job's result stays at its
+    /// status URL.
+    pub async_kept: Duration,
+    /// `[server] node_id`: the name this node holds job leases under (the host's name by
+    /// default). Nodes sharing a store need distinct names.
+    pub node: String,
     /// The lanes requests run in.
     pub lanes: lanes::LaneLimits,
 }
@@ -66,6 +72,8 @@ impl Default for Limits {
             history_default_count: 50,
             history_max_count: 1000,
             async_budget: Duration::from_secs(1),
+            async_kept: Duration::from_secs(7 * 24 * 3600),
+            node: jobs::host_name(),
             lanes: lanes::LaneLimits::default(),
         }
     }
@@ -88,9 +96,10 @@ pub struct Engine<S> {
     registry: parking_lot::RwLock<Arc<flint_search::Registry>>,
     /// Paging keys as last read from the store, newest first.
     paging_keys: parking_lot::RwLock<Vec<flint_store::PagingKey>>,
-    /// The background jobs running on this node, with their cancellation flags.
-    running:
-        parking_lot::Mutex<std::collections::HashMap<String, Arc<std::sync::atomic::AtomicBool>>>,
+    /// The background jobs running on this node, by id.
+    running: parking_lot::Mutex<std::collections::HashMap<String, jobs::Live>>,
+    /// The name this node holds job leases under.
+    node: String,
     search_hook: parking_lot::RwLock<Option<SearchHook>>,
     /// The interrupts of the costly and quick requests running, by a number of their own,
     /// so that a stopping server can end them (see [`Engine::stop`]).
@@ -120,6 +129,7 @@ impl<S: Store> Engine<S> {
 
     /// An engine with these limits and clock.
     pub fn with(store: S, limits: Limits, clock: Box<dyn paging::Clock>) -> Arc<Engine<S>> {
+        let node = limits.node.clone();
         let engine = Engine {
             store,
             model: model::r4(),
@@ -129,6 +139,7 @@ impl<S: Store> Engine<S> {
             registry: parking_lot::RwLock::new(Arc::new(flint_search::Registry::with(&[]))),
             paging_keys: Default::default(),
             running: Default::default(),
+            node,
             search_hook: Default::default(),
             in_flight: Default::default(),
             next_request: Default::default(),
@@ -156,6 +167,7 @@ impl<S: Store> Engine<S> {
         for interrupt in self.in_flight.lock().values() {
             interrupt.cancel();
         }
+        self.interrupt_jobs();
     }
 
     pub(crate) fn is_stopping(&self) -> bool {

@@ -169,6 +169,23 @@ impl Interaction {
         )
     }
 
+    /// Whether `Prefer: respond-async` may run the interaction as a background job (SPEC
+    /// section 5): searches, history, Bundles and operations.
+    pub fn may_run_async(&self) -> bool {
+        matches!(
+            self,
+            Interaction::SearchType { .. }
+                | Interaction::SearchSystem
+                | Interaction::SearchCompartment { .. }
+                | Interaction::HistoryInstance { .. }
+                | Interaction::HistoryType { .. }
+                | Interaction::HistorySystem
+                | Interaction::Bundle
+                | Interaction::Operation { .. }
+                | Interaction::Page { .. }
+        )
+    }
+
     /// Whether the interaction can take long or much memory (searches, history, Bundles,
     /// operations): such work runs in the request core's bounded slow lane.
     pub fn is_costly(&self) -> bool {
@@ -227,6 +244,11 @@ impl Headers {
         PreferReturn::Representation
     }
 
+    /// `Prefer: respond-async`.
+    pub fn respond_async(&self) -> bool {
+        self.prefer_tokens().any(|t| t == "respond-async")
+    }
+
     /// `Prefer: handling=strict`.
     pub fn strict_handling(&self) -> bool {
         self.prefer_tokens().any(|t| t == "handling=strict")
@@ -260,6 +282,9 @@ pub struct Request {
     pub params: Vec<(String, String)>,
     pub headers: Headers,
     pub body: Body,
+    /// The method, path and query it was routed from ([`Request::parse`]): what a
+    /// background job keeps to run it again after a restart.
+    pub origin: Option<(Method, String, Option<String>)>,
 }
 
 impl Request {
@@ -269,6 +294,7 @@ impl Request {
             params: Vec::new(),
             headers: Headers::default(),
             body: Body::None,
+            origin: None,
         }
     }
 
@@ -279,6 +305,7 @@ impl Request {
     pub fn parse(method: Method, path: &str, query: Option<&str>) -> Result<Request> {
         let mut request = Request::new(route(method, path, query)?);
         request.params = query.map(crate::search::parse_query).unwrap_or_default();
+        request.origin = Some((method, path.to_string(), query.map(str::to_string)));
         Ok(request)
     }
 

@@ -223,10 +223,13 @@ impl<S: Store> Engine<S> {
         let indexes: Vec<(usize, String)> =
             prepared.iter().map(|(i, rt, _)| (*i, rt.clone())).collect();
         let plans: Vec<_> = prepared.into_iter().map(|(_, _, p)| p).collect();
-        match crate::lanes::block_on(
-            self.store()
-                .write(move |txn| crate::write::run_independent(txn, plans)),
-        ) {
+        let job = ctx.job.clone();
+        match crate::lanes::block_on(self.store().write(move |txn| {
+            crate::jobs::claim(&job, txn)?;
+            let done = crate::write::run_independent(txn, plans)?;
+            crate::jobs::committed(&job, txn)?;
+            Ok(done)
+        })) {
             Ok(done) => {
                 for ((i, rt), d) in indexes.into_iter().zip(done) {
                     if d.is_ok() {
@@ -449,8 +452,13 @@ impl<S: Store> Engine<S> {
             return Err(Error::from_issues(issues));
         }
         let (indexes, plans): (Vec<usize>, Vec<_>) = plans.into_iter().unzip();
+        let job = ctx.job.clone();
         let done = crate::lanes::block_on(self.store().write(move |txn| {
+            crate::jobs::claim(&job, txn)?;
             let done = run_plans(txn, &checks, plans, |k, e| in_entry(e, indexes[k]))?;
+            if done.is_some() {
+                crate::jobs::committed(&job, txn)?;
+            }
             Ok(done.map(|d| indexes.into_iter().zip(d).collect::<Vec<_>>()))
         }))?;
         if done.is_some() && touches_search_parameters {

@@ -625,10 +625,15 @@ impl<S: Store> Engine<S> {
                 std::mem::replace(&mut content, Content::None)
             };
             let plan = self.prepare(target, this, if_match)?;
-            let written = crate::lanes::block_on(
-                self.store()
-                    .write(move |txn| run_plans(txn, &checks, vec![plan], |_, e| e)),
-            )?;
+            let job = ctx.job.clone();
+            let written = crate::lanes::block_on(self.store().write(move |txn| {
+                crate::jobs::claim(&job, txn)?;
+                let done = run_plans(txn, &checks, vec![plan], |_, e| e)?;
+                if done.is_some() {
+                    crate::jobs::committed(&job, txn)?;
+                }
+                Ok(done)
+            }))?;
             if let Some(mut done) = written {
                 self.written(&rt);
                 return done

@@ -169,6 +169,21 @@ pub struct Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+impl Clone for Error {
+    /// A copy for a second reader (an asynchronous request's waiter and its record); the
+    /// log-only source is kept as its text.
+    fn clone(&self) -> Error {
+        Error {
+            issues: self.issues.clone(),
+            status: self.status,
+            source: self
+                .source
+                .as_ref()
+                .map(|s| Box::<dyn std::error::Error + Send + Sync>::from(s.to_string())),
+        }
+    }
+}
+
 impl Error {
     pub fn new(code: IssueType, diagnostics: impl Into<String>) -> Error {
         Error::from_issues(vec![Issue::error(code, diagnostics)])

@@ -30,6 +30,12 @@ pub struct Server {
     /// How long a request run in the background (`$reindex`, `Prefer: respond-async`) is
     /// waited for before the answer is `202 Accepted` with a status URL.
     pub async_budget_ms: u64,
+    /// How long the result of an asynchronous request stays at its status URL once it
+    /// ended, in hours.
+    pub async_results_kept_hours: u64,
+    /// The name this node holds background jobs' leases under; empty means the host's name.
+    /// Nodes sharing one store need distinct names.
+    pub node_id: String,
     /// How long a client may take to send a request's headers, and its body.
     pub header_timeout_ms: u64,
     pub body_timeout_ms: u64,
@@ -112,6 +118,8 @@ impl Default for Server {
             base_url: String::new(),
             max_body_bytes: 16 * 1024 * 1024,
             async_budget_ms: 1000,
+            async_results_kept_hours: 168,
+            node_id: String::new(),
             header_timeout_ms: 10_000,
             body_timeout_ms: 30_000,
             max_requests_in_flight: 1024,

@@ -211,6 +211,14 @@ fn limits(config: &Config) -> flint_engine::Limits {
         history_default_count: config.history.default_page_size,
         history_max_count: config.history.max_page_size,
         async_budget: ms(config.server.async_budget_ms),
+        async_kept: std::time::Duration::from_secs(
+            config.server.async_results_kept_hours.saturating_mul(3600),
+        ),
+        node: if config.server.node_id.is_empty() {
+            flint_engine::jobs::host_name()
+        } else {
+            config.server.node_id.clone()
+        },
         lanes,
     }
 }

@@ -174,6 +174,10 @@ fn job_from_row(row: &Row) -> rusqlite::Result<flint_store::JobRecord> {
         result: row.get(5)?,
         created: row.get(6)?,
         updated: row.get(7)?,
+        owner: row.get(8)?,
+        node: row.get(9)?,
+        lease_until: row.get(10)?,
+        commits: row.get::<_, i64>(11)? as u64,
     })
 }
 
@@ -471,7 +475,7 @@ impl Store for SqliteStore {
     fn job(&self, id: &str) -> Result<Option<flint_store::JobRecord>> {
         self.with_reader(|c| {
             c.prepare_cached(
-                "SELECT id, kind, state, request, progress, result, created, updated FROM job WHERE id = ?1",
+                "SELECT id, kind, state, request, progress, result, created, updated, owner, node, lease_until, commits FROM job WHERE id = ?1",
             )?
             .query_row([id], job_from_row)
             .optional()
@@ -481,7 +485,7 @@ impl Store for SqliteStore {
     fn jobs(&self, state: flint_store::JobState) -> Result<Vec<flint_store::JobRecord>> {
         self.with_reader(|c| {
             let mut stmt = c.prepare_cached(
-                "SELECT id, kind, state, request, progress, result, created, updated FROM job
+                "SELECT id, kind, state, request, progress, result, created, updated, owner, node, lease_until, commits FROM job
                  WHERE state = ?1 ORDER BY created",
             )?;
             let rows = stmt.query_map([state.as_str()], job_from_row)?;

@@ -3,7 +3,7 @@
 use rusqlite::Connection;
 
 /// The schema version this build writes. Migrations run in order up to it.
-const SCHEMA_VERSION: i64 = 9;
+const SCHEMA_VERSION: i64 = 10;
 
 /// SQL functions the queries use: `flint_hash(text)`, the index key hash (chains, `_has`).
 fn add_functions(conn: &Connection) -> rusqlite::Result<()> {
@@ -287,6 +287,19 @@ pub fn migrate(conn: &Connection) -> rusqlite::Result<()> {
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_micros() as i64)
         ))?;
+    }
+    if current < 10 {
+        // Jobs for every kind of asynchronous request: whose they are, which node runs them
+        // under a lease, and whether their work committed anything (SPEC section 5).
+        conn.execute_batch(
+            "BEGIN;
+             ALTER TABLE job ADD COLUMN owner TEXT NOT NULL DEFAULT '';
+             ALTER TABLE job ADD COLUMN node TEXT NOT NULL DEFAULT '';
+             ALTER TABLE job ADD COLUMN lease_until INTEGER NOT NULL DEFAULT 0;
+             ALTER TABLE job ADD COLUMN commits INTEGER NOT NULL DEFAULT 0;
+             PRAGMA user_version = 10;
+             COMMIT;",
+        )?;
     }
     Ok(())
 }

@@ -296,6 +296,12 @@ impl Transaction for Refused {
     fn prune_jobs(&mut self, _: i64) -> Result<u64> {
         Err(Error::internal("the store cannot start a transaction"))
     }
+    fn claim_job(&mut self, _: &str, _: &str, _: i64, _: i64) -> Result<bool> {
+        Err(Error::internal("the store cannot start a transaction"))
+    }
+    fn note_job_commit(&mut self, _: &str) -> Result<()> {
+        Err(Error::internal("the store cannot start a transaction"))
+    }
 }
 
 struct SqliteTransaction<'c> {
@@ -624,8 +630,15 @@ impl Transaction for SqliteTransaction<'_> {
         let r = self
             .conn
             .prepare_cached(
-                "INSERT OR REPLACE INTO job (id, kind, state, request, progress, result, created, updated)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                "INSERT INTO job (id, kind, state, request, progress, result, created, updated,
+                                  owner, node, lease_until, commits)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
+                 ON CONFLICT (id) DO UPDATE SET
+                     kind = excluded.kind, state = excluded.state, request = excluded.request,
+                     progress = excluded.progress, result = excluded.result,
+                     created = excluded.created, updated = excluded.updated,
+                     owner = excluded.owner, node = excluded.node,
+                     lease_until = excluded.lease_until",
             )
             .and_then(|mut s| {
                 s.execute((
@@ -637,6 +650,10 @@ impl Transaction for SqliteTransaction<'_> {
                     &job.result,
                     job.created,
                     job.updated,
+                    &job.owner,
+                    &job.node,
+                    job.lease_until,
+                    job.commits as i64,
                 ))
             });
         self.check(r)?;
@@ -649,5 +666,26 @@ impl Transaction for SqliteTransaction<'_> {
             .prepare_cached("DELETE FROM job WHERE state <> 'running' AND updated < ?1")
             .and_then(|mut s| s.execute([before]));
         Ok(self.check(r)? as u64)
+    }
+
+    fn claim_job(&mut self, id: &str, node: &str, now: i64, until: i64) -> Result<bool> {
+        let r = self
+            .conn
+            .prepare_cached(
+                "UPDATE job SET node = ?2, lease_until = ?4
+                 WHERE id = ?1 AND state = 'running'
+                   AND (node = ?2 OR node = '' OR lease_until < ?3)",
+            )
+            .and_then(|mut s| s.execute((id, node, now, until)));
+        Ok(self.check(r)? == 1)
+    }
+
+    fn note_job_commit(&mut self, id: &str) -> Result<()> {
+        let r = self
+            .conn
+            .prepare_cached("UPDATE job SET commits = commits + 1 WHERE id = ?1")
+            .and_then(|mut s| s.execute([id]));
+        self.check(r)?;
+        Ok(())
     }
 }

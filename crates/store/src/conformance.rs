@@ -259,6 +259,10 @@ pub async fn run<S: Store>(store: &S) {
         result: None,
         created: 1,
         updated: 1,
+        owner: "default\u{1}".into(),
+        node: "n1".into(),
+        lease_until: 10,
+        commits: 0,
     };
     let stored = job.clone();
     store.write(move |t| t.put_job(&stored)).await.unwrap();
@@ -289,6 +293,31 @@ pub async fn run<S: Store>(store: &S) {
     assert_eq!(store.write(|t| t.prune_jobs(3)).await.unwrap(), 1);
     assert_eq!(store.job("j1").unwrap(), None);
     assert_eq!(store.job("j2").unwrap(), Some(running));
+
+    // A lease is granted to its holder, to anyone once it ran out, never on an ended job;
+    // commits are counted.
+    let claim = |node: &'static str, now: i64, until: i64| {
+        store.write(move |t| t.claim_job("j2", node, now, until))
+    };
+    assert!(claim("n1", 5, 20).await.unwrap());
+    assert!(!claim("n2", 15, 30).await.unwrap());
+    assert!(claim("n2", 21, 40).await.unwrap());
+    assert!(!claim("n1", 22, 50).await.unwrap());
+    store.write(|t| t.note_job_commit("j2")).await.unwrap();
+    store.write(|t| t.note_job_commit("j2")).await.unwrap();
+    let j2 = store.job("j2").unwrap().unwrap();
+    assert_eq!(
+        (j2.node.as_str(), j2.lease_until, j2.commits),
+        ("n2", 40, 2)
+    );
+    let mut ended = j2;
+    ended.state = crate::JobState::Done;
+    store.write(move |t| t.put_job(&ended)).await.unwrap();
+    assert!(!claim("n2", 23, 60).await.unwrap());
+    assert!(!store
+        .write(|t| t.claim_job("nope", "n1", 0, 1))
+        .await
+        .unwrap());
 
     // `unchanged_since` may be cautious (say "changed" when it is not), never wrong.
     let b1 = store

@@ -230,6 +230,17 @@ pub struct JobRecord {
     /// Microseconds since the epoch.
     pub created: i64,
     pub updated: i64,
+    /// Whose request it is (tenant and caller, `Context::owner`): only they may poll or
+    /// cancel it.
+    pub owner: String,
+    /// The node that runs it (empty when none does) and until when its lease holds
+    /// (microseconds): a node renews the leases of the jobs it runs; a job whose lease ran
+    /// out is taken over by another.
+    pub node: String,
+    pub lease_until: i64,
+    /// How many store transactions its work has committed ([`Transaction::note_job_commit`]):
+    /// after a restart, a job that changed nothing may run again from the start.
+    pub commits: u64,
 }
 
 /// Which versions a history request asks for.
@@ -358,7 +369,8 @@ pub trait Transaction {
     /// A backend fault.
     fn purge(&mut self, resource_type: &str, id: &str) -> Result<u64>;
 
-    /// Creates or replaces a job record.
+    /// Creates or replaces a job record; on a replacement its `commits` count stays as the
+    /// store has it (only [`Transaction::note_job_commit`] changes it).
     ///
     /// # Errors
     /// A backend fault.
@@ -370,6 +382,21 @@ pub trait Transaction {
     /// # Errors
     /// A backend fault.
     fn prune_jobs(&mut self, before: i64) -> Result<u64>;
+
+    /// Takes or renews the lease on a running job for `node` until `until`: granted when the
+    /// job is still running and nobody else holds an unexpired lease (at `now`). Every step
+    /// of a job claims it first, so a job that was cancelled or taken over commits nothing
+    /// more.
+    ///
+    /// # Errors
+    /// A backend fault.
+    fn claim_job(&mut self, id: &str, node: &str, now: i64, until: i64) -> Result<bool>;
+
+    /// Counts one committed transaction of a job's work, in that transaction.
+    ///
+    /// # Errors
+    /// A backend fault.
+    fn note_job_commit(&mut self, id: &str) -> Result<()>;
 }
 
 /// A storage backend.

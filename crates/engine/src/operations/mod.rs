@@ -554,13 +554,16 @@ impl<S: Store> Engine<S> {
                 steps,
                 types,
             } = call.changes;
+            let job = ctx.job.clone();
             let committed = crate::lanes::block_on(self.store().write(move |txn| {
+                crate::jobs::claim(&job, txn)?;
                 if crate::write::run_plans(txn, &checks, plans, |_, e| e)?.is_none() {
                     return Ok(false);
                 }
                 for step in steps {
                     step(txn)?;
                 }
+                crate::jobs::committed(&job, txn)?;
                 Ok(true)
             }))?;
             if committed {

@@ -1,6 +1,7 @@
 //! End-to-end tests over HTTP: the router and request core in this process (see
 //! `server.rs`), and the real `flint` binary where only a process shows the behaviour.
 
+mod async_requests;
 mod bundles;
 mod cli;
 mod conditional;

@@ -3,63 +3,14 @@
 //! work that stops when its client hangs up. Searches are held open with the engine's search
 //! hook rather than by timing.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::Duration;
 
-use flint_engine::{Limits, SearchHook};
+use flint_engine::Limits;
 use serde_json::{json, Value};
 
-use crate::server::{outcome, Server};
-
-/// Holds every search that reaches the hook until released (or until its own interrupt is
-/// due), counting how many are held.
-#[derive(Clone, Default)]
-struct Gate {
-    state: Arc<(Mutex<(usize, bool)>, Condvar)>,
-    cancelled: Arc<AtomicUsize>,
-}
-
-impl Gate {
-    fn hook(&self) -> SearchHook {
-        let gate = self.clone();
-        Arc::new(move |interrupt| {
-            let (lock, cv) = &*gate.state;
-            let mut s = lock.lock().unwrap();
-            s.0 += 1;
-            cv.notify_all();
-            while !s.1 {
-                if interrupt.is_cancelled() {
-                    gate.cancelled.fetch_add(1, Ordering::SeqCst);
-                    cv.notify_all();
-                    return interrupt.check();
-                }
-                s = cv.wait_timeout(s, Duration::from_millis(5)).unwrap().0;
-            }
-            Ok(())
-        })
-    }
-
-    /// Waits until `n` searches are held (bounded, so that a bug fails instead of hanging).
-    fn wait_held(&self, n: usize) {
-        let (lock, cv) = &*self.state;
-        let mut s = lock.lock().unwrap();
-        let deadline = std::time::Instant::now() + Duration::from_secs(30);
-        while s.0 < n {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "{n} searches never arrived"
-            );
-            s = cv.wait_timeout(s, Duration::from_millis(20)).unwrap().0;
-        }
-    }
-
-    fn release(&self) {
-        let (lock, cv) = &*self.state;
-        lock.lock().unwrap().1 = true;
-        cv.notify_all();
-    }
-}
+use crate::server::{outcome, Gate, Server};
 
 fn lanes(threads: usize, queue: usize) -> Limits {
     let mut limits = Limits::default();

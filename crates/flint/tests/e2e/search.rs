@@ -1153,13 +1153,17 @@ fn versions_stored_before_schema_9_are_reindexed_in_the_background() {
     );
     let data = s.kill();
     // Take the database back to schema 8, as an older Flint left it (no composite rows, no
-    // sort texts, no full text).
+    // sort texts, no full text, jobs without owners and leases).
     let db = rusqlite::Connection::open(data.join("flint.sqlite")).unwrap();
     db.execute_batch(
         "DROP TABLE idx_composite;
          ALTER TABLE idx_token DROP COLUMN sort;
          ALTER TABLE idx_reference DROP COLUMN sort;
          DELETE FROM idx_fulltext;
+         ALTER TABLE job DROP COLUMN owner;
+         ALTER TABLE job DROP COLUMN node;
+         ALTER TABLE job DROP COLUMN lease_until;
+         ALTER TABLE job DROP COLUMN commits;
          PRAGMA user_version = 8;",
     )
     .unwrap();

@@ -280,3 +280,59 @@ pub fn has_expression(oo: &Value, expression: &str) -> bool {
             .any(|e| e.as_str() == Some(expression))
     })
 }
+
+/// Holds every search that reaches the hook until released (or until its own interrupt is
+/// due), counting how many are held.
+#[derive(Clone, Default)]
+pub struct Gate {
+    state: Arc<(std::sync::Mutex<(usize, bool)>, std::sync::Condvar)>,
+    pub cancelled: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Gate {
+    pub fn hook(&self) -> flint_engine::SearchHook {
+        let gate = self.clone();
+        Arc::new(move |interrupt| {
+            let (lock, cv) = &*gate.state;
+            let mut s = lock.lock().unwrap();
+            s.0 += 1;
+            cv.notify_all();
+            while !s.1 {
+                if interrupt.is_cancelled() {
+                    gate.cancelled
+                        .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    cv.notify_all();
+                    return interrupt.check();
+                }
+                s = cv
+                    .wait_timeout(s, std::time::Duration::from_millis(5))
+                    .unwrap()
+                    .0;
+            }
+            Ok(())
+        })
+    }
+
+    /// Waits until `n` searches are held (bounded, so that a bug fails instead of hanging).
+    pub fn wait_held(&self, n: usize) {
+        let (lock, cv) = &*self.state;
+        let mut s = lock.lock().unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while s.0 < n {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{n} searches never arrived"
+            );
+            s = cv
+                .wait_timeout(s, std::time::Duration::from_millis(20))
+                .unwrap()
+                .0;
+        }
+    }
+
+    pub fn release(&self) {
+        let (lock, cv) = &*self.state;
+        lock.lock().unwrap().1 = true;
+        cv.notify_all();
+    }
+}

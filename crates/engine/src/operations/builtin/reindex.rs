@@ -38,7 +38,7 @@ impl<S: Store> Operation<S> for Reindex {
             Level::Type => Some(call.target.resource_type()?.to_string()),
             _ => None,
         };
-        let id = crate::lanes::block_on(engine.start_reindex(resource_type))?;
+        let id = crate::lanes::block_on(engine.start_reindex(call.ctx, resource_type))?;
         Ok(Output::Response(engine.answer_job(call.ctx, &id)?))
     }
 }
