@@ -84,6 +84,29 @@ impl<S: Store> Engine<S> {
     /// # Errors
     /// The request's FHIR error (to become an OperationOutcome); 503 when its lane is full.
     pub async fn handle(self: &Arc<Self>, ctx: Context, request: Request) -> Result<Response> {
+        let started = std::time::Instant::now();
+        let interaction = request.interaction.name();
+        // Only the codes of operations in force label a series: a client cannot add any.
+        let operation = match &request.interaction {
+            Interaction::Operation { name, .. }
+                if self.operations().definitions().any(|d| d.code == *name) =>
+            {
+                Some(name.clone())
+            }
+            Interaction::Operation { .. } => Some("unknown".to_string()),
+            _ => None,
+        };
+        let outcome = self.handle_counted(ctx, request).await;
+        let status = match &outcome {
+            Ok(r) => r.status,
+            Err(e) => e.status(),
+        };
+        self.metrics
+            .observe(interaction, operation.as_deref(), status, started.elapsed());
+        outcome
+    }
+
+    async fn handle_counted(self: &Arc<Self>, ctx: Context, request: Request) -> Result<Response> {
         if request.interaction.is_point_read() {
             // A primary-key look-up of a few microseconds, answered where it arrives: handing
             // it to another thread and back costs more than the look-up (it halved read

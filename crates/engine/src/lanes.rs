@@ -77,6 +77,16 @@ impl Lanes {
         &self.limits
     }
 
+    /// How many quick requests run now, and how many costly ones run or wait.
+    pub fn in_use(&self) -> (usize, usize) {
+        let quick = self.limits.quick_in_flight.max(1);
+        let costly = self.limits.costly_threads.max(1) + self.limits.costly_queue;
+        (
+            quick.saturating_sub(self.quick.available_permits()),
+            costly.saturating_sub(self.costly_slots.available_permits()),
+        )
+    }
+
     /// Runs `work` in its lane and waits for it without holding a runtime thread.
     ///
     /// # Errors

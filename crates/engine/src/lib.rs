@@ -10,6 +10,7 @@ mod core;
 pub mod fulltext;
 pub mod jobs;
 pub mod lanes;
+pub mod metrics;
 pub mod operations;
 pub mod paging;
 pub mod request;
@@ -111,6 +112,7 @@ pub struct Engine<S> {
     capabilities: parking_lot::Mutex<Option<CachedCapabilities>>,
     /// The operations in force (replaced whole when operations are added or removed).
     operations: parking_lot::RwLock<Arc<operations::Catalog<S>>>,
+    metrics: metrics::Metrics,
 }
 
 /// The CapabilityStatement's text with what it was built from: search parameters, base URL,
@@ -146,6 +148,7 @@ impl<S: Store> Engine<S> {
             stopping: Default::default(),
             capabilities: Default::default(),
             operations: parking_lot::RwLock::new(Arc::new(operations::Catalog::builtin())),
+            metrics: metrics::Metrics::default(),
         };
         if let Err(e) = engine.reload_search_parameters() {
             tracing::error!(error = ?e, "cannot load the stored SearchParameters; using the core ones");

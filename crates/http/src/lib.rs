@@ -107,6 +107,9 @@ pub fn router<S: Store>(engine: Arc<Engine<S>>, config: HttpConfig) -> Router {
     });
     let cp = context_path.as_str();
     let mut app = Router::new()
+        // Outside the FHIR base (unless the base is the root, where no resource type is
+        // called `metrics`).
+        .route("/metrics", axum::routing::get(metrics::<S>))
         .route(&format!("{cp}/"), any(fhir::<S>))
         .route(&format!("{cp}/{{*path}}"), any(fhir::<S>));
     if !cp.is_empty() {
@@ -131,6 +134,16 @@ fn normalize_context_path(p: &str) -> String {
     } else {
         format!("/{trimmed}")
     }
+}
+
+/// `GET /metrics`: the request core's metrics for Prometheus.
+async fn metrics<S: Store>(State(state): State<Shared<S>>) -> HttpResponse {
+    let text = state.engine.metrics_text();
+    (
+        [(header::CONTENT_TYPE, flint_engine::metrics::CONTENT_TYPE)],
+        text,
+    )
+        .into_response()
 }
 
 async fn not_found(request: HttpRequest) -> ApiError {

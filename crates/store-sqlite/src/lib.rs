@@ -493,6 +493,14 @@ impl Store for SqliteStore {
         })
     }
 
+    fn count_jobs(&self, state: flint_store::JobState) -> Result<u64> {
+        self.with_reader(|c| {
+            c.prepare_cached("SELECT count(*) FROM job WHERE state = ?1")?
+                .query_row([state.as_str()], |r| r.get::<_, i64>(0))
+                .map(|n| n as u64)
+        })
+    }
+
     fn last_tx(&self) -> Result<TxNumber> {
         Ok(self.inner.last_tx.load(std::sync::atomic::Ordering::SeqCst))
     }

@@ -277,6 +277,8 @@ pub async fn run<S: Store>(store: &S) {
     let stored = job.clone();
     store.write(move |t| t.put_job(&stored)).await.unwrap();
     assert!(store.jobs(crate::JobState::Running).unwrap().is_empty());
+    assert_eq!(store.count_jobs(crate::JobState::Running).unwrap(), 0);
+    assert_eq!(store.count_jobs(crate::JobState::Done).unwrap(), 1);
     assert_eq!(store.job("j1").unwrap(), Some(job));
     assert_eq!(store.job("nope").unwrap(), None);
     // Ended jobs are pruned by age; running ones never.

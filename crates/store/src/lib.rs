@@ -472,6 +472,12 @@ pub trait Store: Send + Sync + 'static {
     ///
     /// # Errors
     /// A backend fault.
+    /// How many jobs are in `state`.
+    ///
+    /// # Errors
+    /// A backend fault.
+    fn count_jobs(&self, state: JobState) -> Result<u64>;
+
     fn jobs(&self, state: JobState) -> Result<Vec<JobRecord>>;
 
     /// Runs `job` in a new transaction and commits it if the job succeeds; the job's result

@@ -434,3 +434,90 @@ fn capability_statement_is_generated_and_true() {
         );
     }
 }
+
+/// The value of one sample in a metrics text (`name{labels} value`).
+fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+}
+
+#[test]
+fn metrics_count_interactions_operations_errors_and_latency() {
+    let s = Server::start();
+    let id = s.create(&json!({"resourceType": "Patient"}));
+    for _ in 0..3 {
+        assert_eq!(
+            s.get(&format!("Patient/{id}")).send().unwrap().status(),
+            200
+        );
+    }
+    assert_eq!(s.get("Patient/nope").send().unwrap().status(), 404);
+    assert_eq!(s.get("$healthcheck").send().unwrap().status(), 200);
+    assert_eq!(s.get("$made-up-operation").send().unwrap().status(), 400);
+    let r = s
+        .client
+        .get(
+            s.url("")
+                .replace("/fhir/", "/metrics")
+                .trim_end_matches('/'),
+        )
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("application/openmetrics-text"));
+    let text = r.text().unwrap();
+    assert_eq!(
+        sample(
+            &text,
+            r#"flint_requests_total{interaction="read",status="200"}"#
+        ),
+        Some(3.0)
+    );
+    assert_eq!(
+        sample(
+            &text,
+            r#"flint_requests_total{interaction="read",status="404"}"#
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        sample(
+            &text,
+            r#"flint_requests_total{interaction="create",status="201"}"#
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        sample(&text, r#"flint_request_errors_total{interaction="read"}"#),
+        Some(1.0)
+    );
+    assert_eq!(
+        sample(
+            &text,
+            r#"flint_request_duration_seconds_count{interaction="read"}"#
+        ),
+        Some(4.0)
+    );
+    assert_eq!(
+        sample(
+            &text,
+            r#"flint_operation_requests_total{operation="healthcheck",status="200"}"#
+        ),
+        Some(1.0)
+    );
+    // An operation that does not exist is counted, under one label whatever its name.
+    assert_eq!(
+        sample(
+            &text,
+            r#"flint_operation_requests_total{operation="unknown",status="400"}"#
+        ),
+        Some(1.0)
+    );
+    assert!(!text.contains("made-up-operation"));
+    assert!(sample(&text, "flint_store_last_transaction").unwrap() >= 1.0);
+    assert!(sample(&text, r#"flint_jobs{state="running"}"#).is_some());
+    assert!(text.trim_end().ends_with("# EOF"));
+}
