@@ -289,9 +289,11 @@ impl Definition {
         self.outputs.iter().find(|p| p.name == name)
     }
 
-    /// Whether `GET` may invoke it: it changes nothing and every input is a primitive.
+    /// Whether `GET` may invoke it: it changes nothing and every input it requires is a
+    /// primitive (R4: a server SHALL allow GET when all inputs are primitive; optional
+    /// complex inputs, such as `$expand`'s `valueSet`, just cannot be given in a URL).
     pub fn allows_get(&self) -> bool {
-        !self.affects_state && self.inputs.iter().all(Param::is_primitive)
+        !self.affects_state && self.inputs.iter().all(|p| p.is_primitive() || p.min == 0)
     }
 
     /// Whether a bare resource body stands for the input `resource`: it is the only resource
@@ -341,7 +343,12 @@ mod tests {
         );
         let validate = Definition::r4("Resource-validate", |_| {});
         assert!(validate.takes_bare_resource());
-        assert!(!validate.allows_get());
+        // Its resource is optional (mode delete needs none), so GET is allowed, without it.
+        assert!(validate.allows_get());
+        let expand = Definition::r4("ValueSet-expand", |_| {});
+        assert!(expand.allows_get());
+        let add = Definition::r4("Resource-meta-add", |_| {});
+        assert!(!add.allows_get(), "it changes state");
         let everything = Definition::r4("Patient-everything", |_| {});
         assert!(everything.serves(Level::Type, Some("Patient")));
         assert!(!everything.serves(Level::Type, Some("Observation")));

@@ -43,6 +43,47 @@ impl Inputs {
         self.value(name).and_then(Value::as_str)
     }
 
+    /// Every entry called `name`, in order.
+    pub fn entries<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a Value> + 'a {
+        self.params.iter().filter(move |p| p["name"] == name)
+    }
+
+    /// The `value[x]` of every entry called `name`, in order.
+    pub fn values<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a Value> + 'a {
+        self.params
+            .iter()
+            .filter(move |p| p["name"] == name)
+            .filter_map(|p| value_of(p).map(|(_, v)| v))
+    }
+
+    /// Every string-like value of the entries called `name`.
+    pub fn strs<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.values(name).filter_map(Value::as_str)
+    }
+
+    /// A boolean value (inputs are checked against their type before a handler runs).
+    pub fn bool(&self, name: &str) -> Option<bool> {
+        self.value(name).and_then(Value::as_bool)
+    }
+
+    /// A count or offset: an integer that must not be negative.
+    ///
+    /// # Errors
+    /// A negative value (400 naming the parameter).
+    pub fn count(&self, name: &str) -> Result<Option<usize>> {
+        match self.value(name) {
+            None => Ok(None),
+            Some(v) => v
+                .as_u64()
+                .and_then(|n| usize::try_from(n).ok())
+                .map(Some)
+                .ok_or_else(|| {
+                    Error::invalid(format!("the parameter '{name}' must not be negative"))
+                        .at(name.to_string())
+                }),
+        }
+    }
+
     /// Takes the resource of the first entry called `name` out of the inputs.
     pub fn take_resource(&mut self, name: &str) -> Option<Value> {
         let entry = self.params.iter_mut().find(|p| p["name"] == name)?;

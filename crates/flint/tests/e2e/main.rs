@@ -16,4 +16,5 @@ mod operations;
 mod request_core;
 mod search;
 mod server;
+mod terminology;
 mod validation;

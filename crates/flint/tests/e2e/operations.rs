@@ -216,8 +216,10 @@ fn validate_reports_without_writing() {
         400,
     );
     assert!(oo.to_string().contains("resource"), "{oo}");
-    // A resource input cannot travel in a URL.
-    outcome(s.get("Patient/$validate").send().unwrap(), 405);
+    // A resource input cannot travel in a URL: GET can only validate a deletion.
+    let oo = outcome(s.get("Patient/$validate").send().unwrap(), 400);
+    assert!(oo.to_string().contains("POST"), "{oo}");
+    outcome(s.get("Patient/$validate?resource=x").send().unwrap(), 400);
     outcome(
         s.post("$validate", &json!({"resourceType": "Patient"})),
         400,

@@ -58,7 +58,7 @@ impl<S: Store> Operation<S> for Validate {
             }
             (_, None) => {
                 return Err(Error::invalid(
-                    "$validate needs the resource to check (the parameter 'resource', or the resource as the body)",
+                    "$validate needs the resource to check (the parameter 'resource', or the resource as the body, sent with POST)",
                 )
                 .at("resource"))
             }
