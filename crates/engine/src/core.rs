@@ -387,8 +387,10 @@ impl<S: Store> Engine<S> {
         r
     }
 
-    /// A search page as a `searchset` Bundle. `page` is the state of a paging link.
-    fn search_response(
+    /// A search page as a `searchset` Bundle. `page` is the state of a paging link. `rt` is
+    /// the type searched, empty for a system search, or the target of an `$everything`
+    /// (`$everything/Patient/123`).
+    pub(crate) fn search_response(
         self: &Arc<Self>,
         ctx: &Context,
         rt: &str,
@@ -402,7 +404,10 @@ impl<S: Store> Engine<S> {
         };
         let limits = &self.limits;
         // An empty type is a system search.
-        let mut parsed: ParsedSearch = if rt.is_empty() {
+        let everything = rt.strip_prefix(crate::operations::builtin::EVERYTHING_SCOPE);
+        let mut parsed: ParsedSearch = if let Some(target) = everything {
+            self.parse_everything(ctx, target, params)?
+        } else if rt.is_empty() {
             self.parse_system_search(ctx, params, limits.max_count, limits.default_count)?
         } else {
             self.parse_search(

@@ -16,7 +16,7 @@
 pub mod definition;
 pub mod parameters;
 
-mod builtin;
+pub(crate) mod builtin;
 
 use std::collections::HashSet;
 use std::sync::Arc;

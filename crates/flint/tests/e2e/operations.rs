@@ -320,3 +320,200 @@ fn purge_removes_the_compartment_for_good() {
         400,
     );
 }
+
+/// The resources of a searchset, page after page, as `Type/id` with their search mode.
+fn all_pages(s: &Server, first: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut url = s.url(first);
+    for _ in 0..100 {
+        let r = s.client.get(&url).send().unwrap();
+        assert_eq!(r.status(), 200, "{url}");
+        let page: Value = r.json().unwrap();
+        assert_eq!(page["type"], "searchset");
+        for e in page["entry"].as_array().into_iter().flatten() {
+            let res = &e["resource"];
+            out.push((
+                format!(
+                    "{}/{}",
+                    res["resourceType"].as_str().unwrap(),
+                    res["id"].as_str().unwrap()
+                ),
+                e["search"]["mode"].as_str().unwrap_or("").to_string(),
+            ));
+        }
+        match page["link"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["relation"] == "next")
+        {
+            Some(next) => url = next["url"].as_str().unwrap().to_string(),
+            None => return out,
+        }
+    }
+    panic!("too many pages");
+}
+
+fn matched(entries: &[(String, String)]) -> Vec<String> {
+    let mut m: Vec<String> = entries
+        .iter()
+        .filter(|(_, mode)| mode == "match")
+        .map(|(r, _)| r.clone())
+        .collect();
+    m.sort();
+    m
+}
+
+#[test]
+fn everything_gathers_a_patients_compartment() {
+    let s = Server::start();
+    s.put("Patient/p1", &json!({"resourceType": "Patient", "id": "p1", "generalPractitioner": [{"reference": "Practitioner/dr"}]}));
+    s.put(
+        "Patient/p2",
+        &json!({"resourceType": "Patient", "id": "p2"}),
+    );
+    s.put(
+        "Practitioner/dr",
+        &json!({"resourceType": "Practitioner", "id": "dr"}),
+    );
+    for (id, patient, date) in [
+        ("o1", "p1", "2020-01-01"),
+        ("o2", "p1", "2021-06-01"),
+        ("o3", "p2", "2021-06-01"),
+    ] {
+        s.put(
+            &format!("Observation/{id}"),
+            &json!({"resourceType": "Observation", "id": id, "status": "final", "code": {"text": "x"},
+                    "subject": {"reference": format!("Patient/{patient}")}, "effectiveDateTime": date,
+                    "performer": [{"reference": "Practitioner/dr"}]}),
+        );
+    }
+    s.put(
+        "Condition/c1",
+        &json!({"resourceType": "Condition", "id": "c1", "subject": {"reference": "Patient/p1"}}),
+    );
+    s.put("Encounter/e1", &json!({"resourceType": "Encounter", "id": "e1", "status": "finished",
+        "class": {"code": "AMB"}, "subject": {"reference": "Patient/p1"}, "period": {"start": "2019-05-01", "end": "2019-05-02"}}));
+
+    let all = all_pages(&s, "Patient/p1/$everything");
+    assert_eq!(
+        matched(&all),
+        [
+            "Condition/c1",
+            "Encounter/e1",
+            "Observation/o1",
+            "Observation/o2",
+            "Patient/p1"
+        ]
+    );
+    // What they reference comes along.
+    assert!(
+        all.iter()
+            .any(|(r, mode)| r == "Practitioner/dr" && mode == "include"),
+        "{all:?}"
+    );
+    assert!(!all
+        .iter()
+        .any(|(r, _)| r.contains("p2") || r == "Observation/o3"));
+
+    // Paged with the stable paging of search: the same set, a page at a time.
+    let paged = all_pages(&s, "Patient/p1/$everything?_count=2");
+    assert_eq!(matched(&paged), matched(&all));
+
+    // _type, and dates of care (a type without a `date` parameter, such as Patient, keeps
+    // all of its resources whatever the range).
+    let typed = all_pages(&s, "Patient/p1/$everything?_type=Observation,Patient");
+    assert_eq!(
+        matched(&typed),
+        ["Observation/o1", "Observation/o2", "Patient/p1"]
+    );
+    let dated = all_pages(
+        &s,
+        "Patient/p1/$everything?start=2021-01-01&_type=Observation,Encounter,Patient",
+    );
+    assert_eq!(matched(&dated), ["Observation/o2", "Patient/p1"]);
+    let ended = all_pages(
+        &s,
+        "Patient/p1/$everything?end=2020-12-31&_type=Observation,Encounter",
+    );
+    assert_eq!(matched(&ended), ["Encounter/e1", "Observation/o1"]);
+
+    // _since: only what changed since.
+    std::thread::sleep(std::time::Duration::from_millis(5));
+    let since = flint_fhir::datetime::format_instant(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_micros() as i64,
+    );
+    s.put("Condition/c1", &json!({"resourceType": "Condition", "id": "c1", "subject": {"reference": "Patient/p1"}, "note": [{"text": "later"}]}));
+    let changed = all_pages(
+        &s,
+        &format!(
+            "Patient/p1/$everything?_since={}",
+            since.replace('+', "%2B")
+        ),
+    );
+    assert_eq!(matched(&changed), ["Condition/c1"]);
+
+    // The type level: every patient's compartment.
+    let everyone = all_pages(&s, "Patient/$everything?_type=Observation");
+    assert_eq!(
+        matched(&everyone),
+        ["Observation/o1", "Observation/o2", "Observation/o3"]
+    );
+    // By POST with Parameters too.
+    let r = s.post(
+        "Patient/p2/$everything",
+        &json!({"resourceType": "Parameters", "parameter": [{"name": "_type", "valueCode": "Observation"}]}),
+    );
+    assert_eq!(r.status(), 200);
+    let b: Value = r.json().unwrap();
+    assert_eq!(b["entry"][0]["resource"]["id"], "o3");
+}
+
+#[test]
+fn everything_refuses_bad_input() {
+    let s = Server::start();
+    s.put(
+        "Patient/p1",
+        &json!({"resourceType": "Patient", "id": "p1"}),
+    );
+    outcome(s.get("Patient/nope/$everything").send().unwrap(), 404);
+    let oo = outcome(
+        s.get("Patient/p1/$everything?_type=Medication")
+            .send()
+            .unwrap(),
+        400,
+    );
+    assert!(oo.to_string().contains("_type"), "{oo}");
+    outcome(
+        s.get("Patient/p1/$everything?_type=Nope").send().unwrap(),
+        400,
+    );
+    outcome(
+        s.get("Patient/p1/$everything?start=yesterday")
+            .send()
+            .unwrap(),
+        400,
+    );
+    outcome(
+        s.get("Patient/p1/$everything?_count=-1").send().unwrap(),
+        400,
+    );
+    outcome(
+        s.get("Patient/p1/$everything?colour=red").send().unwrap(),
+        400,
+    );
+    outcome(s.get("Observation/$everything").send().unwrap(), 400);
+    // A deleted patient is gone.
+    assert_eq!(
+        s.client
+            .delete(s.url("Patient/p1"))
+            .send()
+            .unwrap()
+            .status(),
+        204
+    );
+    outcome(s.get("Patient/p1/$everything").send().unwrap(), 410);
+}

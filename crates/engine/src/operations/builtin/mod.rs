@@ -1,5 +1,6 @@
 //! The built-in operations, one per file. [`all`] is the one list that registers them.
 
+mod everything;
 mod expand;
 mod healthcheck;
 mod lookup;
@@ -18,9 +19,12 @@ use flint_store::Store;
 
 use super::Operation;
 
+pub(crate) use everything::SCOPE as EVERYTHING_SCOPE;
+
 /// Every built-in operation.
 pub(crate) fn all<S: Store>() -> Vec<Arc<dyn Operation<S>>> {
     vec![
+        Arc::new(everything::Everything),
         Arc::new(expand::Expand),
         Arc::new(healthcheck::Healthcheck),
         Arc::new(lookup::Lookup),
