@@ -302,6 +302,9 @@ impl Transaction for Refused {
     fn note_job_commit(&mut self, _: &str) -> Result<()> {
         Err(Error::internal("the store cannot start a transaction"))
     }
+    fn compact(&mut self) -> Result<Vec<String>> {
+        Err(Error::internal("the store cannot start a transaction"))
+    }
 }
 
 struct SqliteTransaction<'c> {
@@ -687,5 +690,45 @@ impl Transaction for SqliteTransaction<'_> {
             .and_then(|mut s| s.execute([id]));
         self.check(r)?;
         Ok(())
+    }
+
+    fn compact(&mut self) -> Result<Vec<String>> {
+        self.flush()?;
+        let pages = |conn: &Connection| -> rusqlite::Result<(i64, i64)> {
+            Ok((
+                conn.query_row("PRAGMA page_count", [], |r| r.get(0))?,
+                conn.query_row("PRAGMA freelist_count", [], |r| r.get(0))?,
+            ))
+        };
+        let mut done = Vec::new();
+        let r = pages(self.conn);
+        let (before, free_before) = self.check(r)?;
+        // Full-text rows left by versions that are gone (a purge or delete-history in the
+        // same group commit as their write can leave one behind).
+        let r = self.conn.execute(
+            "DELETE FROM idx_fulltext WHERE rowid NOT IN (SELECT seq FROM resource)",
+            [],
+        );
+        let orphans = self.check(r)?;
+        done.push(format!(
+            "{orphans} full-text rows of versions no longer stored removed"
+        ));
+        // Merge the full-text index's segments into one.
+        let r = self.conn.execute(
+            "INSERT INTO idx_fulltext (idx_fulltext) VALUES ('optimize')",
+            [],
+        );
+        self.check(r)?;
+        done.push("full-text index merged into one segment".into());
+        // Fresh statistics for the query planner.
+        let r = self.conn.execute_batch("ANALYZE");
+        self.check(r)?;
+        done.push("query planner statistics gathered (ANALYZE)".into());
+        let r = pages(self.conn);
+        let (after, free_after) = self.check(r)?;
+        done.push(format!(
+            "database: {before} pages ({free_before} free) before, {after} pages ({free_after} free) after; free pages are reused by later writes"
+        ));
+        Ok(done)
     }
 }

@@ -296,6 +296,11 @@ pub async fn run<S: Store>(store: &S) {
     assert_eq!(store.job("j1").unwrap(), None);
     assert_eq!(store.job("j2").unwrap(), Some(running));
 
+    // Maintenance changes no resource and says what it did.
+    let said = store.write(|t| t.compact()).await.unwrap();
+    assert!(!said.is_empty());
+    assert_eq!(store.search(&q).unwrap().versions.len(), 1);
+
     // A lease is granted to its holder, to anyone once it ran out, never on an ended job;
     // commits are counted.
     let claim = |node: &'static str, now: i64, until: i64| {

@@ -397,6 +397,14 @@ pub trait Transaction {
     /// # Errors
     /// A backend fault.
     fn note_job_commit(&mut self, id: &str) -> Result<()>;
+
+    /// Store maintenance (`$compact`): whatever keeps the backend's indexes lean and its
+    /// planner informed, without changing any resource. Returns what was done, one line per
+    /// step, for the operation's answer.
+    ///
+    /// # Errors
+    /// A backend fault.
+    fn compact(&mut self) -> Result<Vec<String>>;
 }
 
 /// A storage backend.

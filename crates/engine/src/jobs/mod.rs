@@ -20,6 +20,7 @@
 //! - **Cancellation** stops the work (its interrupt is set; its next transaction is refused)
 //!   and says what had been committed by then.
 
+mod compact;
 mod reindex;
 mod request;
 
@@ -70,8 +71,8 @@ pub(crate) trait Kind<S: Store>: Sync {
 }
 
 /// Every kind of job.
-fn kinds<S: Store>() -> [&'static dyn Kind<S>; 2] {
-    [&reindex::Reindex, &request::Deferred]
+fn kinds<S: Store>() -> [&'static dyn Kind<S>; 3] {
+    [&compact::Compact, &reindex::Reindex, &request::Deferred]
 }
 
 fn kind<S: Store>(name: &str) -> Option<&'static dyn Kind<S>> {

@@ -209,3 +209,39 @@ fn long_requests_answer_202_with_a_status_url() {
         Some(1201 + s.published())
     );
 }
+
+#[test]
+fn compact_maintains_the_store_and_changes_no_resource() {
+    let s = Server::start();
+    for i in 0..20 {
+        s.put(
+            &format!("Patient/c{i}"),
+            &json!({"resourceType": "Patient", "id": format!("c{i}"), "name": [{"family": format!("Compact{i}")}],
+                    "text": {"status": "generated", "div": format!("<div xmlns=\"http://www.w3.org/1999/xhtml\">patient number {i}</div>")}}),
+        );
+    }
+    let before: Value = s.get("Patient?_count=100").send().unwrap().json().unwrap();
+    let r = post_empty(&s, "$compact");
+    let said: Value = match r.status().as_u16() {
+        200 => r.json().unwrap(),
+        202 => {
+            let url = r.headers()["content-location"]
+                .to_str()
+                .unwrap()
+                .to_string();
+            poll(&s, &url)["entry"][0]["resource"].clone()
+        }
+        other => panic!("status {other}"),
+    };
+    assert_eq!(said["resourceType"], "OperationOutcome");
+    assert!(said["issue"].as_array().unwrap().len() >= 3, "{said}");
+    assert!(said.to_string().contains("full-text"), "{said}");
+    // Nothing changed, and full-text search still finds what it found.
+    let after: Value = s.get("Patient?_count=100").send().unwrap().json().unwrap();
+    assert_eq!(before["entry"], after["entry"]);
+    assert_eq!(count(&s, "Patient?_text=number"), 20);
+    assert_eq!(count(&s, "Patient?_content=Compact3"), 1);
+    // It changes the store's files: POST only.
+    outcome(s.get("$compact").send().unwrap(), 405);
+    outcome(post_empty(&s, "Patient/$compact"), 400);
+}

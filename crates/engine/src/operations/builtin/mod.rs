@@ -1,5 +1,6 @@
 //! The built-in operations, one per file. [`all`] is the one list that registers them.
 
+mod compact;
 mod everything;
 mod expand;
 mod healthcheck;
@@ -24,6 +25,7 @@ pub(crate) use everything::SCOPE as EVERYTHING_SCOPE;
 /// Every built-in operation.
 pub(crate) fn all<S: Store>() -> Vec<Arc<dyn Operation<S>>> {
     vec![
+        Arc::new(compact::Compact),
         Arc::new(everything::Everything),
         Arc::new(expand::Expand),
         Arc::new(healthcheck::Healthcheck),
