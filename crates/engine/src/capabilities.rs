@@ -136,7 +136,7 @@ pub fn capability_statement(
         "software": {"name": "Flint", "version": env!("CARGO_PKG_VERSION")},
         "implementation": {"description": "Flint FHIR server", "url": base_url},
         "fhirVersion": flint_fhir::FHIR_VERSION,
-        "format": ["application/fhir+json", "json"],
+        "format": ["application/fhir+json", "json", "application/fhir+xml", "xml"],
         "patchFormat": ["application/json-patch+json"],
         "rest": [{
             "mode": "server",

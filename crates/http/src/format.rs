@@ -9,6 +9,8 @@ use flint_fhir::Error;
 pub enum MediaType {
     FhirJson,
     Json,
+    FhirXml,
+    Xml,
 }
 
 impl MediaType {
@@ -16,8 +18,24 @@ impl MediaType {
         match self {
             MediaType::FhirJson => "application/fhir+json;charset=utf-8",
             MediaType::Json => "application/json;charset=utf-8",
+            MediaType::FhirXml => "application/fhir+xml;charset=utf-8",
+            MediaType::Xml => "application/xml;charset=utf-8",
         }
     }
+
+    pub fn is_xml(self) -> bool {
+        matches!(self, MediaType::FhirXml | MediaType::Xml)
+    }
+}
+
+/// Whether a request's `Content-Type` is one of the XML forms of FHIR.
+pub fn is_xml_content(content_type: Option<&str>) -> bool {
+    content_type.is_some_and(|ct| {
+        matches!(
+            media_from_name(ct),
+            Some(Some(MediaType::FhirXml | MediaType::Xml))
+        )
+    })
 }
 
 /// What the request asked for its response's form (`_summary` and `_elements` are the
@@ -54,6 +72,8 @@ fn media_from_name(name: &str) -> Option<Option<MediaType>> {
     Some(match essence.as_str() {
         "json" | "application/fhir+json" | "application/json+fhir" => Some(MediaType::FhirJson),
         "application/json" => Some(MediaType::Json),
+        "xml" | "application/fhir+xml" | "application/xml+fhir" => Some(MediaType::FhirXml),
+        "application/xml" | "text/xml" => Some(MediaType::Xml),
         "*/*" | "application/*" | "" => None,
         _ => return None,
     })
@@ -62,11 +82,11 @@ fn media_from_name(name: &str) -> Option<Option<MediaType>> {
 /// Negotiates the response format from `_format` and `Accept`.
 ///
 /// # Errors
-/// 406 when the client accepts no JSON flavour.
+/// 406 when the client accepts neither JSON nor XML.
 pub fn negotiate(params: &Params, headers: &HeaderMap) -> Result<Output, Error> {
     let not_acceptable = |what: &str| {
         Error::not_supported(format!(
-            "cannot produce {what}; this server speaks application/fhir+json"
+            "cannot produce {what}; this server speaks application/fhir+json and application/fhir+xml"
         ))
         .with_status(406)
     };
@@ -177,9 +197,21 @@ mod tests {
     #[test]
     fn negotiation() {
         let p = parse_query(Some("_format=xml"));
+        assert_eq!(
+            negotiate(&p, &HeaderMap::new()).unwrap().media,
+            MediaType::FhirXml
+        );
+        let p = parse_query(Some("_format=turtle"));
         assert_eq!(negotiate(&p, &HeaderMap::new()).unwrap_err().status(), 406);
         let h = headers(&[("accept", "application/fhir+xml")]);
+        assert_eq!(
+            negotiate(&Vec::new(), &h).unwrap().media,
+            MediaType::FhirXml
+        );
+        let h = headers(&[("accept", "text/turtle")]);
         assert_eq!(negotiate(&Vec::new(), &h).unwrap_err().status(), 406);
+        assert!(is_xml_content(Some("application/fhir+xml; charset=utf-8")));
+        assert!(!is_xml_content(Some("application/fhir+json")));
         let h = headers(&[("accept", "application/json")]);
         assert_eq!(negotiate(&Vec::new(), &h).unwrap().media, MediaType::Json);
         let h = headers(&[("accept", "text/html, */*;q=0.8")]);

@@ -161,7 +161,16 @@ async fn outcome_for_bare_errors(response: HttpResponse) -> HttpResponse {
     let is_fhir = response
         .headers()
         .get(header::CONTENT_TYPE)
-        .is_some_and(|ct| ct.as_bytes().starts_with(b"application/fhir+json"));
+        .is_some_and(|ct| {
+            [
+                MediaType::FhirJson,
+                MediaType::Json,
+                MediaType::FhirXml,
+                MediaType::Xml,
+            ]
+            .iter()
+            .any(|m| ct.as_bytes() == m.content_type().as_bytes())
+        });
     if !(status.is_client_error() || status.is_server_error()) || is_fhir {
         return response;
     }
@@ -299,8 +308,36 @@ async fn handle<S: Store>(
     let relative = path
         .strip_prefix(state.config.context_path.as_str())
         .unwrap_or(path);
-    let mut fhir_request = Request::parse(method, relative, query)?;
+    let fhir_request = Request::parse(method, relative, query)?;
     let output = negotiate(&fhir_request.params, headers)?;
+    // From here on, errors are written in the negotiated format too.
+    match answer(
+        state,
+        request_id,
+        &parts,
+        body,
+        method,
+        fhir_request,
+        &output,
+    )
+    .await
+    {
+        Ok(r) => Ok(r),
+        Err(e) => Ok(error_response(&output, e)),
+    }
+}
+
+/// The request, negotiated: its body read (and turned from XML into JSON), run by the engine.
+async fn answer<S: Store>(
+    state: &AppState<S>,
+    request_id: String,
+    parts: &axum::http::request::Parts,
+    body: Body,
+    method: HttpMethod,
+    mut fhir_request: Request,
+    output: &Output,
+) -> Result<HttpResponse, Error> {
+    let headers = &parts.headers;
     fhir_request.headers = Headers {
         if_match: header_text(headers, header::IF_MATCH),
         if_none_match: header_text(headers, header::IF_NONE_MATCH),
@@ -327,7 +364,14 @@ async fn handle<S: Store>(
                     )
                     .with_status(408)
                 })??;
-        fhir_request.body = flint_engine::Body::Bytes(bytes);
+        if format::is_xml_content(fhir_request.headers.content_type.as_deref()) {
+            // XML in, JSON for the engine: one path for both formats.
+            let resource = flint_xml::from_xml(&bytes)?;
+            fhir_request.body = flint_engine::Body::Bytes(Bytes::from(resource.to_string()));
+            fhir_request.headers.content_type = Some("application/fhir+json".into());
+        } else {
+            fhir_request.body = flint_engine::Body::Bytes(bytes);
+        }
     }
     let ctx = Context::for_request(
         format::base_url(
@@ -341,19 +385,79 @@ async fn handle<S: Store>(
     let answer = state.engine.handle(ctx, fhir_request).await;
     // Finished: the client did not hang up.
     hang_up.0 = None;
-    Ok(to_http(&output, answer?))
+    Ok(to_http(output, answer?))
 }
 
-fn to_http(output: &Output, r: Response) -> HttpResponse {
-    let status = StatusCode::from_u16(r.status).unwrap_or(StatusCode::OK);
-    let body = match r.payload {
-        Payload::None => None,
-        Payload::Stored(bytes) if !output.pretty => Some(bytes),
-        Payload::Stored(bytes) => Some(pretty_bytes(&bytes)),
-        Payload::Value(v) => Some(Bytes::from(to_text(&v, output.pretty))),
-        Payload::Text(t) if !output.pretty => Some(Bytes::from(t)),
-        Payload::Text(t) => Some(pretty_bytes(t.as_bytes())),
+/// An error as an OperationOutcome in the negotiated format.
+fn error_response(output: &Output, e: Error) -> HttpResponse {
+    if !output.media.is_xml() {
+        return ApiError(e).into_response();
+    }
+    if e.is_server_fault() {
+        tracing::error!(error = ?e, "request failed");
+    }
+    let mut r = Response::new(e.status(), Payload::Value(e.to_operation_outcome()));
+    if e.status() == 503 {
+        r.headers.push(("retry-after", "1".into()));
+    }
+    to_http(output, r)
+}
+
+fn to_http(output: &Output, mut r: Response) -> HttpResponse {
+    let payload = std::mem::take(&mut r.payload);
+    let body = if output.media.is_xml() {
+        match as_xml(&payload, output.pretty) {
+            Ok(body) => body,
+            Err(e) => return ApiError(e).into_response(),
+        }
+    } else {
+        as_json(payload, output.pretty)
     };
+    respond(output, body, r)
+}
+
+/// The payload as JSON text (pretty when asked).
+fn as_json(payload: Payload, pretty: bool) -> Option<Bytes> {
+    match payload {
+        Payload::None => None,
+        Payload::Stored(bytes) if !pretty => Some(bytes),
+        Payload::Stored(bytes) => Some(pretty_bytes(&bytes)),
+        Payload::Value(v) => Some(Bytes::from(to_text(&v, pretty))),
+        Payload::Text(t) if !pretty => Some(Bytes::from(t)),
+        Payload::Text(t) => Some(pretty_bytes(t.as_bytes())),
+    }
+}
+
+/// The payload as FHIR XML.
+///
+/// # Errors
+/// A body that is not a resource the XML form can carry (a server fault).
+fn as_xml(payload: &Payload, pretty: bool) -> Result<Option<Bytes>, Error> {
+    let value: Value = match payload {
+        Payload::None => return Ok(None),
+        Payload::Value(v) => return xml_bytes(v, pretty).map(Some),
+        Payload::Stored(bytes) => serde_json::from_slice(bytes)
+            .map_err(|e| Error::internal(format!("a stored resource is not JSON: {e}")))?,
+        Payload::Text(t) => serde_json::from_str(t)
+            .map_err(|e| Error::internal(format!("a response is not JSON: {e}")))?,
+    };
+    xml_bytes(&value, pretty).map(Some)
+}
+
+fn xml_bytes(value: &Value, pretty: bool) -> Result<Bytes, Error> {
+    let mut out = Vec::with_capacity(1024);
+    if pretty {
+        flint_xml::write_xml_pretty(value, &mut out)?;
+    } else {
+        flint_xml::write_xml(value, &mut out)?;
+    }
+    Ok(Bytes::from(out))
+}
+
+/// The HTTP response: `body` in the negotiated media type, with the status and headers of
+/// `r` (whose payload `body` is).
+fn respond(output: &Output, body: Option<Bytes>, r: Response) -> HttpResponse {
+    let status = StatusCode::from_u16(r.status).unwrap_or(StatusCode::OK);
     let mut response = match body {
         Some(b) => {
             let mut resp = HttpResponse::new(Body::from(b));

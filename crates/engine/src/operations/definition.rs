@@ -296,11 +296,20 @@ impl Definition {
         !self.affects_state && self.inputs.iter().all(|p| p.is_primitive() || p.min == 0)
     }
 
-    /// Whether a bare resource body stands for the input `resource`: it is the only resource
-    /// input.
-    pub fn takes_bare_resource(&self) -> bool {
+    /// The input a bare resource body stands for: `resource` when it is the only resource
+    /// input, or the one input when the operation takes nothing but a resource (`$convert`'s
+    /// `input`).
+    pub fn bare_resource_input(&self) -> Option<&str> {
+        if let [only] = self.inputs.as_slice() {
+            if only.is_resource() {
+                return Some(&only.name);
+            }
+        }
         let mut resources = self.inputs.iter().filter(|p| p.is_resource());
-        matches!((resources.next(), resources.next()), (Some(p), None) if p.name == "resource")
+        match (resources.next(), resources.next()) {
+            (Some(p), None) if p.name == "resource" => Some("resource"),
+            _ => None,
+        }
     }
 
     /// Whether the answer is the resource `return` alone, not wrapped in `Parameters`.
@@ -342,7 +351,13 @@ mod tests {
             "its return is a Meta, in Parameters"
         );
         let validate = Definition::r4("Resource-validate", |_| {});
-        assert!(validate.takes_bare_resource());
+        assert_eq!(validate.bare_resource_input(), Some("resource"));
+        let convert = Definition::r4("Resource-convert", |_| {});
+        assert_eq!(convert.bare_resource_input(), Some("input"));
+        assert_eq!(
+            Definition::r4("Patient-everything", |_| {}).bare_resource_input(),
+            None
+        );
         // Its resource is optional (mode delete needs none), so GET is allowed, without it.
         assert!(validate.allows_get());
         let expand = Definition::r4("ValueSet-expand", |_| {});

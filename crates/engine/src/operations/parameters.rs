@@ -184,8 +184,8 @@ pub(crate) fn parse_inputs(
             }
         },
         Some(body) if body.get("resourceType").is_some_and(Value::is_string) => {
-            if definition.takes_bare_resource() {
-                params.push(json!({"name": "resource", "resource": body}));
+            if let Some(name) = definition.bare_resource_input() {
+                params.push(json!({"name": name, "resource": body}));
             } else {
                 return Err(Error::invalid(format!(
                     "the body of ${code} must be a Parameters resource, not a {}",

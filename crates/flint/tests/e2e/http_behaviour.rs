@@ -186,7 +186,16 @@ fn formats_summary_elements_and_pretty() {
         .send()
         .unwrap();
     assert_eq!(r.status(), 200);
-    outcome(s.get(&format!("{path}?_format=xml")).send().unwrap(), 406);
+    let xml = s.get(&format!("{path}?_format=xml")).send().unwrap();
+    assert_eq!(xml.status(), 200);
+    assert!(xml.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("application/fhir+xml"));
+    outcome(
+        s.get(&format!("{path}?_format=turtle")).send().unwrap(),
+        406,
+    );
 }
 
 #[test]
@@ -206,12 +215,24 @@ fn content_negotiation() {
         .starts_with("application/fhir+json"));
     assert!(ct("application/json").1.starts_with("application/json"));
     assert_eq!(ct("*/*").0, 200);
-    assert_eq!(ct("application/fhir+xml").0, 406);
+    assert!(ct("application/fhir+xml")
+        .1
+        .starts_with("application/fhir+xml"));
+    assert!(ct("application/xml").1.starts_with("application/xml"));
     assert_eq!(ct("text/html").0, 406);
     let r = s
         .client
         .post(s.url("Patient"))
         .header("content-type", "application/xml")
+        .body("<Patient/>")
+        .send()
+        .unwrap();
+    // XML is read, and this is not FHIR XML (no namespace).
+    outcome(r, 400);
+    let r = s
+        .client
+        .post(s.url("Patient"))
+        .header("content-type", "image/png")
         .body("<Patient/>")
         .send()
         .unwrap();

@@ -18,3 +18,4 @@ mod search;
 mod server;
 mod terminology;
 mod validation;
+mod xml;

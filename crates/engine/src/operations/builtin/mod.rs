@@ -1,6 +1,7 @@
 //! The built-in operations, one per file. [`all`] is the one list that registers them.
 
 mod compact;
+mod convert;
 mod everything;
 mod expand;
 mod healthcheck;
@@ -26,6 +27,7 @@ pub(crate) use everything::SCOPE as EVERYTHING_SCOPE;
 pub(crate) fn all<S: Store>() -> Vec<Arc<dyn Operation<S>>> {
     vec![
         Arc::new(compact::Compact),
+        Arc::new(convert::Convert),
         Arc::new(everything::Everything),
         Arc::new(expand::Expand),
         Arc::new(healthcheck::Healthcheck),
