@@ -119,6 +119,7 @@ impl<S: Store> Engine<S> {
         if request.headers.respond_async()
             && request.interaction.may_run_async()
             && request.origin.is_some()
+            && !self.runs_as_job(&request.interaction)
         {
             return self.defer(ctx, request).await;
         }
@@ -295,6 +296,7 @@ impl<S: Store> Engine<S> {
                 method,
             } => self.invoke_operation(ctx, &name, target, method, &params, &headers, body),
             Interaction::AsyncStatus { id } => self.async_status(ctx, &id),
+            Interaction::ExportFile { job, file } => self.export_file(ctx, &job, &file),
             Interaction::AsyncCancel { id } => {
                 let said = block_on(self.cancel_job(ctx, &id))?;
                 Ok(Response::new(
@@ -617,7 +619,22 @@ impl<S: Store> Engine<S> {
     /// `batch-response` Bundle holding the response; `404` once cancelled.
     fn async_status(&self, ctx: &Context, id: &str) -> Result<Response> {
         use crate::jobs::JobStatus;
-        match self.job_status(ctx, id)? {
+        let status = self.job_status(ctx, id)?;
+        if let (JobStatus::Ended(state, response), true) = (&status, self.is_export(id)?) {
+            // The Bulk Data IG: the manifest itself (plain JSON), or the error as it is.
+            return Ok(match state {
+                flint_store::JobState::Cancelled => {
+                    return Err(Error::not_found(format!("the export '{id}' was cancelled")))
+                }
+                flint_store::JobState::Done => {
+                    let mut r = Response::new(200, Payload::Value(response.resource.clone()));
+                    r.content_type = Some("application/json");
+                    r
+                }
+                _ => Response::new(response.status, Payload::Value(response.resource.clone())),
+            });
+        }
+        match status {
             JobStatus::Running(progress) => {
                 let mut r = Response::new(
                     202,

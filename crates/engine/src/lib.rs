@@ -56,6 +56,9 @@ pub struct Limits {
     /// `[server] async_results_kept_hours`: how long an ended job's result stays at its
     /// status URL.
     pub async_kept: Duration,
+    /// Where bulk exports write their files (`[storage] data_dir/exports` for the server;
+    /// `None` turns `$export` off).
+    pub export_dir: Option<std::path::PathBuf>,
     /// `[server] node_id`: the name this node holds job leases under (the host's name by
     /// default). Nodes sharing a store need distinct names.
     pub node: String,
@@ -75,6 +78,7 @@ impl Default for Limits {
             async_budget: Duration::from_secs(1),
             async_kept: Duration::from_secs(7 * 24 * 3600),
             node: jobs::host_name(),
+            export_dir: Some(std::env::temp_dir().join(format!("flint-exports-{}", new_id()))),
             lanes: lanes::LaneLimits::default(),
         }
     }

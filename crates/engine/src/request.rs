@@ -133,6 +133,11 @@ pub enum Interaction {
     AsyncCancel {
         id: String,
     },
+    /// One file of a finished bulk export (`__export/[job]/[file]`).
+    ExportFile {
+        job: String,
+        file: String,
+    },
 }
 
 impl Interaction {
@@ -157,6 +162,7 @@ impl Interaction {
             Interaction::Bundle => "batch",
             Interaction::Operation { .. } => "operation",
             Interaction::AsyncStatus { .. } | Interaction::AsyncCancel { .. } => "async-status",
+            Interaction::ExportFile { .. } => "export-file",
         }
     }
 
@@ -356,6 +362,9 @@ pub struct Response {
     pub headers: Vec<(&'static str, String)>,
     /// The resource's URL, for the `fullUrl` of a Bundle entry.
     pub full_url: Option<String>,
+    /// A body that is not a FHIR resource (a bulk export's manifest, its NDJSON files): its
+    /// media type, written as it is whatever format was negotiated.
+    pub content_type: Option<&'static str>,
 }
 
 impl Response {
@@ -434,7 +443,11 @@ pub fn route(method: Method, path: &str, query: Option<&str>) -> Result<Interact
         (["__page", token], _) if get => Interaction::Page { token: s(token) },
         (["__async-status", id], _) if get => Interaction::AsyncStatus { id: s(id) },
         (["__async-status", id], Method::Delete) => Interaction::AsyncCancel { id: s(id) },
-        (["metadata" | "_history"] | ["__page" | "__async-status", _], _) => {
+        (["__export", job, file], _) if get => Interaction::ExportFile {
+            job: s(job),
+            file: s(file),
+        },
+        (["metadata" | "_history"] | ["__page" | "__async-status", _] | ["__export", _, _], _) => {
             return Err(not_allowed(method, path))
         }
         ([name], Method::Get | Method::Head | Method::Post) if operation_name(name).is_some() => {

@@ -214,6 +214,7 @@ fn limits(config: &Config) -> flint_engine::Limits {
         async_kept: std::time::Duration::from_secs(
             config.server.async_results_kept_hours.saturating_mul(3600),
         ),
+        export_dir: Some(config.storage.data_dir.join("exports")),
         node: if config.server.node_id.is_empty() {
             flint_engine::jobs::host_name()
         } else {

@@ -405,7 +405,10 @@ fn error_response(output: &Output, e: Error) -> HttpResponse {
 
 fn to_http(output: &Output, mut r: Response) -> HttpResponse {
     let payload = std::mem::take(&mut r.payload);
-    let body = if output.media.is_xml() {
+    // A body that is not a FHIR resource goes out as it is, in its own media type.
+    let body = if r.content_type.is_some() {
+        as_json(payload, output.pretty)
+    } else if output.media.is_xml() {
         match as_xml(&payload, output.pretty) {
             Ok(body) => body,
             Err(e) => return ApiError(e).into_response(),
@@ -461,10 +464,9 @@ fn respond(output: &Output, body: Option<Bytes>, r: Response) -> HttpResponse {
     let mut response = match body {
         Some(b) => {
             let mut resp = HttpResponse::new(Body::from(b));
-            resp.headers_mut().insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static(output.media.content_type()),
-            );
+            let media = r.content_type.unwrap_or(output.media.content_type());
+            resp.headers_mut()
+                .insert(header::CONTENT_TYPE, HeaderValue::from_static(media));
             resp
         }
         None => HttpResponse::new(Body::empty()),

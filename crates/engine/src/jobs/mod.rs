@@ -21,6 +21,7 @@
 //!   and says what had been committed by then.
 
 mod compact;
+pub(crate) mod export;
 mod reindex;
 mod request;
 
@@ -71,8 +72,13 @@ pub(crate) trait Kind<S: Store>: Sync {
 }
 
 /// Every kind of job.
-fn kinds<S: Store>() -> [&'static dyn Kind<S>; 3] {
-    [&compact::Compact, &reindex::Reindex, &request::Deferred]
+fn kinds<S: Store>() -> [&'static dyn Kind<S>; 4] {
+    [
+        &compact::Compact,
+        &export::Export,
+        &reindex::Reindex,
+        &request::Deferred,
+    ]
 }
 
 fn kind<S: Store>(name: &str) -> Option<&'static dyn Kind<S>> {
@@ -327,6 +333,14 @@ impl<S: Store> Engine<S> {
     /// 404 for a job that does not exist or is not the caller's; a store fault.
     pub async fn cancel_job(&self, ctx: &Context, id: &str) -> Result<String> {
         let mut job = self.owned_job(ctx, id)?;
+        if job.state == JobState::Done && job.kind == "export" {
+            // The Bulk Data IG: a DELETE after the export ended removes its files.
+            job.state = JobState::Cancelled;
+            job.updated = self.clock.now();
+            self.store().write(move |t| t.put_job(&job)).await?;
+            self.remove_export(id);
+            return Ok(format!("the export '{id}' and its files are deleted"));
+        }
         if job.state != JobState::Running {
             return Ok(format!(
                 "the asynchronous request '{id}' had already ended ({})",
@@ -350,7 +364,11 @@ impl<S: Store> Engine<S> {
         );
         // Any later transaction of the job claims it and is refused: after this write, the
         // record's commits are final.
+        let kind_name = job.kind.clone();
         self.store().write(move |t| t.put_job(&job)).await?;
+        if kind_name == "export" {
+            self.remove_export(id);
+        }
         let job = self.store().job(id)?.ok_or_else(|| no_such_job(id))?;
         let left = match kind::<S>(&job.kind) {
             Some(k) => k.cancelled(&job),
@@ -455,6 +473,8 @@ impl<S: Store> Engine<S> {
                 Ok(lost)
             })
             .await?;
+        // The files of exports whose results expired with them.
+        self.remove_stale_exports()?;
         for id in lost {
             if let Some(live) = self.running.lock().get(&id) {
                 tracing::info!(job = %id, "stopping a job that ended or moved to another node");

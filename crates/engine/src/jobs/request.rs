@@ -104,20 +104,32 @@ impl<S: Store> Engine<S> {
     fn only_reads(&self, request: &Request) -> bool {
         match &request.interaction {
             Interaction::Bundle => false,
-            Interaction::Operation { name, target, .. } => {
-                let (level, rt) = match target {
-                    OperationTarget::System => (Level::System, None),
-                    OperationTarget::Type(rt) => (Level::Type, Some(rt.as_str())),
-                    OperationTarget::Instance(rt, _) | OperationTarget::Version(rt, _, _) => {
-                        (Level::Instance, Some(rt.as_str()))
-                    }
-                };
-                self.operations()
-                    .resolve(name, level, rt)
-                    .is_some_and(|e| !e.definition.affects_state)
-            }
+            Interaction::Operation { .. } => self
+                .operation_entry(&request.interaction)
+                .is_some_and(|e| !e.definition.affects_state),
             _ => true,
         }
+    }
+
+    /// Whether the request is an operation that runs as a job of its own.
+    pub(crate) fn runs_as_job(&self, interaction: &Interaction) -> bool {
+        self.operation_entry(interaction)
+            .is_some_and(|e| e.runs_as_job())
+    }
+
+    /// The operation an interaction invokes, if it is one this server offers.
+    fn operation_entry(&self, interaction: &Interaction) -> Option<crate::operations::Entry<S>> {
+        let Interaction::Operation { name, target, .. } = interaction else {
+            return None;
+        };
+        let (level, rt) = match target {
+            OperationTarget::System => (Level::System, None),
+            OperationTarget::Type(rt) => (Level::Type, Some(rt.as_str())),
+            OperationTarget::Instance(rt, _) | OperationTarget::Version(rt, _, _) => {
+                (Level::Instance, Some(rt.as_str()))
+            }
+        };
+        self.operations().resolve(name, level, rt).cloned()
     }
 }
 

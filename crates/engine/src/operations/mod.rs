@@ -226,12 +226,25 @@ pub trait Operation<S>: Send + Sync {
     /// # Errors
     /// Whatever the operation refuses, as a FHIR error (its status travels with it).
     fn invoke(&self, engine: &Arc<Engine<S>>, call: &mut Call<'_>) -> Result<Output>;
+
+    /// Whether the operation runs as a background job of its own (`$reindex`, `$export`):
+    /// `Prefer: respond-async` then reaches it as it is instead of wrapping it in another.
+    fn runs_as_job(&self) -> bool {
+        false
+    }
 }
 
 /// One registered operation.
 pub struct Entry<S> {
     pub definition: Arc<Definition>,
     handler: Arc<dyn Operation<S>>,
+}
+
+impl<S> Entry<S> {
+    /// See [`Operation::runs_as_job`].
+    pub fn runs_as_job(&self) -> bool {
+        self.handler.runs_as_job()
+    }
 }
 
 impl<S> Clone for Entry<S> {

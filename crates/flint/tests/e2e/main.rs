@@ -8,6 +8,7 @@ mod conditional;
 mod crud;
 mod durability;
 mod examples;
+mod export;
 mod fuzz;
 mod history;
 mod http_behaviour;

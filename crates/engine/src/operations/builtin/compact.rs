@@ -38,4 +38,8 @@ impl<S: Store> Operation<S> for Compact {
         let id = crate::lanes::block_on(engine.start_compact(call.ctx))?;
         Ok(Output::Response(engine.answer_job(call.ctx, &id)?))
     }
+
+    fn runs_as_job(&self) -> bool {
+        true
+    }
 }

@@ -64,7 +64,7 @@ impl<S: Store> Operation<S> for Everything {
 }
 
 /// The types of the Patient compartment, each with the parameters that tie it to a patient.
-fn compartment_types() -> Vec<(&'static str, Vec<&'static str>)> {
+pub(crate) fn compartment_types() -> Vec<(&'static str, Vec<&'static str>)> {
     let Some(definition) = flint_fhir::definitions::compartment_definitions()
         .iter()
         .find(|d| d["code"] == "Patient")

@@ -41,4 +41,8 @@ impl<S: Store> Operation<S> for Reindex {
         let id = crate::lanes::block_on(engine.start_reindex(call.ctx, resource_type))?;
         Ok(Output::Response(engine.answer_job(call.ctx, &id)?))
     }
+
+    fn runs_as_job(&self) -> bool {
+        true
+    }
 }
