@@ -75,6 +75,9 @@ impl Server {
         let dir = tempfile::tempdir().expect("temp dir");
         let data = dir.path().join("data");
         let store = Backend::open(&data);
+        // Exports go with the server's directory.
+        let mut limits = limits;
+        limits.export_dir = Some(dir.path().join("exports"));
         let engine = Engine::with(
             store.clone(),
             limits,
