@@ -517,3 +517,44 @@ fn everything_refuses_bad_input() {
     );
     outcome(s.get("Patient/p1/$everything").send().unwrap(), 410);
 }
+
+#[test]
+fn meta_at_system_and_type_level_lists_the_labels_in_use() {
+    let s = Server::start();
+    s.put("Patient/a", &json!({"resourceType": "Patient", "id": "a", "meta": {
+        "tag": [{"system": "http://e.org/t", "code": "x", "display": "X"}],
+        "security": [{"system": "http://terminology.hl7.org/CodeSystem/v3-Confidentiality", "code": "R"}],
+        "profile": ["http://e.org/StructureDefinition/p"]}}));
+    s.put("Patient/b", &json!({"resourceType": "Patient", "id": "b", "meta": {
+        "tag": [{"system": "http://e.org/t", "code": "x"}, {"system": "http://e.org/t", "code": "y"}]}}));
+    s.put(
+        "Observation/o",
+        &json!({"resourceType": "Observation", "id": "o", "status": "final",
+        "code": {"text": "t"}, "meta": {"tag": [{"system": "http://e.org/t", "code": "obs"}]}}),
+    );
+    let (_, p) = get_json(&s, "Patient/$meta");
+    let meta = &p["parameter"][0]["valueMeta"];
+    assert_eq!(
+        meta["tag"],
+        json!([{"system": "http://e.org/t", "code": "x", "display": "X"}, {"system": "http://e.org/t", "code": "y"}])
+    );
+    assert_eq!(meta["security"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        meta["profile"],
+        json!(["http://e.org/StructureDefinition/p"])
+    );
+    let (_, all) = get_json(&s, "$meta");
+    let codes: Vec<&str> = all["parameter"][0]["valueMeta"]["tag"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["code"].as_str().unwrap())
+        .collect();
+    assert!(
+        codes.contains(&"obs") && codes.contains(&"x") && codes.contains(&"y"),
+        "{codes:?}"
+    );
+    // A type with no labels: an empty Meta.
+    let (_, none) = get_json(&s, "Encounter/$meta");
+    assert_eq!(none["parameter"][0]["valueMeta"], json!({}));
+}

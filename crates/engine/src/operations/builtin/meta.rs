@@ -1,5 +1,6 @@
 //! `$meta`, `$meta-add` and `$meta-delete` (R4 `Resource-meta*`) on a resource or one of its
-//! versions. `$meta-add` and `$meta-delete` change the version's profiles, tags and security
+//! versions; `$meta` also at the system and type level, where it lists every profile, tag
+//! and security label in use on the current resources (of the type). `$meta-add` and `$meta-delete` change the version's profiles, tags and security
 //! labels in place: no new version, the same `lastUpdated` (R4: meta does not change what
 //! the resource means), the version's index rows rewritten in the same store job.
 
@@ -9,7 +10,7 @@ use flint_fhir::{Error, Result};
 use flint_store::Store;
 use serde_json::{json, Map, Value};
 
-use crate::operations::{Call, Definition, Operation, Output};
+use crate::operations::{Call, Definition, Level, Operation, Output};
 use crate::Engine;
 
 pub(crate) struct Meta;
@@ -120,16 +121,15 @@ fn rewrite<S: Store>(engine: &Arc<Engine<S>>, call: &mut Call<'_>, add: bool) ->
 
 impl<S: Store> Operation<S> for Meta {
     fn definition(&self) -> Definition {
-        // The summary of every label in use (system and type level) is not offered yet.
-        Definition::r4("Resource-meta", |d| {
-            d["affectsState"] = json!(false);
-            d["system"] = json!(false);
-            d["type"] = json!(false);
-        })
+        Definition::r4("Resource-meta", |d| d["affectsState"] = json!(false))
     }
 
-    fn invoke(&self, _: &Arc<Engine<S>>, call: &mut Call<'_>) -> Result<Output> {
-        let meta = target_meta(call)?;
+    fn invoke(&self, engine: &Arc<Engine<S>>, call: &mut Call<'_>) -> Result<Output> {
+        let meta = match call.target.level {
+            Level::Instance => target_meta(call)?,
+            Level::Type => engine.labels_in_use(call.ctx, Some(call.target.resource_type()?))?,
+            Level::System => engine.labels_in_use(call.ctx, None)?,
+        };
         Ok(Output::value("return", "valueMeta", meta))
     }
 }
@@ -151,6 +151,80 @@ impl<S: Store> Operation<S> for MetaDelete {
 
     fn invoke(&self, engine: &Arc<Engine<S>>, call: &mut Call<'_>) -> Result<Output> {
         rewrite(engine, call, false)
+    }
+}
+
+/// Labels as read from a stored resource: only its `meta` is parsed; the rest is skipped.
+#[derive(serde::Deserialize)]
+struct Labelled {
+    #[serde(default)]
+    meta: Option<Labels>,
+}
+
+#[derive(serde::Deserialize, Default)]
+struct Labels {
+    #[serde(default)]
+    profile: Vec<Value>,
+    #[serde(default)]
+    tag: Vec<Value>,
+    #[serde(default)]
+    security: Vec<Value>,
+}
+
+/// Versions read per step while gathering labels.
+const LABEL_BATCH: usize = 5_000;
+
+impl<S: Store> Engine<S> {
+    /// Every profile, tag and security label on the current resources (of one type), each
+    /// once (labels by system and code), in the order first met.
+    ///
+    /// # Errors
+    /// The search time limit (the whole store is read); a store fault.
+    fn labels_in_use(&self, ctx: &crate::Context, resource_type: Option<&str>) -> Result<Value> {
+        let interrupt = self.search_interrupt(ctx);
+        let mut all = Labels::default();
+        let mut after = 0;
+        loop {
+            interrupt.check()?;
+            let batch = self
+                .store()
+                .current_versions(resource_type, after, LABEL_BATCH)?;
+            let Some((last, _)) = batch.last() else {
+                break;
+            };
+            after = *last;
+            for (_, v) in &batch {
+                let Some(json) = &v.json else { continue };
+                let Ok(Labelled { meta: Some(meta) }) = serde_json::from_slice::<Labelled>(json)
+                else {
+                    continue;
+                };
+                for p in meta.profile {
+                    if !all.profile.contains(&p) {
+                        all.profile.push(p);
+                    }
+                }
+                for (list, found) in [(&mut all.tag, meta.tag), (&mut all.security, meta.security)]
+                {
+                    for label in found {
+                        if !list.iter().any(|l| same_label(l, &label)) {
+                            list.push(label);
+                        }
+                    }
+                }
+            }
+        }
+        let mut meta = Map::new();
+        for (key, list) in [
+            ("profile", all.profile),
+            ("tag", all.tag),
+            ("security", all.security),
+        ] {
+            if !list.is_empty() {
+                meta.insert(key.into(), Value::Array(list));
+            }
+        }
+        Ok(Value::Object(meta))
     }
 }
 
