@@ -78,6 +78,10 @@ fn param<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> {
         .map(|(_, v)| v.as_str())
 }
 
+/// The largest body a bounded operation is answered with on the thread it arrives on;
+/// larger ones go to the costly lane (parsing them is not bounded work).
+const BOUNDED_BODY: usize = 64 * 1024;
+
 impl<S: Store> Engine<S> {
     /// Handles one request in its lane.
     ///
@@ -86,17 +90,28 @@ impl<S: Store> Engine<S> {
     pub async fn handle(self: &Arc<Self>, ctx: Context, request: Request) -> Result<Response> {
         let started = std::time::Instant::now();
         let interaction = request.interaction.name();
+        let entry = self.operation_entry(&request.interaction);
         // Only the codes of operations in force label a series: a client cannot add any.
-        let operation = match &request.interaction {
-            Interaction::Operation { name, .. }
-                if self.operations().definitions().any(|d| d.code == *name) =>
-            {
-                Some(name.clone())
-            }
-            Interaction::Operation { .. } => Some("unknown".to_string()),
+        let operation = match (&request.interaction, &entry) {
+            (Interaction::Operation { .. }, Some(e)) => Some(e.definition.code.clone()),
+            (Interaction::Operation { .. }, None) => Some("unknown".to_string()),
             _ => None,
         };
-        let outcome = self.handle_counted(ctx, request).await;
+        let small_body = match &request.body {
+            crate::request::Body::None => true,
+            crate::request::Body::Bytes(b) => b.len() <= BOUNDED_BODY,
+            crate::request::Body::Json(_) => false,
+        };
+        let outcome = if entry.as_ref().is_some_and(|e| e.is_bounded())
+            && small_body
+            && !self.is_stopping()
+        {
+            // Bounded work (no store access beyond a point read, a few microseconds of CPU,
+            // a small body to parse): answered where it arrives, as a point read is.
+            self.dispatch(&ctx, request)
+        } else {
+            self.handle_counted(ctx, request, entry.as_ref()).await
+        };
         let status = match &outcome {
             Ok(r) => r.status,
             Err(e) => e.status(),
@@ -106,7 +121,12 @@ impl<S: Store> Engine<S> {
         outcome
     }
 
-    async fn handle_counted(self: &Arc<Self>, ctx: Context, request: Request) -> Result<Response> {
+    async fn handle_counted(
+        self: &Arc<Self>,
+        ctx: Context,
+        request: Request,
+        operation: Option<&crate::operations::Entry<S>>,
+    ) -> Result<Response> {
         if request.interaction.is_point_read() {
             // A primary-key look-up of a few microseconds, answered where it arrives: handing
             // it to another thread and back costs more than the look-up (it halved read
@@ -119,7 +139,7 @@ impl<S: Store> Engine<S> {
         if request.headers.respond_async()
             && request.interaction.may_run_async()
             && request.origin.is_some()
-            && !self.runs_as_job(&request.interaction)
+            && !operation.is_some_and(|e| e.runs_as_job())
         {
             return self.defer(ctx, request).await;
         }

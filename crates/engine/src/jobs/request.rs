@@ -111,14 +111,11 @@ impl<S: Store> Engine<S> {
         }
     }
 
-    /// Whether the request is an operation that runs as a job of its own.
-    pub(crate) fn runs_as_job(&self, interaction: &Interaction) -> bool {
-        self.operation_entry(interaction)
-            .is_some_and(|e| e.runs_as_job())
-    }
-
     /// The operation an interaction invokes, if it is one this server offers.
-    fn operation_entry(&self, interaction: &Interaction) -> Option<crate::operations::Entry<S>> {
+    pub(crate) fn operation_entry(
+        &self,
+        interaction: &Interaction,
+    ) -> Option<crate::operations::Entry<S>> {
         let Interaction::Operation { name, target, .. } = interaction else {
             return None;
         };

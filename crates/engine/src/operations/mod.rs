@@ -232,6 +232,13 @@ pub trait Operation<S>: Send + Sync {
     fn runs_as_job(&self) -> bool {
         false
     }
+
+    /// Whether an invocation is bounded work — no store access beyond a point read, a few
+    /// microseconds of CPU whatever the inputs — that may run on the thread it arrives on
+    /// instead of the costly lane (`$healthcheck`).
+    fn is_bounded(&self) -> bool {
+        false
+    }
 }
 
 /// One registered operation.
@@ -244,6 +251,11 @@ impl<S> Entry<S> {
     /// See [`Operation::runs_as_job`].
     pub fn runs_as_job(&self) -> bool {
         self.handler.runs_as_job()
+    }
+
+    /// See [`Operation::is_bounded`].
+    pub fn is_bounded(&self) -> bool {
+        self.handler.is_bounded()
     }
 }
 

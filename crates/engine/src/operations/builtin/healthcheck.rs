@@ -48,4 +48,8 @@ impl<S: Store> Operation<S> for Healthcheck {
             json!({"name": "lastTransaction", "valueString": last.to_string()}),
         ]))
     }
+
+    fn is_bounded(&self) -> bool {
+        true
+    }
 }
