@@ -436,15 +436,26 @@ fn as_json(payload: Payload, pretty: bool) -> Option<Bytes> {
 /// # Errors
 /// A body that is not a resource the XML form can carry (a server fault).
 fn as_xml(payload: &Payload, pretty: bool) -> Result<Option<Bytes>, Error> {
-    let value: Value = match payload {
+    let text: &[u8] = match payload {
         Payload::None => return Ok(None),
         Payload::Value(v) => return xml_bytes(v, pretty).map(Some),
-        Payload::Stored(bytes) => serde_json::from_slice(bytes)
-            .map_err(|e| Error::internal(format!("a stored resource is not JSON: {e}")))?,
-        Payload::Text(t) => serde_json::from_str(t)
-            .map_err(|e| Error::internal(format!("a response is not JSON: {e}")))?,
+        Payload::Stored(bytes) => bytes,
+        Payload::Text(t) => t.as_bytes(),
     };
-    xml_bytes(&value, pretty).map(Some)
+    // Straight from the JSON text: no tree of values is built.
+    let mut out = Vec::with_capacity(text.len() + text.len() / 2);
+    let written = if pretty {
+        flint_xml::write_xml_pretty_from_json(text, &mut out)
+    } else {
+        flint_xml::write_xml_from_json(text, &mut out)
+    };
+    written.map_err(|e| {
+        // What the server stored or built is JSON it wrote itself: a failure is its fault.
+        let mut fault = Error::internal("a response could not be written as XML");
+        fault.source = Some(format!("{e:?}").into());
+        fault
+    })?;
+    Ok(Some(Bytes::from(out)))
 }
 
 fn xml_bytes(value: &Value, pretty: bool) -> Result<Bytes, Error> {

@@ -1,11 +1,16 @@
 //! JSON → XML: streams a resource straight into a byte buffer, one pass over the JSON, no
 //! intermediate tree. Each object's properties are resolved against its type once, sorted
 //! into definition order in a scratch buffer shared by all levels, and written.
+//!
+//! The writer reads JSON through the [`Json`] view, so that one writer serves both a
+//! `serde_json::Value` ([`write_xml`]) and JSON text parsed into a borrowed [`Node`] tree
+//! ([`write_xml_from_json`]).
 
 use flint_fhir::{Error, IssueType, Result};
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use crate::escape::write_attribute_value;
+use crate::json::{Json, JsonObject, Node, SyntaxError, View};
 use crate::lexical::check_number;
 use crate::location::Path;
 use crate::schema::{Repr, Scalar, Schema, Slot, TypeId, TypeInfo, ValueType};
@@ -44,7 +49,7 @@ pub fn to_xml_pretty(resource: &Value) -> Result<String> {
 /// # Errors
 /// As [`to_xml`].
 pub fn write_xml(resource: &Value, out: &mut Vec<u8>) -> Result<()> {
-    write(resource, out, false)
+    write_json(resource, out, false)
 }
 
 /// Appends the indented XML form of a JSON resource to `out`. On error `out` is left as it
@@ -53,7 +58,41 @@ pub fn write_xml(resource: &Value, out: &mut Vec<u8>) -> Result<()> {
 /// # Errors
 /// As [`to_xml`].
 pub fn write_xml_pretty(resource: &Value, out: &mut Vec<u8>) -> Result<()> {
-    write(resource, out, true)
+    write_json(resource, out, true)
+}
+
+/// Appends the compact XML form of a JSON resource given as JSON text to `out`, exactly as
+/// [`write_xml`] of `serde_json::from_slice::<Value>(json)` would (with the `preserve_order`
+/// and `arbitrary_precision` features Flint uses), without building the `Value`: the text is
+/// parsed into a borrowed tree in one pass. On error `out` is left as it was.
+///
+/// # Errors
+/// As [`to_xml`], and a 400 `structure` [`Error`] giving the line and column if `json` is not
+/// JSON that `serde_json` accepts (invalid UTF-8, a syntax error, a lone surrogate escape,
+/// trailing characters, or nesting deeper than `serde_json`'s limit of 127 arrays and
+/// objects).
+pub fn write_xml_from_json(json: &[u8], out: &mut Vec<u8>) -> Result<()> {
+    let resource = parse_json(json)?;
+    write_json(&resource, out, false)
+}
+
+/// Like [`write_xml_from_json`], indented as [`write_xml_pretty`] indents.
+///
+/// # Errors
+/// As [`write_xml_from_json`].
+pub fn write_xml_pretty_from_json(json: &[u8], out: &mut Vec<u8>) -> Result<()> {
+    let resource = parse_json(json)?;
+    write_json(&resource, out, true)
+}
+
+fn parse_json(json: &[u8]) -> Result<Node<'_>> {
+    crate::json::parse(json).map_err(|SyntaxError { offset, message }| {
+        let (line, column) = crate::location::line_and_column(json, offset);
+        Error::new(
+            IssueType::Structure,
+            format!("invalid JSON: {message} at line {line} column {column}"),
+        )
+    })
 }
 
 fn into_string(out: Vec<u8>) -> Result<String> {
@@ -61,7 +100,7 @@ fn into_string(out: Vec<u8>) -> Result<String> {
     String::from_utf8(out).map_err(Error::internal)
 }
 
-fn write(resource: &Value, out: &mut Vec<u8>, pretty: bool) -> Result<()> {
+pub(crate) fn write_json<J: Json>(resource: &J, out: &mut Vec<u8>, pretty: bool) -> Result<()> {
     let start = out.len();
     let mut writer = Writer {
         schema: Schema::r4(),
@@ -87,27 +126,34 @@ fn write(resource: &Value, out: &mut Vec<u8>, pretty: bool) -> Result<()> {
 }
 
 /// The id and extensions of a primitive.
-type Companion<'v> = (Option<&'v str>, Option<&'v Vec<Value>>);
+type Companion<'v, J> = (Option<&'v str>, Option<&'v [J]>);
 
 /// A property of the object being written, resolved against its type.
-#[derive(Clone, Copy)]
-struct Entry<'v> {
+struct Entry<'v, J> {
     slot: Slot,
     /// Whether this is the `_name` companion of a primitive.
     companion: bool,
-    value: &'v Value,
+    value: &'v J,
 }
 
-struct Writer<'o, 'v> {
+impl<J> Clone for Entry<'_, J> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<J> Copy for Entry<'_, J> {}
+
+struct Writer<'o, 'v, J> {
     schema: &'static Schema,
     out: &'o mut Vec<u8>,
     pretty: bool,
     path: Path<'v>,
     /// The properties of the objects being written, innermost last.
-    scratch: Vec<Entry<'v>>,
+    scratch: Vec<Entry<'v, J>>,
 }
 
-impl<'v> Writer<'_, 'v> {
+impl<'v, J: Json> Writer<'_, 'v, J> {
     fn error(&self, last: Option<&str>, message: String) -> Error {
         self.path.error(IssueType::Structure, last, message)
     }
@@ -153,12 +199,12 @@ impl<'v> Writer<'_, 'v> {
     }
 
     /// A resource, as the root (`root`) or inside its wrapper element.
-    fn resource(&mut self, value: &'v Value, level: usize, root: bool) -> Result<()> {
-        let Some(object) = value.as_object() else {
+    fn resource(&mut self, value: &'v J, level: usize, root: bool) -> Result<()> {
+        let View::Object(object) = value.view() else {
             return Err(self.error(None, "a resource must be a JSON object".into()));
         };
-        let resource_type = match object.get("resourceType") {
-            Some(Value::String(rt)) => rt,
+        let resource_type = match object.get("resourceType").map(J::view) {
+            Some(View::String(rt)) => rt,
             Some(_) => {
                 return Err(self.error(Some("resourceType"), "resourceType must be a string".into()))
             }
@@ -188,7 +234,7 @@ impl<'v> Writer<'_, 'v> {
         &mut self,
         name: &str,
         type_id: TypeId,
-        object: &'v Map<String, Value>,
+        object: &'v J::Object,
         level: usize,
         root: bool,
     ) -> Result<()> {
@@ -206,7 +252,7 @@ impl<'v> Writer<'_, 'v> {
         &mut self,
         name: &str,
         ty: &'static TypeInfo,
-        object: &'v Map<String, Value>,
+        object: &'v J::Object,
         level: usize,
         root: bool,
         base: usize,
@@ -214,13 +260,13 @@ impl<'v> Writer<'_, 'v> {
         let mut id = None;
         let mut url = None;
         let mut cursor = 0;
-        for (key, value) in object {
+        for (key, value) in object.members() {
             if ty.kind == flint_fhir::model::TypeKind::Resource && key == "resourceType" {
                 continue;
             }
             let (companion, plain) = match key.strip_prefix('_') {
                 Some(plain) => (true, plain),
-                None => (false, key.as_str()),
+                None => (false, key),
             };
             let found = ty
                 .find_from(plain, &mut cursor)
@@ -260,7 +306,7 @@ impl<'v> Writer<'_, 'v> {
         }
         for (attribute, found) in [("id", id), ("url", url)] {
             if let Some((key, value)) = found {
-                let Value::String(text) = value else {
+                let View::String(text) = value.view() else {
                     return Err(self.error(Some(key), format!("'{key}' must be a string")));
                 };
                 self.path.push(key, None);
@@ -325,8 +371,8 @@ impl<'v> Writer<'_, 'v> {
         &mut self,
         ty: &'static TypeInfo,
         slot: Slot,
-        value: Option<&'v Value>,
-        companion: Option<&'v Value>,
+        value: Option<&'v J>,
+        companion: Option<&'v J>,
         level: usize,
     ) -> Result<()> {
         let Some((element, variant)) = ty.variant(slot) else {
@@ -334,8 +380,8 @@ impl<'v> Writer<'_, 'v> {
         };
         let key: &'static str = &variant.key;
         if !element.is_array {
-            if matches!(value, Some(Value::Array(_))) || matches!(companion, Some(Value::Array(_)))
-            {
+            let is_array = |v: Option<&J>| v.is_some_and(|v| matches!(v.view(), View::Array(_)));
+            if is_array(value) || is_array(companion) {
                 return Err(self.error(
                     Some(key),
                     format!("'{key}' must be a single value, not an array"),
@@ -346,13 +392,13 @@ impl<'v> Writer<'_, 'v> {
             self.path.pop();
             return result;
         }
-        let values = match value {
-            Some(Value::Array(items)) => Some(items),
+        let values = match value.map(J::view) {
+            Some(View::Array(items)) => Some(items),
             None => None,
             Some(_) => return Err(self.error(Some(key), format!("'{key}' must be an array"))),
         };
-        let companions = match companion {
-            Some(Value::Array(items)) => Some(items),
+        let companions = match companion.map(J::view) {
+            Some(View::Array(items)) => Some(items),
             None => None,
             Some(_) => {
                 return Err(self.error(
@@ -401,14 +447,14 @@ impl<'v> Writer<'_, 'v> {
         &mut self,
         key: &'static str,
         value_type: ValueType,
-        value: Option<&'v Value>,
-        companion: Option<&'v Value>,
+        value: Option<&'v J>,
+        companion: Option<&'v J>,
         level: usize,
     ) -> Result<()> {
         match value_type {
             ValueType::Primitive(scalar) => self.primitive(key, scalar, value, companion, level),
-            ValueType::Complex(type_id) => match value {
-                Some(Value::Object(object)) => self.object(key, type_id, object, level, false),
+            ValueType::Complex(type_id) => match value.map(J::view) {
+                Some(View::Object(object)) => self.object(key, type_id, object, level, false),
                 _ => Err(self.error(None, format!("'{key}' must be a JSON object"))),
             },
             ValueType::Resource => {
@@ -428,8 +474,8 @@ impl<'v> Writer<'_, 'v> {
         &mut self,
         key: &'static str,
         scalar: Scalar,
-        value: Option<&'v Value>,
-        companion: Option<&'v Value>,
+        value: Option<&'v J>,
+        companion: Option<&'v J>,
         level: usize,
     ) -> Result<()> {
         if scalar == Scalar::Xhtml {
@@ -439,7 +485,7 @@ impl<'v> Writer<'_, 'v> {
                     format!("'_{key}' is not allowed: the narrative has no id or extensions"),
                 ));
             }
-            let Some(Value::String(div)) = value else {
+            let Some(View::String(div)) = value.map(J::view) else {
                 return Err(self.error(None, format!("'{key}' must be a string of XHTML")));
             };
             if level > MAX_DEPTH {
@@ -456,9 +502,9 @@ impl<'v> Writer<'_, 'v> {
                 )
             });
         }
-        let (id, extensions) = match companion {
+        let (id, extensions) = match companion.map(J::view) {
             None => (None, None),
-            Some(Value::Object(c)) => match self.companion(key, c)? {
+            Some(View::Object(c)) => match self.companion(key, c)? {
                 (None, None) => {
                     return Err(self.error(None, format!("'_{key}' must have an id or extensions")))
                 }
@@ -488,8 +534,8 @@ impl<'v> Writer<'_, 'v> {
         let extension = self.schema.extension;
         for (i, item) in extensions.iter().enumerate() {
             self.path.push("extension", Some(i));
-            let result = match item {
-                Value::Object(object) => {
+            let result = match item.view() {
+                View::Object(object) => {
                     self.object("extension", extension, object, level + 1, false)
                 }
                 _ => Err(self.error(None, "an extension must be a JSON object".into())),
@@ -502,13 +548,13 @@ impl<'v> Writer<'_, 'v> {
     }
 
     /// The `id` and `extension` of a primitive's `_` companion.
-    fn companion(&self, key: &str, companion: &'v Map<String, Value>) -> Result<Companion<'v>> {
+    fn companion(&self, key: &str, companion: &'v J::Object) -> Result<Companion<'v, J>> {
         let mut id = None;
         let mut extensions = None;
-        for (name, value) in companion {
-            match (name.as_str(), value) {
-                ("id", Value::String(s)) => id = Some(s.as_str()),
-                ("extension", Value::Array(items)) if !items.is_empty() => extensions = Some(items),
+        for (name, value) in companion.members() {
+            match (name, value.view()) {
+                ("id", View::String(s)) => id = Some(s),
+                ("extension", View::Array(items)) if !items.is_empty() => extensions = Some(items),
                 ("id", _) => return Err(self.error(Some("id"), "'id' must be a string".into())),
                 ("extension", _) => {
                     return Err(self.error(
@@ -531,15 +577,15 @@ impl<'v> Writer<'_, 'v> {
 
     /// The text of a primitive's `value` attribute, checked against the JSON type its FHIR
     /// type has.
-    fn primitive_text(&self, key: &str, scalar: Scalar, value: &'v Value) -> Result<&'v str> {
-        match (scalar, value) {
-            (Scalar::Boolean, Value::Bool(true)) => Ok("true"),
-            (Scalar::Boolean, Value::Bool(false)) => Ok("false"),
+    fn primitive_text(&self, key: &str, scalar: Scalar, value: &'v J) -> Result<&'v str> {
+        match (scalar, value.view()) {
+            (Scalar::Boolean, View::Bool(true)) => Ok("true"),
+            (Scalar::Boolean, View::Bool(false)) => Ok("false"),
             (
                 Scalar::Integer | Scalar::PositiveInt | Scalar::UnsignedInt | Scalar::Decimal,
-                Value::Number(n),
-            ) => check_number(scalar, n.as_str()).map_err(|m| self.value_error(m)),
-            (Scalar::String | Scalar::Xhtml, Value::String(s)) => Ok(s),
+                View::Number(n),
+            ) => check_number(scalar, n).map_err(|m| self.value_error(m)),
+            (Scalar::String | Scalar::Xhtml, View::String(s)) => Ok(s),
             (Scalar::Boolean, _) => {
                 Err(self.value_error(format!("'{key}' must be a JSON boolean")))
             }

@@ -3,6 +3,10 @@
 //! one direction accepts, the other gives back unchanged:
 //! - `from_xml(x)` accepted ⇒ `to_xml` of the result is accepted and reads back the same;
 //! - `to_xml(j)` accepted ⇒ `from_xml` of the result gives `j` back.
+//!
+//! And the fast path from JSON text agrees with the path through a `Value` on mutated JSON
+//! text: `write_xml_from_json(t)` fails where `serde_json::from_slice(t)` fails, and otherwise
+//! gives what `write_xml` gives (the same bytes, or the same error).
 
 use std::io::{BufRead, BufReader};
 
@@ -123,8 +127,49 @@ const TOKENS: &[&str] = &[
     "<valueBoolean value=\"true\"/>",
 ];
 
+/// Pieces of JSON text to insert: escapes (some invalid), structure, numbers, FHIR.
+const JSON_TOKENS: &[&str] = &[
+    "\"",
+    "\\",
+    "\\u",
+    "\\u00e9",
+    "\\uD800",
+    "\\uDC00",
+    "\\uD83D\\uDE00",
+    "\\n",
+    "\\x",
+    "{",
+    "}",
+    "[",
+    "]",
+    ",",
+    ":",
+    " ",
+    "\n",
+    "null",
+    "true",
+    "-0",
+    "01",
+    "1.",
+    "1E5",
+    "1.0e-7",
+    "\u{1}",
+    "é",
+    "[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[",
+    "\"id\":\"i\",",
+    "\"_given\":[null,{\"id\":\"g\"}],",
+    "\"extension\":[{\"url\":\"u\",\"valueDecimal\":1E5}],",
+    "{\"$serde_json::private::Number\":\"1\"}",
+    "\"resourceType\":\"Basic\",",
+];
+
 /// One random edit of `bytes`.
 fn mutate(rng: &mut Rng, bytes: &mut Vec<u8>) {
+    mutate_with(rng, bytes, TOKENS);
+}
+
+/// One random edit of `bytes`, inserting `tokens` among others.
+fn mutate_with(rng: &mut Rng, bytes: &mut Vec<u8>, tokens: &[&str]) {
     let at = rng.below(bytes.len() + 1);
     match rng.below(6) {
         0 => bytes.truncate(at),
@@ -133,7 +178,7 @@ fn mutate(rng: &mut Rng, bytes: &mut Vec<u8>) {
             bytes.drain(at.min(end)..end);
         }
         2 => {
-            let token = TOKENS[rng.below(TOKENS.len())].as_bytes();
+            let token = tokens[rng.below(tokens.len())].as_bytes();
             bytes.splice(at..at, token.iter().copied());
         }
         3 => {
@@ -309,6 +354,88 @@ fn mutated_json_never_panics_and_what_is_written_reads_back() {
     assert!(written > runs / 10, "{written} of {runs} written");
 }
 
+/// Both paths from JSON text, compact and indented: the same bytes, or both fail (with the
+/// same error when `serde_json` parses the text), the buffer untouched. Returns whether they
+/// wrote.
+fn fast_path_agrees(text: &[u8]) -> bool {
+    let parsed = serde_json::from_slice::<Value>(text);
+    let mut wrote = false;
+    for pretty in [false, true] {
+        let mut expected = b"prefix".to_vec();
+        let by_value = parsed
+            .as_ref()
+            .map_err(|e| e.to_string())
+            .and_then(|value| {
+                if pretty {
+                    flint_xml::write_xml_pretty(value, &mut expected)
+                } else {
+                    flint_xml::write_xml(value, &mut expected)
+                }
+                .map_err(|e| format!("{:?}", e.issues))
+            });
+        let mut actual = b"prefix".to_vec();
+        let by_text = if pretty {
+            flint_xml::write_xml_pretty_from_json(text, &mut actual)
+        } else {
+            flint_xml::write_xml_from_json(text, &mut actual)
+        };
+        let what = String::from_utf8_lossy(text);
+        match (by_value, by_text) {
+            (Ok(()), Ok(())) => {
+                assert!(expected == actual, "{what}: outputs differ");
+                wrote = true;
+            }
+            (Err(e), Err(error)) => {
+                assert_eq!(actual, b"prefix", "{what}: the buffer is restored");
+                if parsed.is_ok() {
+                    assert_eq!(e, format!("{:?}", error.issues), "{what}");
+                }
+            }
+            (by_value, by_text) => {
+                panic!("{what}: by value {by_value:?}, from text {by_text:?}")
+            }
+        }
+    }
+    wrote
+}
+
+#[test]
+fn mutated_json_text_gives_what_the_value_gives() {
+    let mut rng = rng(4);
+    let mut parsed = 0;
+    let mut written = 0;
+    let mut runs = 0;
+    for seed in seeds() {
+        let texts = [
+            serde_json::to_string(&seed).expect("serialises"),
+            serde_json::to_string_pretty(&seed).expect("serialises"),
+        ];
+        for text in &texts {
+            assert!(fast_path_agrees(text.as_bytes()), "the seed converts");
+            for _ in 0..scaled(300) {
+                let mut bytes = text.clone().into_bytes();
+                for _ in 0..=rng.below(2) {
+                    mutate_with(&mut rng, &mut bytes, JSON_TOKENS);
+                }
+                runs += 1;
+                parsed += usize::from(serde_json::from_slice::<Value>(&bytes).is_ok());
+                written += usize::from(fast_path_agrees(&bytes));
+            }
+        }
+        // Value-level edits: valid JSON, so the writer's own errors are compared.
+        for _ in 0..scaled(100) {
+            let mut value = seed.clone();
+            for _ in 0..=rng.below(2) {
+                mutate_json(&mut rng, &mut value, 0);
+            }
+            written += usize::from(fast_path_agrees(value.to_string().as_bytes()));
+        }
+    }
+    // Enough mutations stay JSON, and enough of those FHIR, to compare outputs too.
+    assert!(parsed > runs / 10, "{parsed} of {runs} parsed");
+    assert!(written > runs / 20, "{written} of {runs} written");
+}
+
 #[test]
 fn arbitrary_bytes_never_panic() {
     let mut rng = rng(3);
@@ -323,5 +450,8 @@ fn arbitrary_bytes_never_panic() {
             );
         }
         let _ = flint_xml::from_xml(&bytes);
+        let json: Vec<u8> = [b"{\"resourceType\":\"Patient\",".as_slice(), &bytes].concat();
+        fast_path_agrees(&bytes);
+        fast_path_agrees(&json);
     }
 }
