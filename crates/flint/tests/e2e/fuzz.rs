@@ -352,7 +352,7 @@ fn random_requests_never_get_a_server_error() {
                     }
                     xml.truncate(cut);
                 } else if rng.chance(30) {
-                    xml = xml.replacen('>', *rng.pick(&["", "&", "<!DOCTYPE x>", ">>"]), 1);
+                    xml = xml.replacen('>', rng.pick(&["", "&", "<!DOCTYPE x>", ">>"]), 1);
                 }
                 xml
             }
