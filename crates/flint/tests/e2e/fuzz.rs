@@ -352,7 +352,8 @@ fn random_requests_never_get_a_server_error() {
                     }
                     xml.truncate(cut);
                 } else if rng.chance(30) {
-                    xml = xml.replacen('>', rng.pick(&["", "&", "<!DOCTYPE x>", ">>"]), 1);
+                    let with: &str = rng.pick(&["", "&", "<!DOCTYPE x>", ">>"]);
+                    xml = xml.replacen('>', with, 1);
                 }
                 xml
             }
