@@ -352,7 +352,7 @@ fn random_requests_never_get_a_server_error() {
                     }
                     xml.truncate(cut);
                 } else if rng.chance(30) {
-                    let with: &str = rng.pick(&["", "&", "<!DOCTYPE x>", ">>"]);
+                    let with = *rng.pick(&["", "&", "<!DOCTYPE x>", ">>"]);
                     xml = xml.replacen('>', with, 1);
                 }
                 xml
