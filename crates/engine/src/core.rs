@@ -676,8 +676,14 @@ impl<S: Store> Engine<S> {
     }
 
     /// The interrupt of a search: the request's, with the search time limit.
+    /// A search run as a background job has the longer `async_search_timeout`.
     pub(crate) fn search_interrupt(&self, ctx: &Context) -> flint_store::Interrupt {
-        ctx.interrupt.within(self.limits.search_timeout)
+        let limit = if ctx.job.is_some() {
+            self.limits.async_search_timeout
+        } else {
+            self.limits.search_timeout
+        };
+        ctx.interrupt.within(limit)
     }
 }
 

@@ -42,6 +42,8 @@ pub use write::{Done, MAX_CONDITIONAL_DELETE};
 pub struct Limits {
     /// `[search] timeout_ms`: how long one search (or history page) may run.
     pub search_timeout: Duration,
+    /// `[search] async_timeout_ms`: the same for a search run as a background job.
+    pub async_search_timeout: Duration,
     /// `[search] default_count` and `max_count`: page sizes of search.
     pub default_count: usize,
     pub max_count: usize,
@@ -70,6 +72,7 @@ impl Default for Limits {
     fn default() -> Self {
         Limits {
             search_timeout: Duration::from_secs(10),
+            async_search_timeout: Duration::from_secs(300),
             default_count: 50,
             max_count: 1000,
             max_included: 1000,

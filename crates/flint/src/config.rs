@@ -54,6 +54,8 @@ pub struct Search {
     /// How long one search (or history page) may run before it stops with an
     /// OperationOutcome.
     pub timeout_ms: u64,
+    /// The same for a search run in the background (`Prefer: respond-async`).
+    pub async_timeout_ms: u64,
     /// Page size when `_count` is not given, and the largest `_count` honoured.
     pub default_count: usize,
     pub max_count: usize,
@@ -65,6 +67,7 @@ impl Default for Search {
     fn default() -> Self {
         Search {
             timeout_ms: 10_000,
+            async_timeout_ms: 300_000,
             default_count: 50,
             max_count: 1000,
             max_include: 1000,
@@ -237,9 +240,12 @@ impl Config {
                 "search.default_count must be positive and at most search.max_count".into(),
             );
         }
-        if self.search.timeout_ms == 0 || self.server.max_requests_in_flight == 0 {
+        if self.search.timeout_ms == 0
+            || self.search.async_timeout_ms == 0
+            || self.server.max_requests_in_flight == 0
+        {
             return Err(
-                "search.timeout_ms and server.max_requests_in_flight must be positive".into(),
+                "search.timeout_ms, search.async_timeout_ms and server.max_requests_in_flight must be positive".into(),
             );
         }
         if self.history.default_page_size == 0

@@ -205,6 +205,7 @@ fn limits(config: &Config) -> flint_engine::Limits {
     }
     flint_engine::Limits {
         search_timeout: ms(config.search.timeout_ms),
+        async_search_timeout: ms(config.search.async_timeout_ms),
         default_count: config.search.default_count,
         max_count: config.search.max_count,
         max_included: config.search.max_include,

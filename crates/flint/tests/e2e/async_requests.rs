@@ -398,3 +398,28 @@ fn an_asynchronous_request_survives_a_kill() {
         }
     }
 }
+
+#[test]
+fn a_search_in_the_background_has_its_own_longer_time_limit() {
+    let s = Server::start_limited(Limits {
+        async_budget: Duration::ZERO,
+        search_timeout: Duration::from_millis(50),
+        async_search_timeout: Duration::from_secs(60),
+        ..Limits::default()
+    });
+    s.put("Patient/a", &json!({"resourceType": "Patient", "id": "a"}));
+    // Every search takes 200 ms before it reads: past the synchronous limit only.
+    s.engine()
+        .set_search_hook(Some(std::sync::Arc::new(|interrupt| {
+            let until = Instant::now() + Duration::from_millis(200);
+            while Instant::now() < until {
+                interrupt.check()?;
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            Ok(())
+        })));
+    outcome(s.get("Patient").send().unwrap(), 422);
+    let entry = result(&s, &status_url(send_async(&s, "GET", "Patient", None)));
+    assert_eq!(entry["response"]["status"], "200 OK");
+    assert_eq!(entry["resource"]["total"], 1);
+}
