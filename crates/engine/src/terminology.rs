@@ -28,7 +28,7 @@ pub(crate) type Sources<'e, S> = Chain<Stored<'e, S>, Core>;
 impl<S: Store> Stored<'_, S> {
     /// The newest stored resource of `resource_type` with this canonical URL (and `version`,
     /// when given); `Type/id` reads a stored one by id.
-    fn find(
+    pub(crate) fn find(
         &self,
         resource_type: &str,
         url: &str,
@@ -137,5 +137,62 @@ impl<S: Store> Engine<S> {
     pub(crate) fn expand(&self, url: &str) -> Result<Members> {
         let sources = self.terminology_sources();
         Terminology::new(&sources).members(url)
+    }
+}
+
+/// Required bindings checked against the value sets this server can expand (`$validate`):
+/// each value set expanded once per validation.
+pub(crate) struct Bindings<'e, S> {
+    engine: &'e Engine<S>,
+    expanded: parking_lot::Mutex<std::collections::HashMap<String, Option<Members>>>,
+}
+
+impl<'e, S: Store> Bindings<'e, S> {
+    pub(crate) fn new(engine: &'e Engine<S>) -> Bindings<'e, S> {
+        Bindings {
+            engine,
+            expanded: Default::default(),
+        }
+    }
+}
+
+impl<S: Store> flint_validate::ValueSets for Bindings<'_, S> {
+    fn contains(&self, value_set: &str, system: Option<&str>, code: &str) -> Result<Option<bool>> {
+        let members = {
+            let mut cache = self.expanded.lock();
+            match cache.get(value_set) {
+                Some(m) => m.clone(),
+                None => {
+                    // A value set this server cannot expand: it cannot tell, which is no error.
+                    let m = match self.engine.expand(value_set) {
+                        Ok(m) => Some(m),
+                        Err(e) if e.is_server_fault() => return Err(e),
+                        Err(_) => None,
+                    };
+                    cache.insert(value_set.to_string(), m.clone());
+                    m
+                }
+            }
+        };
+        let Some(members) = members else {
+            return Ok(None);
+        };
+        let mut unsure = false;
+        for (s, c) in &members {
+            if system.is_some_and(|want| want != s) {
+                continue;
+            }
+            match c {
+                Some(c) if c == code => return Ok(Some(true)),
+                Some(_) => {}
+                // A whole code system: the code is in it if the code system has it.
+                None => match self.engine.hierarchy(s) {
+                    Ok(h) if h.find(code).is_some() => return Ok(Some(true)),
+                    Ok(_) => {}
+                    Err(_) => unsure = true,
+                },
+            }
+        }
+        Ok(if unsure { None } else { Some(false) })
     }
 }

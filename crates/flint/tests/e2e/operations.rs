@@ -139,6 +139,133 @@ fn meta_changes_labels_in_place() {
     assert!(oo.to_string().contains("[id]/$meta-add"), "{oo}");
 }
 
+/// Whether an OperationOutcome has no error-severity issue.
+fn no_errors(oo: &Value) -> bool {
+    oo["issue"].as_array().is_some_and(|issues| {
+        issues
+            .iter()
+            .all(|i| i["severity"] != "error" && i["severity"] != "fatal")
+    })
+}
+
+/// The error-severity issues of an OperationOutcome, as (expression, diagnostics).
+fn errors(oo: &Value) -> Vec<(String, String)> {
+    oo["issue"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|i| i["severity"] == "error")
+        .map(|i| {
+            (
+                i["expression"][0].as_str().unwrap_or("").to_string(),
+                i["diagnostics"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn validate_checks_invariants_bindings_and_profiles() {
+    let s = Server::start();
+    // pat-1: a contact needs some detail.
+    let oo: Value = s
+        .post(
+            "Patient/$validate",
+            &json!({"resourceType": "Patient", "contact": [{"gender": "male"}]}),
+        )
+        .json()
+        .unwrap();
+    let found = errors(&oo);
+    assert!(
+        found
+            .iter()
+            .any(|(at, d)| at == "Patient.contact[0]" && d.contains("pat-1")),
+        "{oo}"
+    );
+    // A required binding.
+    let oo: Value = s
+        .post(
+            "Patient/$validate",
+            &json!({"resourceType": "Patient", "gender": "boy"}),
+        )
+        .json()
+        .unwrap();
+    assert!(
+        errors(&oo).iter().any(|(at, _)| at == "Patient.gender"),
+        "{oo}"
+    );
+    // per-1 in a datatype.
+    let oo: Value = s
+        .post(
+            "Patient/$validate",
+            &json!({"resourceType": "Patient",
+            "name": [{"family": "F", "period": {"start": "2020-01-02", "end": "2020-01-01"}}]}),
+        )
+        .json()
+        .unwrap();
+    assert!(errors(&oo).iter().any(|(_, d)| d.contains("per-1")), "{oo}");
+
+    // A stored profile with only a differential: birthDate required.
+    let profile = json!({
+        "resourceType": "StructureDefinition", "id": "dob-required",
+        "url": "http://example.org/StructureDefinition/dob-required", "name": "DobRequired",
+        "status": "active", "kind": "resource", "abstract": false, "type": "Patient",
+        "baseDefinition": "http://hl7.org/fhir/StructureDefinition/Patient", "derivation": "constraint",
+        "differential": {"element": [{"id": "Patient.birthDate", "path": "Patient.birthDate", "min": 1}]}
+    });
+    assert_eq!(
+        s.put("StructureDefinition/dob-required", &profile).status(),
+        201
+    );
+    let url = "http://example.org/StructureDefinition/dob-required";
+    let by_input = |patient: Value| -> Value {
+        s.post(
+            "Patient/$validate",
+            &json!({"resourceType": "Parameters", "parameter": [
+            {"name": "resource", "resource": patient}, {"name": "profile", "valueUri": url}]}),
+        )
+        .json()
+        .unwrap()
+    };
+    let oo = by_input(json!({"resourceType": "Patient", "gender": "male"}));
+    assert!(
+        errors(&oo).iter().any(|(_, d)| d.contains("birthDate")),
+        "{oo}"
+    );
+    let oo = by_input(json!({"resourceType": "Patient", "birthDate": "2000-01-01"}));
+    assert!(no_errors(&oo), "{oo}");
+    // A claimed profile is checked too.
+    let oo: Value = s
+        .post(
+            "Patient/$validate",
+            &json!({"resourceType": "Patient", "meta": {"profile": [url]}}),
+        )
+        .json()
+        .unwrap();
+    assert!(
+        errors(&oo).iter().any(|(_, d)| d.contains("birthDate")),
+        "{oo}"
+    );
+    // A core profile: vital signs need a category and a subject.
+    let oo: Value = s
+        .post(
+            "Observation/$validate?profile=http://hl7.org/fhir/StructureDefinition/vitalsigns",
+            &json!({"resourceType": "Observation", "status": "final",
+                      "code": {"coding": [{"system": "http://loinc.org", "code": "8867-4"}]}}),
+        )
+        .json()
+        .unwrap();
+    assert!(!no_errors(&oo), "{oo}");
+    // An unknown profile asked for: the validation cannot be done.
+    outcome(
+        s.post(
+            "Patient/$validate?profile=http://example.org/nope",
+            &json!({"resourceType": "Patient"}),
+        ),
+        404,
+    );
+}
+
 #[test]
 fn validate_reports_without_writing() {
     let s = Server::start();
@@ -151,7 +278,7 @@ fn validate_reports_without_writing() {
     assert_eq!(r.status(), 200);
     let oo: Value = r.json().unwrap();
     assert_eq!(oo["resourceType"], "OperationOutcome");
-    assert_eq!(oo["issue"][0]["severity"], "information");
+    assert!(no_errors(&oo), "{oo}");
     // In Parameters, invalid: still 200, the problems with their locations.
     let body = json!({"resourceType": "Parameters", "parameter": [
         {"name": "resource", "resource": {"resourceType": "Patient", "gender": 7, "bogus": true}},
@@ -189,7 +316,7 @@ fn validate_reports_without_writing() {
         .post(&format!("Patient/{id}/$validate"), &update(&id))
         .json()
         .unwrap();
-    assert_eq!(oo["issue"][0]["severity"], "information");
+    assert!(no_errors(&oo), "{oo}");
     let oo: Value = s
         .post(&format!("Patient/{id}/$validate"), &update("other"))
         .json()
