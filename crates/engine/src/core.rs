@@ -639,8 +639,10 @@ impl<S: Store> Engine<S> {
     /// `batch-response` Bundle holding the response; `404` once cancelled.
     fn async_status(&self, ctx: &Context, id: &str) -> Result<Response> {
         use crate::jobs::JobStatus;
-        let status = self.job_status(ctx, id)?;
-        if let (JobStatus::Ended(state, response), true) = (&status, self.is_export(id)?) {
+        // One read of the job: its status, and its kind (an export answers as the IG says).
+        let job = self.owned_job(ctx, id)?;
+        let status = crate::jobs::status_of::<S>(&job)?;
+        if let (JobStatus::Ended(state, response), true) = (&status, job.kind == "export") {
             // The Bulk Data IG: the manifest itself (plain JSON), or the error as it is.
             return Ok(match state {
                 flint_store::JobState::Cancelled => {

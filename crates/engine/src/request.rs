@@ -192,24 +192,17 @@ impl Interaction {
         )
     }
 
-    /// Whether the interaction can take long or much memory (searches, history, Bundles,
-    /// operations): such work runs in the request core's bounded slow lane.
+    /// Whether the interaction can take long or much memory (what may run in the
+    /// background, and conditional writes, which search first): such work runs in the
+    /// request core's bounded slow lane.
     pub fn is_costly(&self) -> bool {
-        matches!(
-            self,
-            Interaction::SearchType { .. }
-                | Interaction::SearchSystem
-                | Interaction::SearchCompartment { .. }
-                | Interaction::HistoryInstance { .. }
-                | Interaction::HistoryType { .. }
-                | Interaction::HistorySystem
-                | Interaction::Bundle
-                | Interaction::Operation { .. }
-                | Interaction::Page { .. }
-                | Interaction::ConditionalUpdate { .. }
-                | Interaction::ConditionalPatch { .. }
-                | Interaction::ConditionalDelete { .. }
-        )
+        self.may_run_async()
+            || matches!(
+                self,
+                Interaction::ConditionalUpdate { .. }
+                    | Interaction::ConditionalPatch { .. }
+                    | Interaction::ConditionalDelete { .. }
+            )
     }
 }
 

@@ -138,7 +138,12 @@ fn normalize_context_path(p: &str) -> String {
 
 /// `GET /metrics`: the request core's metrics for Prometheus.
 async fn metrics<S: Store>(State(state): State<Shared<S>>) -> HttpResponse {
-    let text = state.engine.metrics_text();
+    // The gauges read the store: blocking work, off the runtime's threads.
+    let engine = Arc::clone(&state.engine);
+    let text = match tokio::task::spawn_blocking(move || engine.metrics_text()).await {
+        Ok(text) => text,
+        Err(_) => return ApiError(Error::internal("reading the metrics panicked")).into_response(),
+    };
     (
         [(header::CONTENT_TYPE, flint_engine::metrics::CONTENT_TYPE)],
         text,

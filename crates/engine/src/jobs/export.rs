@@ -285,11 +285,6 @@ impl<S: Store> Engine<S> {
         Ok(id)
     }
 
-    /// Whether a job is an export (its status is answered as the Bulk Data IG says).
-    pub(crate) fn is_export(&self, job: &str) -> Result<bool> {
-        Ok(self.store().job(job)?.is_some_and(|j| j.kind == "export"))
-    }
-
     /// Where a job's files go.
     fn export_dir(&self, job: &str) -> Result<PathBuf> {
         let root = self

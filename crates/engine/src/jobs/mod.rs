@@ -256,6 +256,27 @@ pub enum JobStatus {
     Ended(JobState, JobResponse),
 }
 
+/// A job as its owner sees it.
+///
+/// # Errors
+/// A stored result that is not JSON (a store fault).
+pub(crate) fn status_of<S: Store>(job: &JobRecord) -> Result<JobStatus> {
+    Ok(match (job.state, &job.result) {
+        (JobState::Running, _) => JobStatus::Running(match kind::<S>(&job.kind) {
+            Some(k) => k.progress(job),
+            None => "running".into(),
+        }),
+        (state, Some(result)) => JobStatus::Ended(state, JobResponse::parse(result)?),
+        (state, None) => JobStatus::Ended(
+            state,
+            JobResponse::failure(
+                &Error::new(IssueType::Exception, "the request ended without a result")
+                    .with_status(500),
+            ),
+        ),
+    })
+}
+
 /// Microseconds since the epoch, by the wall clock (leases are compared across nodes).
 fn wall_clock() -> i64 {
     std::time::SystemTime::now()
@@ -273,7 +294,7 @@ fn no_such_job(id: &str) -> Error {
 
 impl<S: Store> Engine<S> {
     /// A job as `ctx`'s caller may see it: only its owner does.
-    fn owned_job(&self, ctx: &Context, id: &str) -> Result<JobRecord> {
+    pub(crate) fn owned_job(&self, ctx: &Context, id: &str) -> Result<JobRecord> {
         match self.store().job(id)? {
             // A job with no owner is the server's own (a migration's `$reindex`).
             Some(job) if job.owner.is_empty() || job.owner == ctx.owner() => Ok(job),
@@ -286,21 +307,7 @@ impl<S: Store> Engine<S> {
     /// # Errors
     /// 404 for a job that does not exist or is not the caller's; a store fault.
     pub fn job_status(&self, ctx: &Context, id: &str) -> Result<JobStatus> {
-        let job = self.owned_job(ctx, id)?;
-        Ok(match (job.state, &job.result) {
-            (JobState::Running, _) => JobStatus::Running(match kind::<S>(&job.kind) {
-                Some(k) => k.progress(&job),
-                None => "running".into(),
-            }),
-            (state, Some(result)) => JobStatus::Ended(state, JobResponse::parse(result)?),
-            (state, None) => JobStatus::Ended(
-                state,
-                JobResponse::failure(
-                    &Error::new(IssueType::Exception, "the request ended without a result")
-                        .with_status(500),
-                ),
-            ),
-        })
+        status_of::<S>(&self.owned_job(ctx, id)?)
     }
 
     /// Waits up to `budget` for a job to end, on the calling (blocking) thread.
@@ -430,7 +437,12 @@ impl<S: Store> Engine<S> {
         tokio::task::spawn_blocking(move || engine.publish_operations(&ctx))
             .await
             .map_err(|e| Error::internal(format!("publishing the operations panicked: {e}")))??;
-        self.resume_jobs().await?;
+        // Reading the jobs (and the export directory) is blocking work: off the runtime's
+        // threads, as every store read but a point read is.
+        let engine = Arc::clone(self);
+        tokio::task::spawn_blocking(move || crate::lanes::block_on(engine.resume_jobs()))
+            .await
+            .map_err(|e| Error::internal(format!("resuming the jobs panicked: {e}")))??;
         let engine = Arc::downgrade(self);
         tokio::spawn(async move {
             loop {
@@ -441,8 +453,15 @@ impl<S: Store> Engine<S> {
                 if engine.is_stopping() {
                     return;
                 }
-                if let Err(e) = engine.keep_jobs().await {
-                    tracing::warn!(error = ?e, "cannot renew the leases of the running jobs");
+                let kept =
+                    tokio::task::spawn_blocking(move || crate::lanes::block_on(engine.keep_jobs()))
+                        .await;
+                match kept {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => {
+                        tracing::warn!(error = ?e, "cannot renew the leases of the running jobs")
+                    }
+                    Err(e) => tracing::error!(error = %e, "keeping the jobs panicked"),
                 }
             }
         });
