@@ -152,7 +152,10 @@ impl<S: Store> Engine<S> {
         if self.is_stopping() {
             return Err(stopping());
         }
-        let costly = request.interaction.is_costly();
+        // An operation that waits on the sandbox or a remote service waits on the blocking
+        // pool, so that a stuck script never holds a thread searches need.
+        let costly =
+            request.interaction.is_costly() && !operation.is_some_and(|e| e.waits_elsewhere());
         let engine = Arc::clone(self);
         let outcome = self
             .lanes
@@ -264,6 +267,13 @@ impl<S: Store> Engine<S> {
             Interaction::SearchType { rt } => {
                 self.check_type(&rt)?;
                 let params = form_params(&headers, body, params)?;
+                if let Some((_, name)) = params.iter().find(|(k, _)| k == "_query") {
+                    // A named query: an operation of kind `query`, answering a searchset.
+                    let name = name.clone();
+                    let rest: Vec<(String, String)> =
+                        params.into_iter().filter(|(k, _)| k != "_query").collect();
+                    return self.invoke_named_query(ctx, &name, &rt, &rest, &headers);
+                }
                 self.search_response(ctx, &rt, &params, headers.strict_handling(), None)
             }
             Interaction::SearchSystem => {
@@ -807,7 +817,7 @@ fn check_content_type(content_type: Option<&str>, extra: &[&str]) -> Result<()> 
     }
 }
 
-fn parse_json(bytes: &[u8]) -> Result<Value> {
+pub(crate) fn parse_json(bytes: &[u8]) -> Result<Value> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Err(Error::invalid("the request has no body"));
     }

@@ -7,6 +7,7 @@ pub mod bundle;
 mod capabilities;
 mod context;
 mod core;
+pub mod custom;
 pub mod fulltext;
 pub mod jobs;
 pub mod lanes;
@@ -66,6 +67,8 @@ pub struct Limits {
     pub node: String,
     /// The lanes requests run in.
     pub lanes: lanes::LaneLimits,
+    /// `[apps]`: custom operations and their sandbox.
+    pub apps: custom::AppLimits,
 }
 
 impl Default for Limits {
@@ -83,6 +86,7 @@ impl Default for Limits {
             node: jobs::host_name(),
             export_dir: Some(std::env::temp_dir().join(format!("flint-exports-{}", new_id()))),
             lanes: lanes::LaneLimits::default(),
+            apps: custom::AppLimits::default(),
         }
     }
 }
@@ -119,6 +123,8 @@ pub struct Engine<S> {
     capabilities: parking_lot::Mutex<Option<CachedCapabilities>>,
     /// The operations in force (replaced whole when operations are added or removed).
     operations: parking_lot::RwLock<Arc<operations::Catalog<S>>>,
+    /// Custom operations: the sandbox, compiled scripts, the audit writer.
+    custom: custom::State,
     metrics: metrics::Metrics,
 }
 
@@ -155,6 +161,7 @@ impl<S: Store> Engine<S> {
             stopping: Default::default(),
             capabilities: Default::default(),
             operations: parking_lot::RwLock::new(Arc::new(operations::Catalog::builtin())),
+            custom: custom::State::default(),
             metrics: metrics::Metrics::default(),
         };
         if let Err(e) = engine.reload_search_parameters() {
@@ -237,6 +244,9 @@ impl<S: Store> Engine<S> {
             if let Err(e) = self.reload_search_parameters() {
                 tracing::error!(error = ?e, "cannot reload the SearchParameters");
             }
+        }
+        if custom::is_registry_type(resource_type) {
+            self.custom_written();
         }
     }
 
@@ -321,6 +331,7 @@ impl<S: Store> Engine<S> {
             }
         }
         validate::validate_resource(self.model, resource)?;
+        self.check_custom(resource_type, resource)?;
         if resource_type == "SearchParameter" {
             // A parameter whose expression does not compile would index nothing, silently.
             if let Some(expression) = resource.get("expression").and_then(Value::as_str) {

@@ -217,6 +217,9 @@ pub struct Headers {
     /// Every `Prefer` header, joined with commas.
     pub prefer: Option<String>,
     pub content_type: Option<String>,
+    /// The other headers of an operation's request, names in lower case (what a custom
+    /// operation's code sees as `event.headers`); credentials and cookies are left out.
+    pub others: Vec<(String, String)>,
 }
 
 impl Headers {

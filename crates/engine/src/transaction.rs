@@ -558,6 +558,7 @@ fn parse_entry(
         if_none_exist: text("ifNoneExist"),
         prefer: Some(prefer_text.to_string()),
         content_type: None,
+        others: Vec::new(),
     };
     parsed.body = match raw.get_mut("resource").map(Value::take) {
         Some(resource) => Body::Json(resource),

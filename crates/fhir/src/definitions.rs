@@ -18,17 +18,103 @@ macro_rules! embedded {
 }
 
 embedded!(
-    /// StructureDefinitions of the base types and resources (derivation `specialization`).
-    types, "types.ndjson.gz"
+    /// The R4 StructureDefinitions of the base types and resources.
+    r4_types, "types.ndjson.gz"
 );
 embedded!(
     /// Constraining StructureDefinitions: core profiles and extension definitions.
     profiles, "profiles.ndjson.gz"
 );
 embedded!(
-    /// The core SearchParameters.
-    search_parameters, "search-parameters.ndjson.gz"
+    /// The R4 core SearchParameters.
+    r4_search_parameters, "search-parameters.ndjson.gz"
 );
+
+/// The type code of an element that holds any JSON value (a Flint resource's free-form part:
+/// an App's subscription filter, a map of headers). Never used by R4 definitions.
+pub const JSON_TYPE: &str = "Flint.Json";
+
+/// StructureDefinitions of the base types and resources (derivation `specialization`): the
+/// R4 ones and Flint's own resource types (`Bot`, `App`), whose snapshots are made here from
+/// their differentials over `DomainResource`.
+pub fn types() -> &'static [Value] {
+    static CELL: OnceLock<Vec<Value>> = OnceLock::new();
+    CELL.get_or_init(|| {
+        let mut all = r4_types().to_vec();
+        all.extend(flint_types().iter().cloned());
+        all
+    })
+}
+
+/// Flint's own resource types (`Bot`, `App`), with snapshots.
+pub fn flint_types() -> &'static [Value] {
+    static CELL: OnceLock<Vec<Value>> = OnceLock::new();
+    CELL.get_or_init(|| {
+        let domain = r4_types()
+            .iter()
+            .find(|sd| sd["type"] == "DomainResource")
+            .expect("the R4 types hold DomainResource");
+        let written: Vec<Value> =
+            serde_json::from_str(include_str!("../definitions/flint-types.json"))
+                .expect("Flint's type definitions are valid JSON");
+        written
+            .into_iter()
+            .map(|sd| with_snapshot(sd, domain))
+            .collect()
+    })
+}
+
+/// The snapshot of a specialization of `DomainResource`: its inherited elements renamed to the
+/// new type, then the differential's, each with its id.
+fn with_snapshot(mut sd: Value, domain: &Value) -> Value {
+    let name = sd["type"].as_str().unwrap_or_default().to_string();
+    let rename = |s: &str| format!("{name}{}", s.strip_prefix("DomainResource").unwrap_or(s));
+    let mut elements: Vec<Value> = Vec::new();
+    let own = sd
+        .pointer("/differential/element")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    let mut own = own.into_iter().map(|mut e| {
+        let path = e["path"].as_str().unwrap_or_default().to_string();
+        e["id"] = Value::String(path);
+        e
+    });
+    if let Some(root) = own.next() {
+        elements.push(root);
+    }
+    for e in domain
+        .pointer("/snapshot/element")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .skip(1)
+    {
+        let mut e = e.clone();
+        for key in ["id", "path"] {
+            if let Some(s) = e[key].as_str() {
+                e[key] = Value::String(rename(s));
+            }
+        }
+        elements.push(e);
+    }
+    elements.extend(own);
+    sd["snapshot"] = serde_json::json!({ "element": elements });
+    sd
+}
+
+/// The core SearchParameters: R4's and those of Flint's own resource types.
+pub fn search_parameters() -> &'static [Value] {
+    static CELL: OnceLock<Vec<Value>> = OnceLock::new();
+    CELL.get_or_init(|| {
+        let mut all = r4_search_parameters().to_vec();
+        let flint: Vec<Value> =
+            serde_json::from_str(include_str!("../definitions/flint-search-parameters.json"))
+                .expect("Flint's search parameters are valid JSON");
+        all.extend(flint);
+        all
+    })
+}
 embedded!(
     /// The core OperationDefinitions.
     operation_definitions, "operation-definitions.ndjson.gz"
@@ -76,8 +162,10 @@ mod tests {
 
     #[test]
     fn every_embedded_set_loads_with_expected_counts() {
-        assert_eq!(types().len(), 209);
-        assert_eq!(search_parameters().len(), 1400);
+        assert_eq!(r4_types().len(), 209);
+        assert_eq!(types().len(), 211);
+        assert_eq!(r4_search_parameters().len(), 1400);
+        assert_eq!(search_parameters().len(), 1407);
         assert_eq!(operation_definitions().len(), 47);
         assert_eq!(compartment_definitions().len(), 6);
         assert!(terminology().len() > 2000);

@@ -42,6 +42,49 @@ pub enum IssueType {
 }
 
 impl IssueType {
+    /// Every issue type.
+    pub const ALL: [IssueType; 31] = {
+        use IssueType::*;
+        [
+            Invalid,
+            Structure,
+            Required,
+            Value,
+            Invariant,
+            Security,
+            Login,
+            Unknown,
+            Expired,
+            Forbidden,
+            Suppressed,
+            Processing,
+            NotSupported,
+            Duplicate,
+            MultipleMatches,
+            NotFound,
+            Deleted,
+            TooLong,
+            CodeInvalid,
+            Extension,
+            TooCostly,
+            BusinessRule,
+            Conflict,
+            Transient,
+            LockError,
+            NoStore,
+            Exception,
+            Timeout,
+            Incomplete,
+            Throttled,
+            Informational,
+        ]
+    };
+
+    /// The issue type an `OperationOutcome` code names.
+    pub fn from_code(code: &str) -> Option<IssueType> {
+        IssueType::ALL.into_iter().find(|t| t.code() == code)
+    }
+
     /// The code as written in an `OperationOutcome`.
     pub fn code(self) -> &'static str {
         use IssueType::*;

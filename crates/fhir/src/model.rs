@@ -357,7 +357,10 @@ mod tests {
         assert!(m.is_resource_type("Parameters"));
         assert!(!m.is_resource_type("DomainResource"));
         assert!(!m.is_resource_type("HumanName"));
-        assert_eq!(m.resource_types().len(), 146);
+        // R4's 146 and Flint's Bot and App.
+        assert_eq!(m.resource_types().len(), 148);
+        assert!(m.is_resource_type("Bot") && m.is_resource_type("App"));
+        assert!(m.is_subtype_of("App", "DomainResource"));
         assert!(m.is_primitive("dateTime"));
         assert!(m.is_subtype_of("Patient", "Resource"));
         assert!(m.is_subtype_of("code", "string"));

@@ -394,6 +394,10 @@ impl<'v> Validator<'_> {
             self.resource(value, path, depth);
             return;
         }
+        if type_code == crate::definitions::JSON_TYPE {
+            self.free_json(value, path, depth);
+            return;
+        }
         match self.model.get(type_code).map(|t| t.kind) {
             Some(TypeKind::Primitive) => self.primitive(type_code, value, path),
             Some(TypeKind::Complex | TypeKind::Backbone) => match value.as_object() {
@@ -411,6 +415,41 @@ impl<'v> Validator<'_> {
                 path,
                 format!("no definition for type {type_code}"),
             ),
+        }
+    }
+
+    /// Any JSON (Flint's free-form elements): only its nesting is bounded, and no decimal
+    /// may exceed what a double holds.
+    fn free_json(&mut self, value: &'v Value, path: &mut Vec<Seg<'v>>, depth: usize) {
+        if depth > MAX_DEPTH {
+            self.report(
+                IssueType::TooCostly,
+                path,
+                format!("the resource is nested deeper than {MAX_DEPTH} elements"),
+            );
+            return;
+        }
+        match value {
+            Value::Object(o) => {
+                for (k, v) in o {
+                    path.push(Seg::Name(k));
+                    self.free_json(v, path, depth + 1);
+                    path.pop();
+                }
+            }
+            Value::Array(a) => {
+                for (i, v) in a.iter().enumerate() {
+                    path.push(Seg::Index(i));
+                    self.free_json(v, path, depth + 1);
+                    path.pop();
+                }
+            }
+            Value::Number(_) => {
+                if let Some(problem) = decimal_problem(value) {
+                    self.report(IssueType::Value, path, problem);
+                }
+            }
+            _ => {}
         }
     }
 
@@ -682,6 +721,33 @@ mod tests {
                 "{r}: expected an issue at {at}, got {found:?}"
             );
         }
+    }
+
+    #[test]
+    fn flint_types_validate_with_their_free_form_elements() {
+        let app = json!({
+            "resourceType": "App", "name": "risk", "status": "active",
+            "meta": {"versionId": "1"},
+            "operations": [{
+                "name": "risk-score", "type": "read", "resourceType": "Patient",
+                "parameter": [{"name": "return", "use": "out", "min": 1, "max": "1", "type": "Parameters"}],
+                "handler": {"type": "http", "url": "http://127.0.0.1:9/score",
+                            "headers": {"X-Key": "k", "nested": {"a": [1, 2.5]}}}
+            }],
+            "subscriptions": [{"resourceType": "Observation", "events": ["create"],
+                "filter": {"code": "8867-4", "valueQuantity.value": {"gt": 140}},
+                "handler": {"type": "webhook", "url": "http://127.0.0.1:9/hook"},
+                "retryPolicy": {"maxRetries": 3, "backoffSeconds": [1, 5]}}]
+        });
+        assert_eq!(problems(app.clone()), Vec::<String>::new());
+        let mut bad = app;
+        bad["operations"][0]["handler"]["colour"] = json!("red");
+        bad["subscriptions"][0]["filter"] = serde_json::from_str(r#"{"x": 1e999}"#).unwrap();
+        let found = problems(bad);
+        assert_eq!(found.len(), 2, "{found:?}");
+        let bot = json!({"resourceType": "Bot", "name": "b", "runtimeVersion": "vmcontext",
+            "executableCode": {"contentType": "application/javascript", "data": "ZXhwb3J0cw=="}});
+        assert_eq!(problems(bot), Vec::<String>::new());
     }
 
     #[test]

@@ -104,6 +104,8 @@ pub struct Apps {
 pub struct Sandbox {
     pub max_memory_mb: u64,
     pub max_execution_ms: u64,
+    /// Threads running JavaScript (each with its own runtime); 0: one per core.
+    pub workers: usize,
 }
 
 #[derive(Clone, Debug, Deserialize, PartialEq)]
@@ -167,6 +169,7 @@ impl Default for Sandbox {
         Sandbox {
             max_memory_mb: 64,
             max_execution_ms: 5000,
+            workers: 0,
         }
     }
 }

@@ -222,6 +222,25 @@ fn limits(config: &Config) -> flint_engine::Limits {
             config.server.node_id.clone()
         },
         lanes,
+        apps: flint_engine::custom::AppLimits {
+            enabled: config.apps.enabled,
+            max_operations_per_app: config.apps.max_operations_per_app as usize,
+            operation_timeout: std::time::Duration::from_secs(
+                config.apps.operation_timeout_seconds.max(1),
+            ),
+            sandbox: flint_sandbox::Limits {
+                workers: if config.apps.sandbox.workers == 0 {
+                    std::thread::available_parallelism().map_or(2, usize::from)
+                } else {
+                    config.apps.sandbox.workers
+                },
+                max_memory_bytes: usize::try_from(config.apps.sandbox.max_memory_mb)
+                    .unwrap_or(64)
+                    .saturating_mul(1024 * 1024),
+                max_execution: ms(config.apps.sandbox.max_execution_ms),
+                ..Default::default()
+            },
+        },
     }
 }
 
@@ -272,6 +291,8 @@ async fn serve(config: Config) -> Result<(), String> {
     flint_http::serve(listener, app, limits, shutdown)
         .await
         .map_err(|e| format!("server error: {e}"))?;
+    // What the custom operations' audit queue holds is written before the store closes.
+    engine.flush_audit();
     store.close();
     tracing::info!("Flint stopped");
     Ok(())

@@ -248,6 +248,22 @@ impl Drop for HangUp {
     }
 }
 
+/// The headers an operation's handler may see: all but credentials and cookies.
+fn operation_headers(headers: &header::HeaderMap) -> Vec<(String, String)> {
+    headers
+        .iter()
+        .filter(|(name, _)| {
+            !matches!(
+                name.as_str(),
+                "authorization" | "cookie" | "proxy-authorization"
+            )
+        })
+        .filter_map(|(name, value)| {
+            Some((name.as_str().to_string(), value.to_str().ok()?.to_string()))
+        })
+        .collect()
+}
+
 fn header_text(headers: &HeaderMap, name: header::HeaderName) -> Option<String> {
     let values: Vec<&str> = headers
         .get_all(&name)
@@ -350,6 +366,14 @@ async fn answer<S: Store>(
         if_none_exist: header_text(headers, header::HeaderName::from_static("if-none-exist")),
         prefer: header_text(headers, header::HeaderName::from_static("prefer")),
         content_type: header_text(headers, header::CONTENT_TYPE),
+        others: if matches!(
+            fhir_request.interaction,
+            flint_engine::Interaction::Operation { .. }
+        ) {
+            operation_headers(headers)
+        } else {
+            Vec::new()
+        },
     };
     if matches!(
         method,

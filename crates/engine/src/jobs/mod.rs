@@ -434,9 +434,12 @@ impl<S: Store> Engine<S> {
     pub async fn start(self: &Arc<Self>, base_url: &str) -> Result<()> {
         let engine = Arc::clone(self);
         let ctx = crate::Context::new(base_url);
-        tokio::task::spawn_blocking(move || engine.publish_operations(&ctx))
-            .await
-            .map_err(|e| Error::internal(format!("publishing the operations panicked: {e}")))??;
+        tokio::task::spawn_blocking(move || {
+            engine.reload_custom_operations()?;
+            engine.publish_operations(&ctx)
+        })
+        .await
+        .map_err(|e| Error::internal(format!("publishing the operations panicked: {e}")))??;
         // Reading the jobs (and the export directory) is blocking work: off the runtime's
         // threads, as every store read but a point read is.
         let engine = Arc::clone(self);

@@ -171,6 +171,7 @@ fn keep(ctx: &Context, request: &Request, read_only: bool) -> Result<Value> {
             "ifNoneExist": h.if_none_exist,
             "prefer": h.prefer,
             "contentType": h.content_type,
+            "others": h.others,
         },
         "body": body,
         "baseUrl": ctx.base_url,
@@ -212,6 +213,12 @@ fn restore(kept: &Value) -> Result<(Context, Request)> {
         if_none_exist: text(&h["ifNoneExist"]),
         prefer: text(&h["prefer"]),
         content_type: text(&h["contentType"]),
+        others: h["others"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|p| Some((p[0].as_str()?.to_string(), p[1].as_str()?.to_string())))
+            .collect(),
     };
     let body = &kept["body"];
     request.body = if let Some(t) = body["text"].as_str() {

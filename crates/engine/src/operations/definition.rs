@@ -86,6 +86,12 @@ pub struct Definition {
     pub outputs: Vec<Param>,
     /// The `OperationDefinition` itself, as served.
     pub json: Value,
+    /// A named query (`kind` `query`): invoked as `[type]?_query=[code]`, never as `$code`.
+    pub query: bool,
+    /// Custom operations take their input as the caller sent it: a body that is not a
+    /// `Parameters` resource (any JSON, or text) is passed on unchecked, and so are query
+    /// parameters when the definition declares no inputs.
+    pub raw_input: bool,
 }
 
 fn bad(message: impl std::fmt::Display, at: &str) -> Error {
@@ -197,7 +203,9 @@ impl Definition {
             affects_state: flag("affectsState"),
             inputs,
             outputs,
+            query: json["kind"] == "query",
             json,
+            raw_input: false,
         })
     }
 

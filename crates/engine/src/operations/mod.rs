@@ -80,6 +80,16 @@ impl Target {
     }
 }
 
+/// The input of an invocation as the caller sent it (what custom operations hand their code).
+#[derive(Clone, Debug, Default)]
+pub struct Raw {
+    /// The body: JSON as sent (a `Parameters` resource, another resource, any JSON), or a
+    /// JSON string holding a text body; `None` without a body.
+    pub body: Option<Value>,
+    /// The query parameters, in order, `_format` and `_pretty` left out.
+    pub query: Vec<(String, String)>,
+}
+
 /// One invocation, as its handler sees it.
 pub struct Call<'a> {
     pub ctx: &'a Context,
@@ -87,6 +97,7 @@ pub struct Call<'a> {
     pub method: Method,
     pub target: Target,
     pub inputs: Inputs,
+    pub raw: &'a Raw,
     /// The writes the handler stages; committed as one store job once it returns.
     pub changes: Changes,
 }
@@ -239,6 +250,13 @@ pub trait Operation<S>: Send + Sync {
     fn is_bounded(&self) -> bool {
         false
     }
+
+    /// Whether an invocation spends its time waiting for work done elsewhere (the
+    /// JavaScript sandbox's threads, a remote service) rather than on the store: it then waits
+    /// on the blocking pool, never holding a thread of the costly lane.
+    fn waits_elsewhere(&self) -> bool {
+        false
+    }
 }
 
 /// One registered operation.
@@ -256,6 +274,16 @@ impl<S> Entry<S> {
     /// See [`Operation::is_bounded`].
     pub fn is_bounded(&self) -> bool {
         self.handler.is_bounded()
+    }
+
+    /// See [`Operation::waits_elsewhere`].
+    pub fn waits_elsewhere(&self) -> bool {
+        self.handler.waits_elsewhere()
+    }
+
+    /// The handler (custom operations delegate to built-in ones by name).
+    pub fn handler(&self) -> &Arc<dyn Operation<S>> {
+        &self.handler
     }
 }
 
@@ -301,7 +329,7 @@ impl<S: Store> Catalog<S> {
                         a.id
                     )));
                 }
-                if a.code == b.code && overlap(a, b) {
+                if a.code == b.code && a.query == b.query && overlap(a, b) {
                     return Err(Error::invalid(format!(
                         "${} is defined twice for the same level and type ({} and {})",
                         a.code, a.url, b.url
@@ -310,6 +338,39 @@ impl<S: Store> Catalog<S> {
             }
         }
         Ok(Catalog { entries })
+    }
+}
+
+impl<S: Store> Catalog<S> {
+    /// The built-in operations and, after them, custom ones: a custom operation that would
+    /// answer where one already in the catalog does, or under an id already taken, is left
+    /// out and returned with the reason.
+    pub fn with_custom(custom: Vec<Arc<dyn Operation<S>>>) -> (Catalog<S>, Vec<(String, Error)>) {
+        let mut catalog = Catalog::builtin();
+        let mut refused = Vec::new();
+        for handler in custom {
+            let definition = Arc::new(handler.definition());
+            let clash = catalog.entries.iter().find(|e| {
+                let d = &e.definition;
+                d.id == definition.id
+                    || (d.code == definition.code
+                        && d.query == definition.query
+                        && overlap(d, &definition))
+            });
+            if let Some(e) = clash {
+                let why = Error::conflict(format!(
+                    "${} is already served there by {}",
+                    definition.code, e.definition.url
+                ));
+                refused.push((definition.url.clone(), why));
+                continue;
+            }
+            catalog.entries.push(Entry {
+                definition,
+                handler,
+            });
+        }
+        (catalog, refused)
     }
 }
 
@@ -326,10 +387,11 @@ impl<S> Catalog<S> {
         level: Level,
         resource_type: Option<&str>,
     ) -> Option<&Entry<S>> {
-        let mut found = self
-            .entries
-            .iter()
-            .filter(|e| e.definition.code == code && e.definition.serves(level, resource_type));
+        let mut found = self.entries.iter().filter(|e| {
+            !e.definition.query
+                && e.definition.code == code
+                && e.definition.serves(level, resource_type)
+        });
         let first = found.next()?;
         let named = |e: &Entry<S>| resource_type.is_some_and(|rt| e.definition.names_type(rt));
         if named(first) {
@@ -338,10 +400,28 @@ impl<S> Catalog<S> {
         Some(found.find(|e| named(e)).unwrap_or(first))
     }
 
+    /// The named query `name` on `resource_type` (`[type]?_query=name`).
+    pub fn resolve_query(&self, name: &str, resource_type: &str) -> Option<&Entry<S>> {
+        self.entries.iter().find(|e| {
+            e.definition.query
+                && e.definition.code == name
+                && e.definition.serves(Level::Type, Some(resource_type))
+        })
+    }
+
+    /// The operations in force, in order.
+    pub fn entries(&self) -> &[Entry<S>] {
+        &self.entries
+    }
+
     /// Where `code` is offered, for the message of a call at the wrong place.
     fn offered(&self, code: &str) -> Vec<String> {
         let mut out = Vec::new();
-        for e in self.entries.iter().filter(|e| e.definition.code == code) {
+        for e in self
+            .entries
+            .iter()
+            .filter(|e| e.definition.code == code && !e.definition.query)
+        {
             let d = &e.definition;
             let types = d.resource.join(", ");
             if d.system {
@@ -360,13 +440,38 @@ impl<S> Catalog<S> {
 
 /// Whether two definitions of one code answer some level on some type in common (a type
 /// named by both, or both defined for every resource).
-fn overlap(a: &Definition, b: &Definition) -> bool {
+pub(crate) fn overlap(a: &Definition, b: &Definition) -> bool {
     if a.system && b.system {
         return true;
     }
     let levels = (a.type_level && b.type_level) || (a.instance && b.instance);
     let any = |d: &Definition| d.resource_types().is_none();
     levels && ((any(a) && any(b)) || a.resource.iter().any(|t| b.names_type(t)))
+}
+
+/// The body of a custom operation's request as the caller sent it: JSON of any shape, or
+/// text (as a JSON string) when its media type is not JSON.
+fn raw_body(headers: &Headers, body: Body) -> Result<Option<Value>> {
+    match body {
+        Body::None => Ok(None),
+        Body::Json(v) => Ok(Some(v)),
+        Body::Bytes(b) if b.iter().all(u8::is_ascii_whitespace) => Ok(None),
+        Body::Bytes(b) => {
+            let ct = headers
+                .content_type
+                .as_deref()
+                .unwrap_or("")
+                .to_ascii_lowercase();
+            let media = ct.split(';').next().unwrap_or("").trim();
+            if media.is_empty() || media.ends_with("json") || media.ends_with("+json") {
+                crate::core::parse_json(&b).map(Some)
+            } else {
+                let text = String::from_utf8(b.to_vec())
+                    .map_err(|_| Error::invalid(format!("the {media} body is not UTF-8 text")))?;
+                Ok(Some(Value::String(text)))
+            }
+        }
+    }
 }
 
 /// The body of an operation request as JSON (`None` when there is none).
@@ -398,8 +503,15 @@ impl<S: Store> Engine<S> {
     /// # Errors
     /// A store fault.
     pub fn publish_operations(self: &Arc<Self>, ctx: &Context) -> Result<()> {
+        let _publishing = crate::custom::Publishing::enter();
         let catalog = self.operations();
+        let mut published = std::collections::HashSet::new();
         for definition in catalog.definitions() {
+            if crate::custom::is_stored_definition(definition) {
+                // An OperationDefinition a user wrote: it is its own publication.
+                continue;
+            }
+            published.insert(definition.id.clone());
             let mut wanted = definition.json.clone();
             let stored = self
                 .store()
@@ -421,6 +533,14 @@ impl<S: Store> Engine<S> {
                 id: definition.id.clone(),
             })
             .with_body(Body::Json(wanted));
+            self.dispatch(ctx, request)?;
+        }
+        // The definitions of App operations no longer served go.
+        for stale in crate::custom::stale_app_definitions(self, &published)? {
+            let request = crate::Request::new(crate::Interaction::Delete {
+                rt: "OperationDefinition".into(),
+                id: stale,
+            });
             self.dispatch(ctx, request)?;
         }
         Ok(())
@@ -445,6 +565,46 @@ impl<S: Store> Engine<S> {
         headers: &Headers,
         body: Body,
     ) -> Result<Response> {
+        self.invoke(ctx, code, false, target, method, query, headers, body)
+    }
+
+    /// `[type]?_query=name&…`: the named query `name` (an operation of kind `query`).
+    ///
+    /// # Errors
+    /// No such query (400); as [`Engine::invoke_operation`].
+    pub(crate) fn invoke_named_query(
+        self: &Arc<Self>,
+        ctx: &Context,
+        name: &str,
+        resource_type: &str,
+        query: &[(String, String)],
+        headers: &Headers,
+    ) -> Result<Response> {
+        let target = OperationTarget::Type(resource_type.to_string());
+        self.invoke(
+            ctx,
+            name,
+            true,
+            target,
+            Method::Get,
+            query,
+            headers,
+            Body::None,
+        )
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn invoke(
+        self: &Arc<Self>,
+        ctx: &Context,
+        code: &str,
+        query_name: bool,
+        target: OperationTarget,
+        method: Method,
+        query: &[(String, String)],
+        headers: &Headers,
+        body: Body,
+    ) -> Result<Response> {
         let (level, resource_type, id, vid) = match target {
             OperationTarget::System => (Level::System, None, None, None),
             OperationTarget::Type(rt) => (Level::Type, Some(rt), None, None),
@@ -457,10 +617,18 @@ impl<S: Store> Engine<S> {
             self.check_type(rt)?;
         }
         let catalog = self.operations();
-        let Some(entry) = catalog
-            .resolve(code, level, resource_type.as_deref())
-            .cloned()
-        else {
+        let found = if query_name {
+            catalog.resolve_query(code, resource_type.as_deref().unwrap_or(""))
+        } else {
+            catalog.resolve(code, level, resource_type.as_deref())
+        };
+        let Some(entry) = found.cloned() else {
+            if query_name {
+                return Err(Error::not_supported(format!(
+                    "this server has no named query '{code}' on {}",
+                    resource_type.as_deref().unwrap_or("")
+                )));
+            }
             let at = match (&resource_type, &id) {
                 (None, _) => "the system level".to_string(),
                 (Some(rt), None) => format!("type {rt}"),
@@ -522,9 +690,14 @@ impl<S: Store> Engine<S> {
             }
             _ => (None, None),
         };
-        let body = body_json(headers, body)?;
-        let entries = parameters::parse_inputs(definition, query, body)?;
-        parameters::check_inputs(definition, &entries)?;
+        let (entries, raw) = if definition.raw_input {
+            parameters::raw_inputs(definition, query, raw_body(headers, body)?)?
+        } else {
+            let body = body_json(headers, body)?;
+            let entries = parameters::parse_inputs(definition, query, body)?;
+            parameters::check_inputs(definition, &entries)?;
+            (entries, Raw::default())
+        };
         let target = Target {
             level,
             resource_type,
@@ -534,7 +707,7 @@ impl<S: Store> Engine<S> {
         };
         let span = tracing::debug_span!("operation", code = %code, level = ?level);
         let _entered = span.enter();
-        let mut output = self.run_handler(ctx, headers, method, &entry, target, entries)?;
+        let mut output = self.run_handler(ctx, headers, method, &entry, target, entries, &raw)?;
         while let Output::After(answer) = output {
             output = answer();
         }
@@ -550,6 +723,7 @@ impl<S: Store> Engine<S> {
 
     /// Runs the handler and commits what it staged; runs it again (up to the write path's
     /// attempts) when the staged writes find their ground moved.
+    #[allow(clippy::too_many_arguments)]
     fn run_handler(
         self: &Arc<Self>,
         ctx: &Context,
@@ -558,6 +732,7 @@ impl<S: Store> Engine<S> {
         entry: &Entry<S>,
         target: Target,
         entries: Vec<Value>,
+        raw: &Raw,
     ) -> Result<Output> {
         for _ in 0..crate::write::ATTEMPTS {
             ctx.interrupt.check()?;
@@ -567,6 +742,7 @@ impl<S: Store> Engine<S> {
                 method,
                 target: target.clone(),
                 inputs: Inputs::new(entries.clone()),
+                raw,
                 changes: Changes::default(),
             };
             let output = entry.handler.invoke(self, &mut call)?;

@@ -389,6 +389,55 @@ fn without_resources(entries: &[Value]) -> Vec<Value> {
         .collect()
 }
 
+/// The inputs of a custom operation (its definition says `raw_input`), and its input as
+/// sent: a `Parameters` body is read and checked as for any operation; another body (a bare
+/// resource, other JSON, text) stands for the bare resource input when the definition has
+/// one, and is otherwise passed on as it is, unchecked. Query parameters the definition
+/// declares are typed; others pass on as text when it declares no inputs at all.
+///
+/// # Errors
+/// As [`parse_inputs`] and [`check_inputs`] for what is declared.
+pub(crate) fn raw_inputs(
+    definition: &Definition,
+    query: &[(String, String)],
+    body: Option<Value>,
+) -> Result<(Vec<Value>, super::Raw)> {
+    let open = definition.inputs.is_empty();
+    let declared: Vec<(String, String)> = query
+        .iter()
+        .filter(|(name, _)| !is_format_param(name) && !open)
+        .cloned()
+        .collect();
+    let raw_query: Vec<(String, String)> = query
+        .iter()
+        .filter(|(name, _)| !is_format_param(name))
+        .cloned()
+        .collect();
+    let is_parameters = body
+        .as_ref()
+        .is_some_and(|b| b["resourceType"] == "Parameters");
+    let bare = body
+        .as_ref()
+        .is_some_and(|b| b.get("resourceType").is_some_and(Value::is_string))
+        && definition.bare_resource_input().is_some();
+    let entries = if body.is_none() || is_parameters || bare {
+        let entries = parse_inputs(definition, &declared, body.clone())?;
+        if !open {
+            check_inputs(definition, &entries)?;
+        }
+        entries
+    } else {
+        parse_inputs(definition, &declared, None)?
+    };
+    Ok((
+        entries,
+        super::Raw {
+            body,
+            query: raw_query,
+        },
+    ))
+}
+
 /// Checks inputs before the handler runs.
 ///
 /// # Errors
@@ -435,6 +484,13 @@ pub(crate) fn check_inputs(definition: &Definition, entries: &[Value]) -> Result
 /// # Errors
 /// 500 with a clear message when the outputs do not fit the definition.
 pub(crate) fn answer(definition: &Definition, mut entries: Vec<Value>) -> Result<Value> {
+    if definition.raw_input && definition.outputs.is_empty() {
+        // A custom operation that declares no outputs answers what its code gives.
+        if entries.is_empty() {
+            return Ok(json!({"resourceType": "Parameters"}));
+        }
+        return Ok(json!({"resourceType": "Parameters", "parameter": entries}));
+    }
     Checker {
         code: &definition.code,
         side: Side::Out,

@@ -6,6 +6,7 @@ mod bundles;
 mod cli;
 mod conditional;
 mod crud;
+mod custom_ops;
 mod durability;
 mod examples;
 mod export;

@@ -86,6 +86,7 @@ impl Server {
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let (shutdown_tx, shutdown_rx) = tokio::sync::oneshot::channel::<()>();
         let served = Arc::clone(&engine);
+        let flushed = Arc::clone(&engine);
         let thread = std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
@@ -107,6 +108,7 @@ impl Server {
                 };
                 let _ = flint_http::serve(listener, app, serve_limits, shutdown).await;
             });
+            flushed.flush_audit();
             store.close();
         });
         let address = ready_rx.recv().expect("the server starts");

@@ -47,6 +47,8 @@ pub(crate) fn compartment_links(resource_type: &str) -> Vec<String> {
 /// Every built-in operation.
 pub(crate) fn all<S: Store>() -> Vec<Arc<dyn Operation<S>>> {
     vec![
+        Arc::new(crate::custom::bot::Deploy),
+        Arc::new(crate::custom::bot::Execute),
         Arc::new(compact::Compact),
         Arc::new(convert::Convert),
         Arc::new(everything::Everything),

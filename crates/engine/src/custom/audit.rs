@@ -1,0 +1,217 @@
+//! One `AuditEvent` per invocation of a custom operation, written off the request's path: a
+//! record is queued when the invocation ends, and a thread of its own writes what is queued
+//! as one transaction through the request core. [`Engine::flush_audit`] (on a clean shutdown)
+//! writes what is left before the store closes.
+
+use std::sync::mpsc;
+use std::sync::{Arc, Weak};
+use std::time::Instant;
+
+use flint_fhir::Error;
+use flint_store::Store;
+use serde_json::{json, Value};
+
+use super::source::Owner;
+use crate::operations::Call;
+use crate::request::{Body, Interaction, Request};
+use crate::{Context, Engine};
+
+/// The most events one transaction writes.
+const BATCH: usize = 1000;
+
+/// How long the writer gathers events after the first of a batch: one commit (and its
+/// fsync) for all that arrive meanwhile.
+const GATHER: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// One invocation, ready to be written.
+pub(crate) struct Record {
+    event: Value,
+    base_url: String,
+}
+
+fn outcome_code(error: Option<&Error>) -> (&'static str, String) {
+    match error {
+        None => ("0", "success".to_string()),
+        Some(e) => {
+            let text = e
+                .issues
+                .first()
+                .map(|i| i.diagnostics.clone())
+                .unwrap_or_default();
+            let code = match (e.status(), e.code()) {
+                (_, flint_fhir::IssueType::TooCostly | flint_fhir::IssueType::Timeout) => "12",
+                (s, _) if s >= 500 => "8",
+                _ => "4",
+            };
+            (code, text)
+        }
+    }
+}
+
+impl Record {
+    /// The record of one invocation: action `E`, the outcome (`0` success, `4` refused,
+    /// `8` failed, `12` ended by a limit), the caller and the Bot or App as agents, the target
+    /// and the handler version that ran as entities.
+    pub(crate) fn of(
+        call: &Call<'_>,
+        code: &str,
+        owner: &Owner,
+        invocation: &str,
+        started: Instant,
+        error: Option<&Error>,
+    ) -> Record {
+        let now = crate::paging::Clock::now(&crate::paging::SystemClock);
+        let began = now - i64::try_from(started.elapsed().as_micros()).unwrap_or(0);
+        let (outcome, description) = outcome_code(error);
+        let caller = &call.ctx.caller;
+        let mut user = json!({"requestor": true});
+        match (&caller.fhir_user, &caller.subject) {
+            (Some(r), _) => user["who"] = json!({"reference": r}),
+            (None, Some(s)) => user["who"] = json!({"display": s}),
+            (None, None) => user["who"] = json!({"display": "anonymous"}),
+        }
+        let mut entities = vec![json!({
+            "what": {"reference": owner.versioned(), "display": owner.name},
+            "type": {"system": "http://terminology.hl7.org/CodeSystem/audit-entity-type", "code": "2", "display": "System Object"},
+            "role": {"system": "http://terminology.hl7.org/CodeSystem/object-role", "code": "21", "display": "Job Stream"},
+            "detail": [
+                {"type": "invocation", "valueString": invocation},
+                {"type": "handlerVersion", "valueString": owner.versioned()}
+            ]
+        })];
+        if let Some(rt) = &call.target.resource_type {
+            let what = match &call.target.id {
+                Some(id) => json!({"reference": format!("{rt}/{id}")}),
+                None => json!({"display": rt}),
+            };
+            entities.insert(0, json!({"what": what}));
+        }
+        let event = json!({
+            "resourceType": "AuditEvent",
+            "type": {"system": "http://terminology.hl7.org/CodeSystem/audit-event-type", "code": "rest", "display": "RESTful Operation"},
+            "subtype": [{"system": "http://hl7.org/fhir/restful-interaction", "code": "operation", "display": "operation"},
+                        {"system": format!("{}/operation", flint_fhir::CANONICAL), "code": code}],
+            "action": "E",
+            "period": {
+                "start": flint_fhir::datetime::format_instant(began),
+                "end": flint_fhir::datetime::format_instant(now),
+            },
+            "recorded": flint_fhir::datetime::format_instant(now),
+            "outcome": outcome,
+            "outcomeDesc": description,
+            "agent": [
+                user,
+                {"who": {"reference": owner.reference, "display": owner.name}, "requestor": false,
+                 "type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/extra-security-role-type", "code": "dataprocessor", "display": "data processor"}]}}
+            ],
+            "source": {
+                "observer": {"display": "Flint"},
+                "type": [{"system": "http://terminology.hl7.org/CodeSystem/security-source-type", "code": "4", "display": "Application Server"}]
+            },
+            "entity": entities,
+        });
+        Record {
+            event,
+            base_url: call.ctx.base_url.clone(),
+        }
+    }
+}
+
+/// The queue of records and the thread that writes them.
+#[derive(Default)]
+pub(crate) struct Auditor {
+    sender: parking_lot::Mutex<Option<mpsc::Sender<Record>>>,
+    writer: parking_lot::Mutex<Option<std::thread::JoinHandle<()>>>,
+    closed: std::sync::atomic::AtomicBool,
+}
+
+impl<S: Store> Engine<S> {
+    /// Queues the record of one invocation (written within moments, off the caller's path).
+    pub(crate) fn audit(self: &Arc<Self>, record: Record) {
+        let auditor = &self.custom.audit;
+        if auditor.closed.load(std::sync::atomic::Ordering::SeqCst) {
+            // After the flush: written at once.
+            write(self, vec![record]);
+            return;
+        }
+        let mut sender = auditor.sender.lock();
+        if sender.is_none() {
+            let (tx, rx) = mpsc::channel();
+            let engine = Arc::downgrade(self);
+            let thread = std::thread::Builder::new()
+                .name("flint-audit".into())
+                .spawn(move || drain(&engine, &rx));
+            match thread {
+                Ok(handle) => {
+                    *auditor.writer.lock() = Some(handle);
+                    *sender = Some(tx);
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot start the audit writer");
+                    drop(sender);
+                    write(self, vec![record]);
+                    return;
+                }
+            }
+        }
+        if let Some(tx) = sender.as_ref() {
+            if let Err(mpsc::SendError(record)) = tx.send(record) {
+                drop(sender);
+                write(self, vec![record]);
+            }
+        }
+    }
+
+    /// Writes every record still queued and stops the writer; later records are written as
+    /// they come. Called on a clean shutdown, before the store closes.
+    pub fn flush_audit(&self) {
+        let auditor = &self.custom.audit;
+        auditor
+            .closed
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        drop(auditor.sender.lock().take());
+        if let Some(handle) = auditor.writer.lock().take() {
+            let _ = handle.join();
+        }
+    }
+}
+
+fn drain<S: Store>(engine: &Weak<Engine<S>>, rx: &mpsc::Receiver<Record>) {
+    while let Ok(first) = rx.recv() {
+        let mut batch = vec![first];
+        let until = Instant::now() + GATHER;
+        while batch.len() < BATCH {
+            let left = until.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(r) => batch.push(r),
+                Err(_) => break,
+            }
+        }
+        let Some(engine) = engine.upgrade() else {
+            tracing::warn!(
+                count = batch.len(),
+                "the engine is gone: audit events not written"
+            );
+            return;
+        };
+        write(&engine, batch);
+    }
+}
+
+/// Writes records as one transaction through the request core.
+fn write<S: Store>(engine: &Arc<Engine<S>>, batch: Vec<Record>) {
+    let count = batch.len();
+    let base = batch
+        .first()
+        .map(|r| r.base_url.clone())
+        .unwrap_or_default();
+    let entries: Vec<Value> = batch
+        .into_iter()
+        .map(|r| json!({"resource": r.event, "request": {"method": "POST", "url": "AuditEvent"}}))
+        .collect();
+    let bundle = json!({"resourceType": "Bundle", "type": "transaction", "entry": entries});
+    let request = Request::new(Interaction::Bundle).with_body(Body::Json(bundle));
+    if let Err(e) = engine.dispatch(&Context::new(base), request) {
+        tracing::error!(count, error = ?e, "audit events could not be written");
+    }
+}

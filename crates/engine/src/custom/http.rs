@@ -1,0 +1,224 @@
+//! The `http` handler: an invocation forwarded to a service, its answer relayed.
+//!
+//! The service receives, as JSON (`POST`, `PUT`, `PATCH`; for `GET` and `DELETE` the query
+//! string and headers only): the operation's code and level, the target (type, id, and the
+//! resource at the instance level), the input as the caller sent it, the caller, the request
+//! and invocation ids, and the App. Headers `X-Request-Id`, `X-Flint-Invocation`,
+//! `X-Flint-Operation` and the handler's own are sent. A 2xx JSON answer is shaped by the
+//! definition's outputs like a script's; a non-2xx OperationOutcome is passed through with
+//! the service's status; anything else, a timeout or a connection error is a clear
+//! OperationOutcome (502 or 504).
+
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use flint_fhir::{Error, IssueType, Result};
+use flint_store::Store;
+use serde_json::{json, Value};
+
+use super::source::Owner;
+use crate::operations::Call;
+use crate::Engine;
+
+/// Where an `http` handler sends its invocations.
+#[derive(Clone, Debug)]
+pub(crate) struct Target {
+    pub url: String,
+    pub method: String,
+    pub headers: Vec<(String, String)>,
+}
+
+/// The most a service's answer may hold.
+const MAX_ANSWER: u64 = 16 * 1024 * 1024;
+
+/// One agent for the process: its connections to each service are kept and reused.
+fn agent() -> &'static ureq::Agent {
+    static AGENT: OnceLock<ureq::Agent> = OnceLock::new();
+    AGENT.get_or_init(|| {
+        ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .max_redirects(0)
+            .user_agent(concat!("flint/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .into()
+    })
+}
+
+/// The JSON a service receives.
+fn payload(call: &Call<'_>, owner: &Owner, invocation: &str, code: &str) -> Value {
+    let event = super::handler::event(call, owner, invocation);
+    json!({
+        "operation": code,
+        "level": event["target"]["level"],
+        "resourceType": event["target"]["resourceType"],
+        "id": event["target"]["id"],
+        "resource": event["target"]["resource"],
+        "input": event["input"],
+        "contentType": event["contentType"],
+        "caller": event["caller"],
+        "requestId": call.ctx.request_id,
+        "invocationId": invocation,
+        "app": {"reference": owner.reference, "display": owner.name, "version": owner.version},
+        "baseUrl": call.ctx.base_url,
+    })
+}
+
+fn bad_gateway(message: String) -> Error {
+    Error::new(IssueType::Exception, message).with_status(502)
+}
+
+/// Forwards one invocation; the JSON the service answered (`None` for an empty 2xx).
+pub(crate) fn forward<S: Store>(
+    _engine: &Arc<Engine<S>>,
+    target: &Target,
+    call: &Call<'_>,
+    owner: &Owner,
+    invocation: &str,
+    code: &str,
+    timeout: Duration,
+) -> Result<Option<Value>> {
+    let mut url = target.url.clone();
+    let with_body = matches!(target.method.as_str(), "POST" | "PUT" | "PATCH");
+    if !with_body && !call.raw.query.is_empty() {
+        let query: Vec<String> = call
+            .raw
+            .query
+            .iter()
+            .map(|(k, v)| format!("{}={}", encode(k), encode(v)))
+            .collect();
+        url.push(if url.contains('?') { '&' } else { '?' });
+        url.push_str(&query.join("&"));
+    }
+    let mut headers: Vec<(String, String)> = vec![
+        ("X-Request-Id".into(), call.ctx.request_id.clone()),
+        ("X-Flint-Invocation".into(), invocation.to_string()),
+        ("X-Flint-Operation".into(), code.to_string()),
+        (
+            "Accept".into(),
+            "application/fhir+json, application/json".into(),
+        ),
+    ];
+    if let Some(rt) = &call.target.resource_type {
+        let mut t = rt.clone();
+        if let Some(id) = &call.target.id {
+            t.push('/');
+            t.push_str(id);
+        }
+        headers.push(("X-Flint-Target".into(), t));
+    }
+    headers.extend(target.headers.iter().cloned());
+    let agent = agent();
+    let sent = match target.method.as_str() {
+        "POST" | "PUT" | "PATCH" => {
+            let body = payload(call, owner, invocation, code).to_string();
+            let mut request = match target.method.as_str() {
+                "PUT" => agent.put(&url),
+                "PATCH" => agent.patch(&url),
+                _ => agent.post(&url),
+            };
+            for (k, v) in &headers {
+                request = request.header(k, v);
+            }
+            request
+                .header("Content-Type", "application/json")
+                .config()
+                .timeout_global(Some(timeout))
+                .build()
+                .send(body.as_bytes())
+        }
+        method => {
+            let mut request = if method == "DELETE" {
+                agent.delete(&url)
+            } else {
+                agent.get(&url)
+            };
+            for (k, v) in &headers {
+                request = request.header(k, v);
+            }
+            request
+                .config()
+                .timeout_global(Some(timeout))
+                .build()
+                .call()
+        }
+    };
+    let mut response = sent.map_err(|e| match e {
+        ureq::Error::Timeout(_) => Error::new(
+            IssueType::Timeout,
+            format!(
+                "the service at {} did not answer within {} ms",
+                target.url,
+                timeout.as_millis()
+            ),
+        )
+        .with_status(504),
+        other => bad_gateway(format!(
+            "the service at {} cannot be reached: {other}",
+            target.url
+        )),
+    })?;
+    let status = response.status().as_u16();
+    let body = response
+        .body_mut()
+        .with_config()
+        .limit(MAX_ANSWER)
+        .read_to_vec()
+        .map_err(|e| match e {
+            ureq::Error::Timeout(_) => Error::new(
+                IssueType::Timeout,
+                format!(
+                    "the service at {} did not finish its answer in time",
+                    target.url
+                ),
+            )
+            .with_status(504),
+            other => bad_gateway(format!(
+                "the answer of the service at {} cannot be read: {other}",
+                target.url
+            )),
+        })?;
+    let json: Option<Value> = if body.iter().all(u8::is_ascii_whitespace) {
+        None
+    } else {
+        match serde_json::from_slice(&body) {
+            Ok(v) => Some(v),
+            Err(_) if (200..300).contains(&status) => {
+                return Err(bad_gateway(format!(
+                    "the service at {} answered something that is not JSON",
+                    target.url
+                )))
+            }
+            Err(_) => None,
+        }
+    };
+    if (200..300).contains(&status) {
+        return Ok(json);
+    }
+    if let Some(outcome) = json
+        .as_ref()
+        .filter(|j| j["resourceType"] == "OperationOutcome")
+    {
+        // The service's own OperationOutcome, passed through with its status.
+        let error = super::handler::outcome_error(outcome).unwrap_or_else(|| {
+            Error::new(
+                IssueType::Processing,
+                format!("the service at {} answered {status}", target.url),
+            )
+        });
+        return Err(error.with_status(status.clamp(400, 599)));
+    }
+    let snippet: String = String::from_utf8_lossy(&body).chars().take(200).collect();
+    Err(bad_gateway(format!(
+        "the service at {} answered {status}{}",
+        target.url,
+        if snippet.trim().is_empty() {
+            String::new()
+        } else {
+            format!(": {}", snippet.trim())
+        }
+    )))
+}
+
+fn encode(s: &str) -> String {
+    percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
+}

@@ -1,0 +1,390 @@
+//! Custom operations added at run time (SPEC section 8): OperationDefinitions implemented by a
+//! Bot (Medplum's way), and Apps (OctoFHIR's way), served through the one operations framework
+//! like built-in ones.
+//!
+//! The registry is the store: [`Engine::reload_custom_operations`] reads every Bot, every
+//! OperationDefinition carrying an implementation extension and every active App, builds their
+//! handlers (JavaScript compiled once per version of the resource holding it, HTTP targets,
+//! internal Rust operations by name) and swaps the whole catalog at once, so that no request
+//! ever sees half of a change. It runs at start and after every committed write of a Bot, App
+//! or OperationDefinition, before that write is answered.
+//!
+//! - `source.rs` reads Bots, Apps and implementation extensions, and checks them when they are
+//!   written (a bad App is a 400 naming the element).
+//! - `handler.rs` is the [`Operation`] of a custom operation: the event its code sees, the
+//!   handler kinds, the shaping of what it answers, the audit record.
+//! - `client.rs` is the sandbox's `client`: every call it makes is a request through the core
+//!   with the invocation's context.
+//! - `http.rs` forwards an invocation to an HTTP service.
+//! - `audit.rs` writes an `AuditEvent` per invocation, off the request's path.
+//! - `bot.rs` holds `Bot/[id]/$deploy` and `Bot/[id]/$execute`.
+
+pub(crate) mod audit;
+pub(crate) mod bot;
+mod client;
+mod handler;
+mod http;
+mod source;
+
+use std::collections::HashMap;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use flint_fhir::{Error, IssueType, Result};
+use flint_sandbox::{Sandbox, Script};
+use flint_store::Store;
+use serde_json::Value;
+
+use crate::operations::{Catalog, Operation};
+use crate::Engine;
+
+pub use source::{FLINT_IMPLEMENTATION, MEDPLUM_IMPLEMENTATION};
+
+/// `[apps]` and `[apps.sandbox]` of the configuration.
+#[derive(Clone, Debug)]
+pub struct AppLimits {
+    /// Whether custom operations are served at all (Bots, Apps, implemented
+    /// OperationDefinitions); `false` leaves only the built-in operations.
+    pub enabled: bool,
+    /// The most operations one App may declare.
+    pub max_operations_per_app: usize,
+    /// The longest one invocation may take, host calls and HTTP handlers included.
+    pub operation_timeout: Duration,
+    /// The JavaScript sandbox's limits.
+    pub sandbox: flint_sandbox::Limits,
+}
+
+impl Default for AppLimits {
+    fn default() -> Self {
+        AppLimits {
+            enabled: true,
+            max_operations_per_app: 50,
+            operation_timeout: Duration::from_secs(30),
+            sandbox: flint_sandbox::Limits::default(),
+        }
+    }
+}
+
+/// How a custom operation's own calls are made: with the caller's rights, or the Bot's or
+/// App's own identity.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RunAs {
+    /// The caller's context (the default).
+    Caller,
+    /// The service identity of the Bot or App (`Bot/[id]`, `App/[id]`).
+    Service,
+}
+
+/// The engine's state for custom operations.
+#[derive(Default)]
+pub(crate) struct State {
+    /// Started on first use (tests and servers without scripts never start its threads).
+    sandbox: OnceLock<Sandbox>,
+    /// Compiled scripts by the version of what holds them (`Bot/1/_history/3`,
+    /// `App/2/_history/1#risk`): compiled once per version, not per request.
+    scripts: parking_lot::Mutex<HashMap<String, Arc<Script>>>,
+    /// One reload at a time; a reload asked for while one runs is run again after it.
+    reloading: parking_lot::Mutex<()>,
+    pub(crate) audit: audit::Auditor,
+}
+
+impl<S: Store> Engine<S> {
+    /// The JavaScript sandbox (started on first use).
+    pub(crate) fn sandbox(&self) -> &Sandbox {
+        self.custom
+            .sandbox
+            .get_or_init(|| Sandbox::new(self.limits.apps.sandbox.clone()))
+    }
+
+    /// The compiled form of `code`, held by the version `key`: compiled on first use.
+    ///
+    /// # Errors
+    /// A syntax error (400 naming the line), code without a handler, code too large.
+    pub(crate) fn script(&self, key: &str, name: &str, code: &str) -> Result<Arc<Script>> {
+        if let Some(s) = self.custom.scripts.lock().get(key) {
+            return Ok(Arc::clone(s));
+        }
+        let script = self.sandbox().compile(name, code).map_err(|e| {
+            let mut error =
+                Error::invalid(format!("the JavaScript of {name} does not compile: {e}"));
+            if let Some(line) = e.line {
+                error = error.at(format!("line {line}"));
+            }
+            error
+        })?;
+        self.custom
+            .scripts
+            .lock()
+            .insert(key.to_string(), Arc::clone(&script));
+        Ok(script)
+    }
+
+    /// Rebuilds the operations in force from the built-in ones and what the store holds: every
+    /// OperationDefinition implemented by a Bot, every active App. A custom operation that
+    /// cannot be served (its Bot is missing or has no code that compiles, it clashes with one
+    /// already served) is left out and logged; the rest are swapped in at once.
+    ///
+    /// # Errors
+    /// A store fault (the operations in force stay as they were).
+    pub fn reload_custom_operations(&self) -> Result<()> {
+        let _one = self.custom.reloading.lock();
+        if !self.limits.apps.enabled {
+            self.set_operations(Catalog::builtin());
+            return Ok(());
+        }
+        let loaded = source::load(self)?;
+        let mut handlers: Vec<Arc<dyn Operation<S>>> = Vec::new();
+        let mut keep: Vec<String> = Vec::new();
+        for spec in loaded.operations {
+            match handler::build(self, spec) {
+                Ok((op, key)) => {
+                    keep.extend(key);
+                    handlers.push(Arc::new(op));
+                }
+                Err((what, e)) => {
+                    tracing::warn!(operation = %what, error = %e, "a custom operation is not served");
+                }
+            }
+        }
+        let (catalog, refused) = Catalog::with_custom(handlers);
+        for (url, e) in refused {
+            tracing::warn!(operation = %url, error = %e, "a custom operation is not served");
+        }
+        self.set_operations(catalog);
+        // Scripts of versions no longer served are dropped (Bots keep theirs: $execute).
+        keep.extend(loaded.bot_keys);
+        self.custom.scripts.lock().retain(|k, _| keep.contains(k));
+        Ok(())
+    }
+
+    /// Checks a Bot, App or OperationDefinition about to be written, beyond its structure:
+    /// what would make it unservable is refused now (400 naming the element), not discovered
+    /// when it is invoked.
+    ///
+    /// # Errors
+    /// The problem found.
+    pub(crate) fn check_custom(&self, resource_type: &str, resource: &Value) -> Result<()> {
+        match resource_type {
+            "App" => source::check_app(self, resource),
+            "Bot" => source::check_bot(self, resource),
+            "OperationDefinition" => source::check_implemented(resource),
+            _ => Ok(()),
+        }
+    }
+}
+
+thread_local! {
+    /// Set while the definitions of App operations are being published: those writes do not
+    /// change what is served, so they reload nothing.
+    static PUBLISHING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+impl<S: Store> Engine<S> {
+    /// After a committed write of a Bot, App or OperationDefinition: the operations in force
+    /// are rebuilt, and the synthesised definitions of App operations published, before the
+    /// write is answered.
+    pub(crate) fn custom_written(&self) {
+        if PUBLISHING.with(std::cell::Cell::get) {
+            return;
+        }
+        if let Err(e) = self.reload_custom_operations() {
+            tracing::error!(error = ?e, "cannot reload the custom operations");
+            return;
+        }
+        let published = {
+            let _publishing = Publishing::enter();
+            self.publish_app_definitions()
+        };
+        if let Err(e) = published {
+            tracing::error!(error = ?e, "cannot publish the definitions of App operations");
+        }
+    }
+
+    /// Publishes the definitions in force (the synthesised ones of Apps among them); the
+    /// engine is not held in an `Arc` here, so it goes through one made for the purpose.
+    fn publish_app_definitions(&self) -> Result<()> {
+        let catalog = self.operations();
+        let ctx = crate::Context::new("");
+        let mut published = std::collections::HashSet::new();
+        for definition in catalog.definitions() {
+            published.insert(definition.id.clone());
+            let reference = source::implementation(&definition.json);
+            if !reference.is_some_and(|r| r.starts_with("App/")) {
+                continue;
+            }
+            let stored = self
+                .store()
+                .read("OperationDefinition", &definition.id)?
+                .filter(|v| !v.is_deleted())
+                .map(|v| crate::parse_stored(&v))
+                .transpose()?;
+            if let Some(mut stored) = stored {
+                if let Some(o) = stored.as_object_mut() {
+                    o.shift_remove("meta");
+                }
+                if stored == definition.json {
+                    continue;
+                }
+            }
+            self.write_definition(&ctx, &definition.id, Some(definition.json.clone()))?;
+        }
+        for stale in stale_app_definitions(self, &published)? {
+            self.write_definition(&ctx, &stale, None)?;
+        }
+        Ok(())
+    }
+
+    /// Writes (or deletes) an OperationDefinition through the write path.
+    fn write_definition(&self, ctx: &crate::Context, id: &str, json: Option<Value>) -> Result<()> {
+        let target = crate::write::Target::Update {
+            rt: "OperationDefinition".into(),
+            id: id.to_string(),
+        };
+        match json {
+            Some(json) => {
+                let plan = self.prepare(target, crate::write::Content::Resource(json), None)?;
+                crate::lanes::block_on(self.store().write(move |txn| {
+                    crate::write::run_plans(txn, &[], vec![plan], |_, e| e).map(|_| ())
+                }))?;
+            }
+            None => {
+                let plan = crate::write::Plan::Delete {
+                    rt: "OperationDefinition".into(),
+                    ids: vec![id.to_string()],
+                    if_match: None,
+                };
+                crate::lanes::block_on(self.store().write(move |txn| {
+                    crate::write::run_plans(txn, &[], vec![plan], |_, e| e).map(|_| ())
+                }))?;
+            }
+        }
+        let _ = ctx;
+        Ok(())
+    }
+}
+
+/// Marks the current thread as publishing definitions while it lives (see `PUBLISHING`).
+pub(crate) struct Publishing(bool);
+
+impl Publishing {
+    pub(crate) fn enter() -> Publishing {
+        Publishing(PUBLISHING.with(|p| p.replace(true)))
+    }
+}
+
+impl Drop for Publishing {
+    fn drop(&mut self) {
+        let was = self.0;
+        PUBLISHING.with(|p| p.set(was));
+    }
+}
+
+/// Whether a definition in force is an OperationDefinition a user wrote (implemented by a
+/// Bot): it is stored already, as written.
+pub(crate) fn is_stored_definition(definition: &crate::operations::Definition) -> bool {
+    source::implementation(&definition.json).is_some_and(|r| r.starts_with("Bot/"))
+}
+
+/// The ids of stored definitions of App operations that are no longer in force.
+pub(crate) fn stale_app_definitions<S: Store>(
+    engine: &Engine<S>,
+    in_force: &std::collections::HashSet<String>,
+) -> Result<Vec<String>> {
+    let query = flint_store::search::SearchQuery {
+        resource_type: "OperationDefinition".into(),
+        limit: 100_000,
+        ..Default::default()
+    };
+    Ok(engine
+        .store()
+        .search(&query)?
+        .versions
+        .iter()
+        .filter(|v| v.id.starts_with("app-") && !in_force.contains(&v.id))
+        .filter_map(|v| crate::parse_stored(v).ok())
+        .filter(|od| source::implementation(od).is_some_and(|r| r.starts_with("App/")))
+        .filter_map(|od| od["id"].as_str().map(str::to_string))
+        .collect())
+}
+
+/// Whether writes of this type change the custom operations in force.
+pub(crate) fn is_registry_type(resource_type: &str) -> bool {
+    matches!(resource_type, "Bot" | "App" | "OperationDefinition")
+}
+
+/// The error of a sandbox run, as the client sees it.
+pub(crate) fn run_error(what: &str, e: flint_sandbox::RunError, limits: &AppLimits) -> Error {
+    use flint_sandbox::RunError as R;
+    match e {
+        R::Thrown {
+            message,
+            outcome: Some(outcome),
+            ..
+        } => handler::outcome_error(&outcome).unwrap_or_else(|| {
+            Error::new(IssueType::Processing, format!("{what} failed: {message}")).with_status(400)
+        }),
+        // QuickJS ends a string past its length limit with an error of its own: it is the
+        // memory limit by another name.
+        R::Thrown { message, .. } if message.starts_with("InternalError: string too long") => {
+            run_error(
+                what,
+                R::MemoryLimit {
+                    limit_bytes: limits.sandbox.max_memory_bytes,
+                },
+                limits,
+            )
+        }
+        R::Thrown { message, line, .. } => {
+            let at = line.map(|l| format!(" (line {l})")).unwrap_or_default();
+            Error::new(
+                IssueType::Exception,
+                format!("{what} failed: {message}{at}"),
+            )
+            .with_status(500)
+        }
+        R::TimeLimit { .. } => Error::new(
+            IssueType::TooCostly,
+            format!(
+                "{what} ran longer than its limit of {} ms of JavaScript",
+                limits.sandbox.max_execution.as_millis()
+            ),
+        )
+        .with_status(500),
+        R::Timeout => Error::new(
+            IssueType::Timeout,
+            format!(
+                "{what} took longer than the operation timeout of {} s",
+                limits.operation_timeout.as_secs()
+            ),
+        )
+        .with_status(504),
+        R::MemoryLimit { .. } => Error::new(
+            IssueType::TooCostly,
+            format!(
+                "{what} used more than its memory limit of {} MB",
+                limits.sandbox.max_memory_bytes / (1024 * 1024)
+            ),
+        )
+        .with_status(500),
+        R::StackOverflow => Error::new(
+            IssueType::TooCostly,
+            format!("{what} recursed too deeply (stack overflow)"),
+        )
+        .with_status(500),
+        R::NeverSettled => Error::new(
+            IssueType::Exception,
+            format!("{what} returned a promise that never settles"),
+        )
+        .with_status(500),
+        R::Cancelled => {
+            Error::new(IssueType::Transient, format!("{what} was cancelled")).with_status(503)
+        }
+        R::Busy => crate::lanes::busy("every JavaScript worker is busy"),
+        R::BadResult(why) => Error::new(
+            IssueType::Exception,
+            format!("{what} answered a value that is not JSON: {why}"),
+        )
+        .with_status(500),
+        R::Internal(why) => Error::internal(format!("{what}: {why}")),
+    }
+}

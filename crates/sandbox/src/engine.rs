@@ -1,0 +1,1093 @@
+//! One QuickJS runtime and everything needed to run one invocation on it.
+//!
+//! An [`Engine`] lives on one thread for its whole life. Every invocation gets a
+//! fresh context; the prelude and the user's code are loaded into it from bytecode.
+
+use std::cell::RefCell;
+use std::ffi::CString;
+use std::ptr;
+use std::rc::Rc;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use rquickjs::context::intrinsic;
+use rquickjs::loader::{ImportAttributes, Loader, Resolver};
+use rquickjs::module::Declared;
+use rquickjs::promise::PromiseState;
+use rquickjs::{
+    qjs, Array, Context, Ctx, Exception, Function, Module, Object, Promise, Runtime, Value,
+};
+
+use crate::compile::Kind;
+use crate::{
+    CancelFn, CompileError, Host, HostRequest, HostResponse, Invocation, Limits, LogLevel,
+    RunError, Script, Shape,
+};
+
+/// Name of the prelude in stack traces.
+const PRELUDE_NAME: &str = "flint:prelude";
+/// The prelude source (see `prelude.js`).
+const PRELUDE_SOURCE: &str = include_str!("prelude.js");
+/// The built-in module name.
+pub(crate) const CORE_MODULE: &str = "@medplum/core";
+/// Exports of the `@medplum/core` module; every name must exist on the prelude's core object.
+pub(crate) const CORE_EXPORTS: &[&str] = &[
+    "allOk",
+    "accepted",
+    "badRequest",
+    "created",
+    "createReference",
+    "deepClone",
+    "forbidden",
+    "getDisplayString",
+    "getReferenceString",
+    "gone",
+    "isOk",
+    "isOperationOutcome",
+    "isReference",
+    "isResource",
+    "normalizeErrorString",
+    "normalizeOperationOutcome",
+    "notFound",
+    "notModified",
+    "OperationOutcomeError",
+    "operationOutcomeToString",
+    "resolveId",
+    "unauthorized",
+];
+
+/// The message of a script with no handler.
+pub(crate) const NO_HANDLER: &str = "the code defines no handler: export a function named handler \
+(`exports.handler = async (medplum, event) => {…}` or `export async function handler(medplum, event) {…}`), \
+or write a single function expression (`async (resource, context) => {…}`)";
+
+/// Console output allowed per invocation before further lines are dropped.
+const MAX_LOG_LINES: usize = 1000;
+const MAX_LOG_BYTES: usize = 1024 * 1024;
+/// A runtime is rebuilt after this many invocations, to bound any slow growth.
+const MAX_SERVED: u32 = 5000;
+/// Memory is checked every this many invocations.
+const MEMORY_CHECK_EVERY: u32 = 32;
+
+/// Bytecode of the prelude and of the `@medplum/core` facade module, compiled once
+/// per process by the first engine.
+struct Builtins {
+    prelude: Vec<u8>,
+    core_module: Vec<u8>,
+}
+
+static BUILTINS: OnceLock<Builtins> = OnceLock::new();
+
+/// Why the interrupt handler stopped a script.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stop {
+    TimeLimit,
+    Timeout,
+    Cancelled,
+}
+
+/// The clock and flags of the invocation in progress, shared by the interrupt
+/// handler and the host functions (same thread).
+struct Watch {
+    active: bool,
+    started: Instant,
+    host_time: Duration,
+    max_execution: Duration,
+    deadline: Option<Instant>,
+    cancelled: Option<CancelFn>,
+    reason: Option<Stop>,
+    log_lines: usize,
+    log_bytes: usize,
+}
+
+impl Watch {
+    fn idle(max_execution: Duration) -> Watch {
+        Watch {
+            active: false,
+            started: Instant::now(),
+            host_time: Duration::ZERO,
+            max_execution,
+            deadline: None,
+            cancelled: None,
+            reason: None,
+            log_lines: 0,
+            log_bytes: 0,
+        }
+    }
+
+    /// True when the running script must stop now; records why.
+    fn should_stop(&mut self) -> bool {
+        if self.reason.is_some() {
+            return true;
+        }
+        if !self.active {
+            return false;
+        }
+        let now = Instant::now();
+        if matches!(self.deadline, Some(d) if now >= d) {
+            self.reason = Some(Stop::Timeout);
+        } else if matches!(&self.cancelled, Some(c) if c()) {
+            self.reason = Some(Stop::Cancelled);
+        } else if now.saturating_duration_since(self.started) > self.max_execution + self.host_time
+        {
+            self.reason = Some(Stop::TimeLimit);
+        }
+        self.reason.is_some()
+    }
+}
+
+/// What happened to the runtime during an invocation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Health {
+    Good,
+    /// The runtime must not serve again (out of memory, stack overflow, internal error).
+    Suspect,
+}
+
+/// A QuickJS runtime owned by one thread.
+pub(crate) struct Engine {
+    rt: Runtime,
+    watch: Rc<RefCell<Watch>>,
+    limits: Limits,
+    served: u32,
+    baseline: i64,
+    retired: bool,
+}
+
+/// Resolver that knows one module.
+struct CoreResolver;
+
+impl Resolver for CoreResolver {
+    fn resolve<'js>(
+        &mut self,
+        ctx: &Ctx<'js>,
+        _base: &str,
+        name: &str,
+        _attributes: Option<ImportAttributes<'js>>,
+    ) -> rquickjs::Result<String> {
+        if name == CORE_MODULE {
+            Ok(name.to_string())
+        } else {
+            Err(Exception::throw_reference(
+                ctx,
+                &format!("module '{name}' is not available in the sandbox"),
+            ))
+        }
+    }
+}
+
+/// Loader of the `@medplum/core` facade module (precompiled bytecode).
+struct CoreLoader;
+
+impl Loader for CoreLoader {
+    fn load<'js>(
+        &mut self,
+        ctx: &Ctx<'js>,
+        name: &str,
+        _attributes: Option<ImportAttributes<'js>>,
+    ) -> rquickjs::Result<Module<'js, Declared>> {
+        if name != CORE_MODULE {
+            return Err(Exception::throw_reference(
+                ctx,
+                &format!("module '{name}' is not available in the sandbox"),
+            ));
+        }
+        let builtins = BUILTINS.get().ok_or(rquickjs::Error::Unknown)?;
+        // SAFETY: the bytes were produced by JS_WriteObject of this same QuickJS
+        // build and live for the whole process ('static), as ROM data requires.
+        unsafe { Module::load(ctx.clone(), &builtins.core_module) }
+    }
+}
+
+fn core_module_source() -> String {
+    let mut s = String::from(
+        "const core = globalThis[Symbol.for('flint.sandbox.medplum-core')];\nexport default core;\n",
+    );
+    for name in CORE_EXPORTS {
+        s.push_str(&format!("export const {name} = core.{name};\n"));
+    }
+    s
+}
+
+/// A compile failure with the position as QuickJS reported it (in the wrapped source).
+pub(crate) struct RawSyntaxError {
+    pub line: Option<u32>,
+    pub column: Option<u32>,
+    pub message: String,
+    /// False for other errors raised while compiling (an unknown import).
+    pub syntax: bool,
+}
+
+impl Engine {
+    /// A runtime with the limits applied, the interrupt handler and the module loader.
+    pub(crate) fn new(limits: &Limits) -> Result<Engine, String> {
+        let rt = Runtime::new().map_err(|e| format!("cannot create a QuickJS runtime: {e}"))?;
+        let watch = Rc::new(RefCell::new(Watch::idle(limits.max_execution)));
+        let w = watch.clone();
+        rt.set_interrupt_handler(Some(Box::new(move || match w.try_borrow_mut() {
+            Ok(mut w) => w.should_stop(),
+            Err(_) => false,
+        })));
+        rt.set_loader(CoreResolver, CoreLoader);
+        rt.set_max_stack_size(limits.max_stack_bytes);
+        let mut engine = Engine {
+            rt,
+            watch,
+            limits: limits.clone(),
+            served: 0,
+            baseline: 0,
+            retired: false,
+        };
+        if BUILTINS.get().is_none() {
+            let builtins = engine.build_builtins()?;
+            let _ = BUILTINS.set(builtins);
+        }
+        // The memory limit comes after compiling the built-ins, which must not fail.
+        engine.rt.set_memory_limit(limits.max_memory_bytes);
+        engine.rt.run_gc();
+        engine.baseline = engine.rt.memory_usage().malloc_size;
+        Ok(engine)
+    }
+
+    fn build_builtins(&self) -> Result<Builtins, String> {
+        let prelude = self
+            .compile_source(Kind::CommonJs, PRELUDE_NAME, PRELUDE_SOURCE, false)
+            .map_err(|e| format!("the prelude does not compile: {:?} {}", e.line, e.message))?;
+        let core_module = self
+            .compile_source(Kind::Module, CORE_MODULE, &core_module_source(), false)
+            .map_err(|e| format!("the core module does not compile: {}", e.message))?;
+        Ok(Builtins {
+            prelude,
+            core_module,
+        })
+    }
+
+    /// False once the runtime should be replaced.
+    pub(crate) fn usable(&self) -> bool {
+        !self.retired
+    }
+
+    fn new_context(&self) -> Result<Context, RunError> {
+        let ctx = Context::custom::<(
+            intrinsic::Date,
+            intrinsic::Eval,
+            intrinsic::RegExpCompiler,
+            intrinsic::RegExp,
+            intrinsic::Json,
+            intrinsic::Proxy,
+            intrinsic::MapSet,
+            intrinsic::TypedArrays,
+            intrinsic::Promise,
+            intrinsic::DOMException,
+        )>(&self.rt)
+        .map_err(|_| RunError::MemoryLimit {
+            limit_bytes: self.limits.max_memory_bytes,
+        })?;
+        // SAFETY: a fresh context of this runtime; adds atob/btoa to its global object.
+        let rc = unsafe { qjs::JS_AddIntrinsicAToB(ctx.as_raw().as_ptr()) };
+        if rc < 0 {
+            return Err(RunError::MemoryLimit {
+                limit_bytes: self.limits.max_memory_bytes,
+            });
+        }
+        Ok(ctx)
+    }
+
+    /// Parses `source` (already wrapped for its kind) and returns its bytecode.
+    pub(crate) fn compile_source(
+        &self,
+        kind: Kind,
+        name: &str,
+        source: &str,
+        strip_source: bool,
+    ) -> Result<Vec<u8>, RawSyntaxError> {
+        let internal = |message: String| RawSyntaxError {
+            line: None,
+            column: None,
+            message,
+            syntax: false,
+        };
+        let ctx = self
+            .new_context()
+            .map_err(|e| internal(format!("cannot compile: {e}")))?;
+        let file = CString::new(name.replace('\0', " ")).expect("no NUL left");
+        let mut src = Vec::with_capacity(source.len() + 1);
+        src.extend_from_slice(source.as_bytes());
+        src.push(0);
+        ctx.with(|ctx| {
+            let raw = ctx.as_raw().as_ptr();
+            let flags = match kind {
+                Kind::Module => qjs::JS_EVAL_TYPE_MODULE | qjs::JS_EVAL_FLAG_COMPILE_ONLY,
+                Kind::CommonJs | Kind::Expression => {
+                    qjs::JS_EVAL_TYPE_GLOBAL | qjs::JS_EVAL_FLAG_COMPILE_ONLY
+                }
+            };
+            // SAFETY: `src` is NUL-terminated and `source.len()` excludes the NUL.
+            let value = unsafe {
+                qjs::JS_Eval(
+                    raw,
+                    src.as_ptr().cast(),
+                    source.len() as _,
+                    file.as_ptr(),
+                    flags as i32,
+                )
+            };
+            // SAFETY: plain tag inspection.
+            if unsafe { qjs::JS_IsException(value) } {
+                let exc = ctx.catch();
+                return Err(syntax_error_of(&ctx, exc, name));
+            }
+            let mut write_flags = qjs::JS_WRITE_OBJ_BYTECODE;
+            if strip_source {
+                write_flags |= qjs::JS_WRITE_OBJ_STRIP_SOURCE;
+            }
+            let mut len: qjs::size_t = 0;
+            // SAFETY: `value` is the compiled function or module of this context.
+            let buf = unsafe { qjs::JS_WriteObject(raw, &mut len, value, write_flags as i32) };
+            let result = if buf.is_null() {
+                let _ = ctx.catch();
+                Err(internal("cannot serialise the compiled code".into()))
+            } else {
+                // SAFETY: JS_WriteObject returned `len` bytes at `buf`, freed right after.
+                let bytes = unsafe { std::slice::from_raw_parts(buf, len as usize) }.to_vec();
+                unsafe { qjs::js_free(raw, buf.cast()) };
+                Ok(bytes)
+            };
+            // A compiled module belongs to the context's module list and is freed with
+            // it; only a function bytecode value is ours to free.
+            if kind != Kind::Module {
+                // SAFETY: we own this reference.
+                unsafe { qjs::JS_FreeValue(raw, value) };
+            }
+            result
+        })
+    }
+
+    /// Runs the script's top-level code once, without a host, and checks that it
+    /// defines a handler.
+    pub(crate) fn probe(&mut self, script: &Script) -> Result<(), CompileError> {
+        let invocation = Invocation::new(serde_json::Value::Null, Arc::new(NoHost));
+        let (result, _) = self.execute(script, &invocation, true);
+        match result {
+            Ok(_) => Ok(()),
+            Err(RunError::Thrown { message, line, .. }) if message == NO_HANDLER => {
+                Err(CompileError {
+                    line,
+                    column: None,
+                    message,
+                })
+            }
+            Err(RunError::Thrown { message, line, .. }) => Err(CompileError {
+                line,
+                column: None,
+                message: format!("the top-level code failed: {message}"),
+            }),
+            Err(other) => Err(CompileError {
+                line: None,
+                column: None,
+                message: format!("the top-level code failed: {other}"),
+            }),
+        }
+    }
+
+    /// Runs one invocation. The runtime is retired afterwards when it became suspect.
+    pub(crate) fn run(
+        &mut self,
+        script: &Script,
+        invocation: &Invocation,
+    ) -> Result<Option<serde_json::Value>, RunError> {
+        let (result, health) = self.execute(script, invocation, false);
+        self.served += 1;
+        if health == Health::Suspect || self.rt.is_job_pending() || self.served >= MAX_SERVED {
+            self.retired = true;
+        } else if self.served % MEMORY_CHECK_EVERY == 0 {
+            let used = self.rt.memory_usage().malloc_size;
+            if used > self.baseline * 2 + 1024 * 1024 {
+                self.retired = true;
+            }
+        }
+        result
+    }
+
+    fn execute(
+        &mut self,
+        script: &Script,
+        invocation: &Invocation,
+        probe_only: bool,
+    ) -> (Result<Option<serde_json::Value>, RunError>, Health) {
+        {
+            let mut w = self.watch.borrow_mut();
+            *w = Watch::idle(self.limits.max_execution);
+            w.deadline = invocation.deadline;
+            w.cancelled = invocation.cancelled.clone();
+            w.active = true;
+            w.started = Instant::now();
+            if w.should_stop() {
+                let stop = w.reason.expect("set by should_stop");
+                *w = Watch::idle(self.limits.max_execution);
+                return (Err(self.stop_error(stop)), Health::Good);
+            }
+        }
+        let (result, health) = match self.new_context() {
+            Ok(ctx) => {
+                let out = ctx.with(|ctx| self.invoke(&ctx, script, invocation, probe_only));
+                drop(ctx);
+                out
+            }
+            Err(e) => (Err(e), Health::Suspect),
+        };
+        *self.watch.borrow_mut() = Watch::idle(self.limits.max_execution);
+        self.rt.run_gc();
+        (result, health)
+    }
+
+    fn stop_error(&self, stop: Stop) -> RunError {
+        match stop {
+            Stop::TimeLimit => RunError::TimeLimit {
+                limit: self.limits.max_execution,
+            },
+            Stop::Timeout => RunError::Timeout,
+            Stop::Cancelled => RunError::Cancelled,
+        }
+    }
+
+    fn invoke<'js>(
+        &self,
+        ctx: &Ctx<'js>,
+        script: &Script,
+        invocation: &Invocation,
+        probe_only: bool,
+    ) -> (Result<Option<serde_json::Value>, RunError>, Health) {
+        let mut runner: Option<Object<'js>> = None;
+        let result = self.invoke_inner(ctx, script, invocation, probe_only, &mut runner);
+        let result = match result {
+            Ok(v) => Ok(v),
+            Err(Failure::Js(err)) => Err(self.classify(ctx, runner.as_ref(), err, &script.name)),
+            Err(Failure::Run(e)) => Err(e),
+        };
+        // A stop decided by the interrupt handler wins over whatever error it caused.
+        let result = match self.watch.borrow().reason {
+            Some(stop) if result.is_err() => Err(self.stop_error(stop)),
+            _ => result,
+        };
+        let health = match &result {
+            Err(RunError::MemoryLimit { .. })
+            | Err(RunError::StackOverflow)
+            | Err(RunError::Internal(_)) => Health::Suspect,
+            _ => Health::Good,
+        };
+        (result, health)
+    }
+
+    fn invoke_inner<'js>(
+        &self,
+        ctx: &Ctx<'js>,
+        script: &Script,
+        invocation: &Invocation,
+        probe_only: bool,
+        runner_slot: &mut Option<Object<'js>>,
+    ) -> Result<Option<serde_json::Value>, Failure> {
+        let builtins = BUILTINS
+            .get()
+            .ok_or_else(|| Failure::Run(RunError::Internal("the prelude is missing".into())))?;
+        let installer: Function<'js> = eval_bytecode(ctx, &builtins.prelude)?
+            .into_function()
+            .ok_or_else(|| Failure::Run(RunError::Internal("bad prelude".into())))?;
+        let (request, log, uuid, random) = self.host_functions(ctx, &invocation.host)?;
+        let runner: Object<'js> =
+            installer.call((request, log, uuid, random, script.name.as_str()))?;
+        *runner_slot = Some(runner.clone());
+
+        let handler: Value<'js> = match script.kind {
+            Kind::CommonJs => {
+                let wrapper = eval_bytecode(ctx, &script.bytecode)?;
+                call_method(&runner, "cjs", (wrapper,))?
+            }
+            Kind::Expression => {
+                let f = eval_bytecode(ctx, &script.bytecode)?;
+                call_method(&runner, "expr", (f,))?
+            }
+            Kind::Module => {
+                let namespace = self.eval_module(ctx, &script.bytecode)?;
+                call_method(&runner, "esm", (namespace,))?
+            }
+        };
+        if !handler.is_function() {
+            return Err(Failure::Run(RunError::Thrown {
+                message: NO_HANDLER.to_string(),
+                outcome: None,
+                line: None,
+            }));
+        }
+        if probe_only {
+            return Ok(None);
+        }
+
+        let event = json_to_js(ctx, &invocation.event)?;
+        let returned: Value<'js> = match script.shape {
+            Shape::Handler => call_method(&runner, "callHandler", (handler, event))?,
+            Shape::Function => {
+                let subject = json_to_js(ctx, &invocation.subject)?;
+                call_method(&runner, "callFunction", (handler, subject, event))?
+            }
+        };
+        let value = if let Some(promise) = returned.as_promise().cloned() {
+            self.drive_jobs(ctx)?;
+            match promise.state() {
+                PromiseState::Resolved => promise.result::<Value<'js>>().expect("settled")?,
+                PromiseState::Rejected => {
+                    let reason = promise_reason(&promise);
+                    return Err(Failure::Run(self.classify_value(
+                        ctx,
+                        Some(&runner),
+                        reason,
+                        &script.name,
+                    )));
+                }
+                PromiseState::Pending => return Err(Failure::Run(RunError::NeverSettled)),
+            }
+        } else {
+            self.drive_jobs(ctx)?;
+            returned
+        };
+        if let Some(stop) = self.watch.borrow().reason {
+            return Err(Failure::Run(self.stop_error(stop)));
+        }
+        self.to_json(ctx, value)
+    }
+
+    /// Loads, links and evaluates the module; returns its namespace.
+    fn eval_module<'js>(&self, ctx: &Ctx<'js>, bytecode: &[u8]) -> Result<Value<'js>, Failure> {
+        let raw = ctx.as_raw().as_ptr();
+        // SAFETY: bytecode written by JS_WriteObject of this QuickJS build; the buffer is
+        // copied (no ROM flag). The module value follows rquickjs' own protocol: one
+        // reference is consumed by JS_EvalFunction, the other stays with the context's
+        // module list, which frees it with the context.
+        unsafe {
+            let module = qjs::JS_ReadObject(
+                raw,
+                bytecode.as_ptr(),
+                bytecode.len() as _,
+                qjs::JS_READ_OBJ_BYTECODE as i32,
+            );
+            if qjs::JS_IsException(module) {
+                return Err(Failure::Js(rquickjs::Error::Exception));
+            }
+            if qjs::JS_VALUE_GET_TAG(module) != qjs::JS_TAG_MODULE {
+                qjs::JS_FreeValue(raw, module);
+                return Err(Failure::Run(RunError::Internal(
+                    "the compiled module is not a module".into(),
+                )));
+            }
+            if qjs::JS_ResolveModule(raw, module) < 0 {
+                return Err(Failure::Js(rquickjs::Error::Exception));
+            }
+            let def = qjs::JS_VALUE_GET_PTR(module) as *mut qjs::JSModuleDef;
+            qjs::JS_DupValue(raw, module);
+            let evaluated = qjs::JS_EvalFunction(raw, module);
+            if qjs::JS_IsException(evaluated) {
+                return Err(Failure::Js(rquickjs::Error::Exception));
+            }
+            let evaluated = Value::from_raw(ctx.clone(), evaluated);
+            if let Some(promise) = evaluated.as_promise() {
+                self.drive_jobs(ctx)?;
+                match promise.state() {
+                    PromiseState::Resolved => {}
+                    PromiseState::Rejected => {
+                        let reason = promise_reason(promise);
+                        ctx.throw(reason);
+                        return Err(Failure::Js(rquickjs::Error::Exception));
+                    }
+                    PromiseState::Pending => return Err(Failure::Run(RunError::NeverSettled)),
+                }
+            }
+            let ns = qjs::JS_GetModuleNamespace(raw, def);
+            if qjs::JS_IsException(ns) {
+                return Err(Failure::Js(rquickjs::Error::Exception));
+            }
+            Ok(Value::from_raw(ctx.clone(), ns))
+        }
+    }
+
+    /// Runs queued promise jobs until none is left.
+    fn drive_jobs(&self, ctx: &Ctx<'_>) -> Result<(), Failure> {
+        let rt = unsafe { qjs::JS_GetRuntime(ctx.as_raw().as_ptr()) };
+        loop {
+            let mut job_ctx: *mut qjs::JSContext = ptr::null_mut();
+            // SAFETY: the runtime is locked by the enclosing `Context::with`.
+            let r = unsafe { qjs::JS_ExecutePendingJob(rt, &mut job_ctx) };
+            if r == 0 {
+                return Ok(());
+            }
+            if r < 0 {
+                // The exception is pending on the runtime (shared by its contexts).
+                return Err(Failure::Js(rquickjs::Error::Exception));
+            }
+        }
+    }
+
+    /// The four host functions handed to the prelude's installer.
+    #[allow(clippy::type_complexity)]
+    fn host_functions<'js>(
+        &self,
+        ctx: &Ctx<'js>,
+        host: &Arc<dyn Host>,
+    ) -> rquickjs::Result<(Function<'js>, Function<'js>, Function<'js>, Function<'js>)> {
+        let h = host.clone();
+        let w = self.watch.clone();
+        let request = Function::new(
+            ctx.clone(),
+            move |ctx: Ctx<'js>,
+                  method: String,
+                  url: String,
+                  headers: Vec<String>,
+                  body: Option<String>|
+                  -> rquickjs::Result<Array<'js>> {
+                host_request(&ctx, &*h, &w, method, url, headers, body)
+            },
+        )?;
+        let h = host.clone();
+        let w = self.watch.clone();
+        let log = Function::new(ctx.clone(), move |level: i32, message: String| {
+            host_log(&*h, &w, level, message)
+        })?;
+        let uuid = Function::new(ctx.clone(), random_uuid)?;
+        let random = Function::new(ctx.clone(), |ctx: Ctx<'js>, n: usize| {
+            if n > 65536 {
+                return Err(Exception::throw_range(&ctx, "too many random bytes"));
+            }
+            let mut buf = vec![0u8; n];
+            getrandom::fill(&mut buf)
+                .map_err(|e| Exception::throw_internal(&ctx, &format!("no randomness: {e}")))?;
+            Ok(hex(&buf))
+        })?;
+        Ok((request, log, uuid, random))
+    }
+
+    /// Turns a JavaScript failure into a [`RunError`].
+    fn classify<'js>(
+        &self,
+        ctx: &Ctx<'js>,
+        runner: Option<&Object<'js>>,
+        err: rquickjs::Error,
+        name: &str,
+    ) -> RunError {
+        if let Some(stop) = self.watch.borrow().reason {
+            return self.stop_error(stop);
+        }
+        match err {
+            rquickjs::Error::Exception => {
+                let value = ctx.catch();
+                self.classify_value(ctx, runner, value, name)
+            }
+            rquickjs::Error::Allocation => RunError::MemoryLimit {
+                limit_bytes: self.limits.max_memory_bytes,
+            },
+            other => RunError::Internal(other.to_string()),
+        }
+    }
+
+    fn classify_value<'js>(
+        &self,
+        ctx: &Ctx<'js>,
+        runner: Option<&Object<'js>>,
+        value: Value<'js>,
+        name: &str,
+    ) -> RunError {
+        if let Some(stop) = self.watch.borrow().reason {
+            return self.stop_error(stop);
+        }
+        // SAFETY: tag inspection only.
+        if unsafe { qjs::JS_IsUninitialized(value.as_raw()) } {
+            // QuickJS could not even allocate the error object.
+            return RunError::MemoryLimit {
+                limit_bytes: self.limits.max_memory_bytes,
+            };
+        }
+        if value.is_error() {
+            if let Some(obj) = value.as_object() {
+                let name_of: Option<String> = own_string(obj, "name");
+                let message: Option<String> = own_string(obj, "message");
+                match (name_of.as_deref(), message.as_deref()) {
+                    (Some("InternalError"), Some("out of memory")) => {
+                        return RunError::MemoryLimit {
+                            limit_bytes: self.limits.max_memory_bytes,
+                        }
+                    }
+                    (Some("RangeError"), Some("Maximum call stack size exceeded")) => {
+                        return RunError::StackOverflow
+                    }
+                    (Some("InternalError"), Some("interrupted")) => {
+                        return RunError::Internal("the script was interrupted".into())
+                    }
+                    _ => {}
+                }
+            }
+        }
+        let described = runner.and_then(|r| {
+            let f: Function<'js> = r.get("describe").ok()?;
+            let v: Array<'js> = f.call((value.clone(),)).ok()?;
+            let message: String = v.get(0).ok()?;
+            let outcome: Option<String> = v.get(1).ok()?;
+            let stack: String = v.get(2).ok()?;
+            Some((message, outcome, stack))
+        });
+        match described {
+            Some((message, outcome, stack)) => RunError::Thrown {
+                message,
+                outcome: outcome.and_then(|s| serde_json::from_str(&s).ok()),
+                line: line_in_stack(&stack, name),
+            },
+            None => {
+                let _ = ctx.catch();
+                if let Some(stop) = self.watch.borrow().reason {
+                    return self.stop_error(stop);
+                }
+                let message = value
+                    .as_string()
+                    .and_then(|s| s.to_string().ok())
+                    .unwrap_or_else(|| "the script threw a value that cannot be shown".into());
+                RunError::Thrown {
+                    message,
+                    outcome: None,
+                    line: None,
+                }
+            }
+        }
+    }
+
+    fn to_json<'js>(
+        &self,
+        ctx: &Ctx<'js>,
+        value: Value<'js>,
+    ) -> Result<Option<serde_json::Value>, Failure> {
+        if value.is_undefined() {
+            return Ok(None);
+        }
+        match ctx.json_stringify(value) {
+            Ok(Some(text)) => {
+                let text = text.to_string()?;
+                serde_json::from_str(&text)
+                    .map(Some)
+                    .map_err(|e| Failure::Run(RunError::BadResult(e.to_string())))
+            }
+            Ok(None) => Err(Failure::Run(RunError::BadResult(
+                "a function or a symbol has no JSON form".into(),
+            ))),
+            Err(rquickjs::Error::Exception) => {
+                let exc = ctx.catch();
+                match self.classify_value(ctx, None, exc, "") {
+                    RunError::Thrown { message, .. } => {
+                        Err(Failure::Run(RunError::BadResult(message)))
+                    }
+                    other => Err(Failure::Run(other)),
+                }
+            }
+            Err(other) => Err(Failure::Js(other)),
+        }
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        // Drop the interrupt handler's closure (it holds the watch) before the runtime.
+        self.rt.set_interrupt_handler(None);
+    }
+}
+
+/// A failure inside an invocation: a pending JavaScript exception (or rquickjs error)
+/// still to be classified, or a decided [`RunError`].
+enum Failure {
+    Js(rquickjs::Error),
+    Run(RunError),
+}
+
+impl From<rquickjs::Error> for Failure {
+    fn from(e: rquickjs::Error) -> Self {
+        Failure::Js(e)
+    }
+}
+
+/// Reads a bytecode function (script) into the context and evaluates it; returns its
+/// completion value.
+fn eval_bytecode<'js>(ctx: &Ctx<'js>, bytecode: &[u8]) -> Result<Value<'js>, Failure> {
+    let raw = ctx.as_raw().as_ptr();
+    // SAFETY: the bytes come from JS_WriteObject of this same QuickJS build; they are
+    // copied (no ROM flag). JS_EvalFunction consumes the function value.
+    unsafe {
+        let f = qjs::JS_ReadObject(
+            raw,
+            bytecode.as_ptr(),
+            bytecode.len() as _,
+            qjs::JS_READ_OBJ_BYTECODE as i32,
+        );
+        if qjs::JS_IsException(f) {
+            return Err(Failure::Js(rquickjs::Error::Exception));
+        }
+        let v = qjs::JS_EvalFunction(raw, f);
+        if qjs::JS_IsException(v) {
+            return Err(Failure::Js(rquickjs::Error::Exception));
+        }
+        Ok(Value::from_raw(ctx.clone(), v))
+    }
+}
+
+fn call_method<'js, A>(obj: &Object<'js>, name: &str, args: A) -> rquickjs::Result<Value<'js>>
+where
+    A: rquickjs::function::IntoArgs<'js>,
+{
+    let f: Function<'js> = obj.get(name)?;
+    f.call(args)
+}
+
+fn json_to_js<'js>(ctx: &Ctx<'js>, value: &serde_json::Value) -> Result<Value<'js>, Failure> {
+    let text = serde_json::to_string(value)
+        .map_err(|e| Failure::Run(RunError::Internal(format!("bad JSON input: {e}"))))?;
+    Ok(ctx.json_parse(text)?)
+}
+
+fn promise_reason<'js>(promise: &Promise<'js>) -> Value<'js> {
+    let ctx = promise.ctx().clone();
+    match promise.result::<Value<'js>>() {
+        Some(Err(rquickjs::Error::Exception)) => ctx.catch(),
+        Some(Ok(v)) => v,
+        _ => Value::new_undefined(ctx),
+    }
+}
+
+/// An own data property that is a string (never runs a getter of the script's).
+fn own_string<'js>(obj: &Object<'js>, key: &str) -> Option<String> {
+    let ctx = obj.ctx().clone();
+    let raw = ctx.as_raw().as_ptr();
+    let mut desc = std::mem::MaybeUninit::<qjs::JSPropertyDescriptor>::uninit();
+    // SAFETY: a property-descriptor query with an atom freed right after; the
+    // descriptor's values are taken over by `Value`s and so freed too.
+    let found = unsafe {
+        let atom = qjs::JS_NewAtomLen(raw, key.as_ptr().cast(), key.len() as _);
+        let r = qjs::JS_GetOwnProperty(raw, desc.as_mut_ptr(), obj.as_raw(), atom);
+        qjs::JS_FreeAtom(raw, atom);
+        r
+    };
+    if found < 0 {
+        let _ = ctx.catch();
+        return None;
+    }
+    if found == 0 {
+        // Inherited (e.g. `name` on the prototype of a genuine error).
+        let proto = obj.get_prototype()?;
+        return own_string(&proto, key);
+    }
+    // SAFETY: JS_GetOwnProperty returned 1, so the descriptor is initialised.
+    let desc = unsafe { desc.assume_init() };
+    let (value, _getter, _setter) = unsafe {
+        (
+            Value::from_raw(ctx.clone(), desc.value),
+            Value::from_raw(ctx.clone(), desc.getter),
+            Value::from_raw(ctx.clone(), desc.setter),
+        )
+    };
+    value.as_string().and_then(|s| s.to_string().ok())
+}
+
+/// The line of the first stack frame in the user's file.
+pub(crate) fn line_in_stack(stack: &str, name: &str) -> Option<u32> {
+    if name.is_empty() {
+        return None;
+    }
+    let needle = format!("{name}:");
+    for line in stack.lines() {
+        let mut rest = line;
+        while let Some(i) = rest.find(&needle) {
+            let after = &rest[i + needle.len()..];
+            let digits: String = after.chars().take_while(|c| c.is_ascii_digit()).collect();
+            if !digits.is_empty() && after[digits.len()..].starts_with(':') {
+                return digits.parse().ok();
+            }
+            rest = &rest[i + needle.len()..];
+        }
+    }
+    None
+}
+
+/// Line and column of a syntax error from its stack (`    at name:LINE:COL`).
+fn position_in_stack(stack: &str, name: &str) -> (Option<u32>, Option<u32>) {
+    let needle = format!("at {name}:");
+    if let Some(i) = stack.find(&needle) {
+        let after = &stack[i + needle.len()..];
+        let mut parts = after.splitn(3, |c: char| !c.is_ascii_digit());
+        let line = parts.next().and_then(|s| s.parse().ok());
+        let column = parts.next().and_then(|s| s.parse().ok());
+        return (line, column);
+    }
+    (None, None)
+}
+
+fn syntax_error_of<'js>(ctx: &Ctx<'js>, exc: Value<'js>, name: &str) -> RawSyntaxError {
+    let mut message = String::from("the code does not compile");
+    let mut stack = String::new();
+    let mut syntax = false;
+    if let Some(obj) = exc.as_object() {
+        if let Ok(m) = obj.get::<_, String>("message") {
+            message = m;
+        }
+        if let Ok(s) = obj.get::<_, String>("stack") {
+            stack = s;
+        }
+        if let Ok(n) = obj.get::<_, String>("name") {
+            syntax = n == "SyntaxError";
+            if !syntax && n != "ReferenceError" {
+                message = format!("{n}: {message}");
+            }
+        }
+    } else if let Some(s) = exc.as_string().and_then(|s| s.to_string().ok()) {
+        message = s;
+    }
+    let _ = ctx.catch();
+    let (line, column) = position_in_stack(&stack, name);
+    RawSyntaxError {
+        line,
+        column,
+        message,
+        syntax,
+    }
+}
+
+fn host_request<'js>(
+    ctx: &Ctx<'js>,
+    host: &dyn Host,
+    watch: &RefCell<Watch>,
+    method: String,
+    url: String,
+    headers: Vec<String>,
+    body: Option<String>,
+) -> rquickjs::Result<Array<'js>> {
+    if watch.borrow_mut().should_stop() {
+        return Err(throw_uncatchable(ctx));
+    }
+    let body = match body {
+        Some(text) => Some(
+            serde_json::from_str::<serde_json::Value>(&text).map_err(|e| {
+                Exception::throw_type(ctx, &format!("the request body is not JSON: {e}"))
+            })?,
+        ),
+        None => None,
+    };
+    let mut pairs = Vec::with_capacity(headers.len() / 2);
+    let mut it = headers.into_iter();
+    while let (Some(k), Some(v)) = (it.next(), it.next()) {
+        pairs.push((k, v));
+    }
+    let started = Instant::now();
+    let response: HostResponse = host.request(HostRequest {
+        method,
+        url,
+        headers: pairs,
+        body,
+    });
+    {
+        let mut w = watch.borrow_mut();
+        w.host_time += started.elapsed();
+        if w.should_stop() {
+            drop(w);
+            return Err(throw_uncatchable(ctx));
+        }
+    }
+    let out = Array::new(ctx.clone())?;
+    out.set(0, response.status)?;
+    match response.body {
+        Some(v) => {
+            let text = serde_json::to_string(&v)
+                .map_err(|e| Exception::throw_internal(ctx, &format!("bad response body: {e}")))?;
+            out.set(1, ctx.json_parse(text)?)?;
+        }
+        None => out.set(1, Value::new_null(ctx.clone()))?,
+    }
+    Ok(out)
+}
+
+/// Throws an error that `catch` cannot intercept (like the interrupt handler's).
+fn throw_uncatchable(ctx: &Ctx<'_>) -> rquickjs::Error {
+    let _ = Exception::throw_internal(ctx, "interrupted");
+    // SAFETY: re-throws the pending exception after flagging it uncatchable.
+    unsafe {
+        let raw = ctx.as_raw().as_ptr();
+        let exc = qjs::JS_GetException(raw);
+        qjs::JS_SetUncatchableError(raw, exc);
+        qjs::JS_Throw(raw, exc);
+    }
+    rquickjs::Error::Exception
+}
+
+fn host_log(host: &dyn Host, watch: &RefCell<Watch>, level: i32, message: String) {
+    let level = match level {
+        0 => LogLevel::Debug,
+        1 => LogLevel::Info,
+        2 => LogLevel::Warn,
+        _ => LogLevel::Error,
+    };
+    let notice = {
+        let mut w = watch.borrow_mut();
+        if w.log_lines > MAX_LOG_LINES || w.log_bytes > MAX_LOG_BYTES {
+            return;
+        }
+        w.log_lines += 1;
+        w.log_bytes += message.len();
+        w.log_lines > MAX_LOG_LINES || w.log_bytes > MAX_LOG_BYTES
+    };
+    if notice {
+        host.log(
+            LogLevel::Warn,
+            "further console output of this invocation is dropped (log limit reached)",
+        );
+    } else {
+        host.log(level, &message);
+    }
+}
+
+fn random_uuid() -> String {
+    let mut b = [0u8; 16];
+    if getrandom::fill(&mut b).is_err() {
+        // Never expected on Linux; fall back to a time-derived value rather than fail.
+        let t = Instant::now().elapsed().as_nanos() ^ (std::process::id() as u128) << 64;
+        b = t.to_le_bytes();
+    }
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let h = hex(&b);
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
+}
+
+fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        s.push(DIGITS[(b >> 4) as usize] as char);
+        s.push(DIGITS[(b & 15) as usize] as char);
+    }
+    s
+}
+
+/// The host of compile-time probes: no requests, no logs.
+struct NoHost;
+
+impl Host for NoHost {
+    fn request(&self, _request: HostRequest) -> HostResponse {
+        HostResponse {
+            status: 503,
+            body: Some(serde_json::json!({
+                "resourceType": "OperationOutcome",
+                "issue": [{"severity": "error", "code": "transient",
+                           "diagnostics": "the FHIR client is not available while the script is compiled"}]
+            })),
+        }
+    }
+
+    fn log(&self, _level: LogLevel, _message: &str) {}
+}
