@@ -19,6 +19,7 @@ use rquickjs::{
 };
 
 use crate::compile::Kind;
+use crate::memory::{Gauge, Metered};
 use crate::{
     CancelFn, CompileError, Host, HostRequest, HostResponse, Invocation, Limits, LogLevel,
     RunError, Script, Shape,
@@ -82,6 +83,7 @@ static BUILTINS: OnceLock<Builtins> = OnceLock::new();
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Stop {
     TimeLimit,
+    MemoryLimit,
     Timeout,
     Cancelled,
 }
@@ -89,6 +91,7 @@ enum Stop {
 /// The clock and flags of the invocation in progress, shared by the interrupt
 /// handler and the host functions (same thread).
 struct Watch {
+    gauge: Rc<Gauge>,
     active: bool,
     started: Instant,
     host_time: Duration,
@@ -96,13 +99,17 @@ struct Watch {
     deadline: Option<Instant>,
     cancelled: Option<CancelFn>,
     reason: Option<Stop>,
+    /// A panic of the host, caught at the boundary; the invocation ends with it.
+    fault: Option<String>,
     log_lines: usize,
     log_bytes: usize,
 }
 
 impl Watch {
-    fn idle(max_execution: Duration) -> Watch {
+    fn idle(gauge: Rc<Gauge>, max_execution: Duration) -> Watch {
+        gauge.reset();
         Watch {
+            gauge,
             active: false,
             started: Instant::now(),
             host_time: Duration::ZERO,
@@ -110,6 +117,7 @@ impl Watch {
             deadline: None,
             cancelled: None,
             reason: None,
+            fault: None,
             log_lines: 0,
             log_bytes: 0,
         }
@@ -117,14 +125,16 @@ impl Watch {
 
     /// True when the running script must stop now; records why.
     fn should_stop(&mut self) -> bool {
-        if self.reason.is_some() {
+        if self.reason.is_some() || self.fault.is_some() {
             return true;
         }
         if !self.active {
             return false;
         }
         let now = Instant::now();
-        if matches!(self.deadline, Some(d) if now >= d) {
+        if self.gauge.refused() {
+            self.reason = Some(Stop::MemoryLimit);
+        } else if matches!(self.deadline, Some(d) if now >= d) {
             self.reason = Some(Stop::Timeout);
         } else if matches!(&self.cancelled, Some(c) if c()) {
             self.reason = Some(Stop::Cancelled);
@@ -147,6 +157,7 @@ pub(crate) enum Health {
 /// A QuickJS runtime owned by one thread.
 pub(crate) struct Engine {
     rt: Runtime,
+    gauge: Rc<Gauge>,
     watch: Rc<RefCell<Watch>>,
     limits: Limits,
     served: u32,
@@ -221,8 +232,12 @@ pub(crate) struct RawSyntaxError {
 impl Engine {
     /// A runtime with the limits applied, the interrupt handler and the module loader.
     pub(crate) fn new(limits: &Limits) -> Result<Engine, String> {
-        let rt = Runtime::new().map_err(|e| format!("cannot create a QuickJS runtime: {e}"))?;
-        let watch = Rc::new(RefCell::new(Watch::idle(limits.max_execution)));
+        let gauge = Rc::new(Gauge::default());
+        let rt = Runtime::new_with_alloc(Metered {
+            gauge: gauge.clone(),
+        })
+        .map_err(|e| format!("cannot create a QuickJS runtime: {e}"))?;
+        let watch = Rc::new(RefCell::new(Watch::idle(gauge.clone(), limits.max_execution)));
         let w = watch.clone();
         rt.set_interrupt_handler(Some(Box::new(move || match w.try_borrow_mut() {
             Ok(mut w) => w.should_stop(),
@@ -232,6 +247,7 @@ impl Engine {
         rt.set_max_stack_size(limits.max_stack_bytes);
         let mut engine = Engine {
             rt,
+            gauge,
             watch,
             limits: limits.clone(),
             served: 0,
@@ -243,7 +259,7 @@ impl Engine {
             let _ = BUILTINS.set(builtins);
         }
         // The memory limit comes after compiling the built-ins, which must not fail.
-        engine.rt.set_memory_limit(limits.max_memory_bytes);
+        engine.gauge.set_limit(limits.max_memory_bytes);
         engine.rt.run_gc();
         engine.baseline = engine.rt.memory_usage().malloc_size;
         Ok(engine)
@@ -417,14 +433,14 @@ impl Engine {
     ) -> (Result<Option<serde_json::Value>, RunError>, Health) {
         {
             let mut w = self.watch.borrow_mut();
-            *w = Watch::idle(self.limits.max_execution);
+            *w = self.idle_watch();
             w.deadline = invocation.deadline;
             w.cancelled = invocation.cancelled.clone();
             w.active = true;
             w.started = Instant::now();
             if w.should_stop() {
                 let stop = w.reason.expect("set by should_stop");
-                *w = Watch::idle(self.limits.max_execution);
+                *w = self.idle_watch();
                 return (Err(self.stop_error(stop)), Health::Good);
             }
         }
@@ -436,13 +452,33 @@ impl Engine {
             }
             Err(e) => (Err(e), Health::Suspect),
         };
-        *self.watch.borrow_mut() = Watch::idle(self.limits.max_execution);
+        *self.watch.borrow_mut() = self.idle_watch();
         self.rt.run_gc();
         (result, health)
     }
 
+    fn idle_watch(&self) -> Watch {
+        Watch::idle(self.gauge.clone(), self.limits.max_execution)
+    }
+
+    /// Why the invocation must end, if it must: an allocation refused, or a stop
+    /// decided by the interrupt handler.
+    fn verdict(&self) -> Option<RunError> {
+        if self.gauge.refused() {
+            return Some(self.stop_error(Stop::MemoryLimit));
+        }
+        let watch = self.watch.borrow();
+        if let Some(fault) = &watch.fault {
+            return Some(RunError::Internal(format!("the server failed: {fault}")));
+        }
+        watch.reason.map(|stop| self.stop_error(stop))
+    }
+
     fn stop_error(&self, stop: Stop) -> RunError {
         match stop {
+            Stop::MemoryLimit => RunError::MemoryLimit {
+                limit_bytes: self.limits.max_memory_bytes,
+            },
             Stop::TimeLimit => RunError::TimeLimit {
                 limit: self.limits.max_execution,
             },
@@ -466,8 +502,8 @@ impl Engine {
             Err(Failure::Run(e)) => Err(e),
         };
         // A stop decided by the interrupt handler wins over whatever error it caused.
-        let result = match self.watch.borrow().reason {
-            Some(stop) if result.is_err() => Err(self.stop_error(stop)),
+        let result = match self.verdict() {
+            Some(stop) if result.is_err() => Err(stop),
             _ => result,
         };
         let health = match &result {
@@ -550,8 +586,8 @@ impl Engine {
             self.drive_jobs(ctx)?;
             returned
         };
-        if let Some(stop) = self.watch.borrow().reason {
-            return Err(Failure::Run(self.stop_error(stop)));
+        if let Some(stop) = self.verdict() {
+            return Err(Failure::Run(stop));
         }
         self.to_json(ctx, value)
     }
@@ -672,8 +708,8 @@ impl Engine {
         err: rquickjs::Error,
         name: &str,
     ) -> RunError {
-        if let Some(stop) = self.watch.borrow().reason {
-            return self.stop_error(stop);
+        if let Some(stop) = self.verdict() {
+            return stop;
         }
         match err {
             rquickjs::Error::Exception => {
@@ -694,8 +730,8 @@ impl Engine {
         value: Value<'js>,
         name: &str,
     ) -> RunError {
-        if let Some(stop) = self.watch.borrow().reason {
-            return self.stop_error(stop);
+        if let Some(stop) = self.verdict() {
+            return stop;
         }
         // SAFETY: tag inspection only.
         if unsafe { qjs::JS_IsUninitialized(value.as_raw()) } {
@@ -709,7 +745,7 @@ impl Engine {
                 let name_of: Option<String> = own_string(obj, "name");
                 let message: Option<String> = own_string(obj, "message");
                 match (name_of.as_deref(), message.as_deref()) {
-                    (Some("InternalError"), Some("out of memory")) => {
+                    (Some("InternalError"), Some("out of memory" | "string too long")) => {
                         return RunError::MemoryLimit {
                             limit_bytes: self.limits.max_memory_bytes,
                         }
@@ -740,8 +776,8 @@ impl Engine {
             },
             None => {
                 let _ = ctx.catch();
-                if let Some(stop) = self.watch.borrow().reason {
-                    return self.stop_error(stop);
+                if let Some(stop) = self.verdict() {
+                    return stop;
                 }
                 let message = value
                     .as_string()
@@ -978,12 +1014,22 @@ fn host_request<'js>(
         pairs.push((k, v));
     }
     let started = Instant::now();
-    let response: HostResponse = host.request(HostRequest {
+    let request = HostRequest {
         method,
         url,
         headers: pairs,
         body,
-    });
+    };
+    // A panic must not unwind through QuickJS, nor become an error the script can
+    // catch: it ends the invocation.
+    let response: HostResponse =
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| host.request(request))) {
+            Ok(response) => response,
+            Err(panic) => {
+                watch.borrow_mut().fault = Some(crate::pool::panic_message(&*panic));
+                return Err(throw_uncatchable(ctx));
+            }
+        };
     {
         let mut w = watch.borrow_mut();
         w.host_time += started.elapsed();
@@ -1034,14 +1080,17 @@ fn host_log(host: &dyn Host, watch: &RefCell<Watch>, level: i32, message: String
         w.log_bytes += message.len();
         w.log_lines > MAX_LOG_LINES || w.log_bytes > MAX_LOG_BYTES
     };
-    if notice {
-        host.log(
-            LogLevel::Warn,
-            "further console output of this invocation is dropped (log limit reached)",
-        );
-    } else {
-        host.log(level, &message);
-    }
+    // A panicking logger loses its line, nothing more.
+    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        if notice {
+            host.log(
+                LogLevel::Warn,
+                "further console output of this invocation is dropped (log limit reached)",
+            );
+        } else {
+            host.log(level, &message);
+        }
+    }));
 }
 
 fn random_uuid() -> String {

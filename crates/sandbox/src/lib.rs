@@ -99,6 +99,7 @@
 
 mod compile;
 mod engine;
+mod memory;
 mod pool;
 
 use std::fmt;

@@ -323,17 +323,6 @@ pub(crate) fn run_error(what: &str, e: flint_sandbox::RunError, limits: &AppLimi
         } => handler::outcome_error(&outcome).unwrap_or_else(|| {
             Error::new(IssueType::Processing, format!("{what} failed: {message}")).with_status(400)
         }),
-        // QuickJS ends a string past its length limit with an error of its own: it is the
-        // memory limit by another name.
-        R::Thrown { message, .. } if message.starts_with("InternalError: string too long") => {
-            run_error(
-                what,
-                R::MemoryLimit {
-                    limit_bytes: limits.sandbox.max_memory_bytes,
-                },
-                limits,
-            )
-        }
         R::Thrown { message, line, .. } => {
             let at = line.map(|l| format!(" (line {l})")).unwrap_or_default();
             Error::new(
