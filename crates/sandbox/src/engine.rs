@@ -15,7 +15,8 @@ use rquickjs::loader::{ImportAttributes, Loader, Resolver};
 use rquickjs::module::Declared;
 use rquickjs::promise::PromiseState;
 use rquickjs::{
-    qjs, Array, Context, Ctx, Exception, Function, Module, Object, Promise, Runtime, Value,
+    qjs, Array, Context, Ctx, Exception, Function, Module, Object, Persistent, Promise, Runtime,
+    Value,
 };
 
 use crate::compile::Kind;
@@ -66,9 +67,14 @@ or write a single function expression (`async (resource, context) => {…}`)";
 const MAX_LOG_LINES: usize = 1000;
 const MAX_LOG_BYTES: usize = 1024 * 1024;
 /// A runtime is rebuilt after this many invocations, to bound any slow growth.
-const MAX_SERVED: u32 = 5000;
-/// Memory is checked every this many invocations.
-const MEMORY_CHECK_EVERY: u32 = 32;
+const MAX_SERVED: u32 = 20_000;
+/// A realm is rebuilt after this many invocations…
+const MAX_REALM_USES: u32 = 2_000;
+/// …or this many invocations of ES modules (each stays in the realm's module list).
+const MAX_REALM_MODULES: u32 = 200;
+/// Growth over the realm's baseline (bytes) that makes the engine collect garbage
+/// and, when that does not help, rebuild the realm.
+const GROWTH_ALLOWED: usize = 4 * 1024 * 1024;
 
 /// Bytecode of the prelude and of the `@medplum/core` facade module, compiled once
 /// per process by the first engine.
@@ -154,14 +160,32 @@ pub(crate) enum Health {
     Suspect,
 }
 
+/// A context with the prelude installed and locked down, serving invocation after
+/// invocation (see `prelude.js`): each gets a fresh module scope, a fresh client and
+/// event, frozen built-ins, and a global object cleaned afterwards.
+struct Realm {
+    // Dropped before the context it belongs to.
+    runner: Persistent<Object<'static>>,
+    ctx: Context,
+    uses: u32,
+    modules: u32,
+    /// Bytes in use right after the realm was built.
+    baseline: usize,
+}
+
+/// The host of the invocation in progress, reached by the realm's host functions.
+type CurrentHost = Rc<RefCell<Option<Arc<dyn Host>>>>;
+
 /// A QuickJS runtime owned by one thread.
 pub(crate) struct Engine {
+    // Dropped (in `Drop`) before the runtime.
+    realm: Option<Realm>,
     rt: Runtime,
     gauge: Rc<Gauge>,
     watch: Rc<RefCell<Watch>>,
+    current: CurrentHost,
     limits: Limits,
     served: u32,
-    baseline: i64,
     retired: bool,
 }
 
@@ -245,13 +269,14 @@ impl Engine {
         })));
         rt.set_loader(CoreResolver, CoreLoader);
         rt.set_max_stack_size(limits.max_stack_bytes);
-        let mut engine = Engine {
+        let engine = Engine {
+            realm: None,
             rt,
             gauge,
             watch,
+            current: Rc::new(RefCell::new(None)),
             limits: limits.clone(),
             served: 0,
-            baseline: 0,
             retired: false,
         };
         if BUILTINS.get().is_none() {
@@ -260,8 +285,6 @@ impl Engine {
         }
         // The memory limit comes after compiling the built-ins, which must not fail.
         engine.gauge.set_limit(limits.max_memory_bytes);
-        engine.rt.run_gc();
-        engine.baseline = engine.rt.memory_usage().malloc_size;
         Ok(engine)
     }
 
@@ -416,11 +439,6 @@ impl Engine {
         self.served += 1;
         if health == Health::Suspect || self.rt.is_job_pending() || self.served >= MAX_SERVED {
             self.retired = true;
-        } else if self.served % MEMORY_CHECK_EVERY == 0 {
-            let used = self.rt.memory_usage().malloc_size;
-            if used > self.baseline * 2 + 1024 * 1024 {
-                self.retired = true;
-            }
         }
         result
     }
@@ -444,17 +462,110 @@ impl Engine {
                 return (Err(self.stop_error(stop)), Health::Good);
             }
         }
-        let (result, health) = match self.new_context() {
-            Ok(ctx) => {
-                let out = ctx.with(|ctx| self.invoke(&ctx, script, invocation, probe_only));
+        *self.current.borrow_mut() = Some(invocation.host.clone());
+        let realm = match self.realm.take() {
+            Some(realm) => Ok(realm),
+            None => self.new_realm(),
+        };
+        let (result, health) = match realm {
+            Ok(mut realm) => {
+                let ctx = realm.ctx.clone();
+                let (result, health, clean) = ctx.with(|ctx| {
+                    let runner = realm.runner.clone().restore(&ctx);
+                    let Ok(runner) = runner else {
+                        return (
+                            Err(RunError::Internal("the realm lost its runner".into())),
+                            Health::Suspect,
+                            false,
+                        );
+                    };
+                    let (result, health) =
+                        self.invoke(&ctx, &runner, script, invocation, probe_only);
+                    // A realm serves again only after an ordinary end and a clean reset.
+                    let ordinary = health == Health::Good
+                        && self.verdict().is_none()
+                        && !matches!(result, Err(RunError::NeverSettled));
+                    let clean = ordinary
+                        && matches!(call_method(&runner, "reset", ()), Ok(v) if v.as_bool() == Some(true));
+                    if !clean {
+                        let _ = ctx.catch();
+                    }
+                    (result, health, clean)
+                });
                 drop(ctx);
-                out
+                realm.uses += 1;
+                if script.kind == Kind::Module {
+                    realm.modules += 1;
+                }
+                let keep = clean
+                    && !self.rt.is_job_pending()
+                    && realm.uses < MAX_REALM_USES
+                    && realm.modules < MAX_REALM_MODULES
+                    && self.within_growth(&realm);
+                if keep {
+                    self.realm = Some(realm);
+                } else {
+                    drop(realm);
+                    self.rt.run_gc();
+                }
+                (result, health)
             }
             Err(e) => (Err(e), Health::Suspect),
         };
+        *self.current.borrow_mut() = None;
         *self.watch.borrow_mut() = self.idle_watch();
-        self.rt.run_gc();
         (result, health)
+    }
+
+    /// False when the runtime grew well past the realm's baseline even after a
+    /// garbage collection.
+    fn within_growth(&self, realm: &Realm) -> bool {
+        if self.gauge.used() <= realm.baseline + GROWTH_ALLOWED {
+            return true;
+        }
+        self.rt.run_gc();
+        self.gauge.used() <= realm.baseline + GROWTH_ALLOWED
+    }
+
+    /// A fresh context with the prelude installed and the realm locked down.
+    fn new_realm(&self) -> Result<Realm, RunError> {
+        let ctx = self.new_context()?;
+        let runner = ctx.with(|ctx| -> Result<Persistent<Object<'static>>, RunError> {
+            let failed = |what: &str| RunError::Internal(format!("cannot prepare the sandbox: {what}"));
+            let builtins = BUILTINS.get().ok_or_else(|| failed("the prelude is missing"))?;
+            let installer: Function = match eval_bytecode(&ctx, &builtins.prelude) {
+                Ok(v) => v.into_function().ok_or_else(|| failed("bad prelude"))?,
+                Err(_) => return Err(self.realm_failure(&ctx)),
+            };
+            let (request, log, uuid, random) = self
+                .host_functions(&ctx)
+                .map_err(|_| self.realm_failure(&ctx))?;
+            let runner: Object = installer
+                .call((request, log, uuid, random))
+                .map_err(|_| self.realm_failure(&ctx))?;
+            Ok(Persistent::save(&ctx, runner))
+        })?;
+        self.rt.run_gc();
+        Ok(Realm {
+            runner,
+            ctx,
+            uses: 0,
+            modules: 0,
+            baseline: self.gauge.used(),
+        })
+    }
+
+    fn realm_failure(&self, ctx: &Ctx<'_>) -> RunError {
+        if let Some(stop) = self.verdict() {
+            let _ = ctx.catch();
+            return stop;
+        }
+        let exc = ctx.catch();
+        let text = exc
+            .as_object()
+            .and_then(|o| o.get::<_, String>("message").ok())
+            .unwrap_or_else(|| "the prelude failed".into());
+        RunError::Internal(format!("cannot prepare the sandbox: {text}"))
     }
 
     fn idle_watch(&self) -> Watch {
@@ -490,15 +601,15 @@ impl Engine {
     fn invoke<'js>(
         &self,
         ctx: &Ctx<'js>,
+        runner: &Object<'js>,
         script: &Script,
         invocation: &Invocation,
         probe_only: bool,
     ) -> (Result<Option<serde_json::Value>, RunError>, Health) {
-        let mut runner: Option<Object<'js>> = None;
-        let result = self.invoke_inner(ctx, script, invocation, probe_only, &mut runner);
+        let result = self.invoke_inner(ctx, runner, script, invocation, probe_only);
         let result = match result {
             Ok(v) => Ok(v),
-            Err(Failure::Js(err)) => Err(self.classify(ctx, runner.as_ref(), err, &script.name)),
+            Err(Failure::Js(err)) => Err(self.classify(ctx, Some(runner), err, &script.name)),
             Err(Failure::Run(e)) => Err(e),
         };
         // A stop decided by the interrupt handler wins over whatever error it caused.
@@ -518,34 +629,23 @@ impl Engine {
     fn invoke_inner<'js>(
         &self,
         ctx: &Ctx<'js>,
+        runner: &Object<'js>,
         script: &Script,
         invocation: &Invocation,
         probe_only: bool,
-        runner_slot: &mut Option<Object<'js>>,
     ) -> Result<Option<serde_json::Value>, Failure> {
-        let builtins = BUILTINS
-            .get()
-            .ok_or_else(|| Failure::Run(RunError::Internal("the prelude is missing".into())))?;
-        let installer: Function<'js> = eval_bytecode(ctx, &builtins.prelude)?
-            .into_function()
-            .ok_or_else(|| Failure::Run(RunError::Internal("bad prelude".into())))?;
-        let (request, log, uuid, random) = self.host_functions(ctx, &invocation.host)?;
-        let runner: Object<'js> =
-            installer.call((request, log, uuid, random, script.name.as_str()))?;
-        *runner_slot = Some(runner.clone());
-
         let handler: Value<'js> = match script.kind {
             Kind::CommonJs => {
                 let wrapper = eval_bytecode(ctx, &script.bytecode)?;
-                call_method(&runner, "cjs", (wrapper,))?
+                call_method(runner, "cjs", (wrapper, script.name.as_str()))?
             }
             Kind::Expression => {
                 let f = eval_bytecode(ctx, &script.bytecode)?;
-                call_method(&runner, "expr", (f,))?
+                call_method(runner, "expr", (f,))?
             }
             Kind::Module => {
                 let namespace = self.eval_module(ctx, &script.bytecode)?;
-                call_method(&runner, "esm", (namespace,))?
+                call_method(runner, "esm", (namespace,))?
             }
         };
         if !handler.is_function() {
@@ -561,10 +661,10 @@ impl Engine {
 
         let event = json_to_js(ctx, &invocation.event)?;
         let returned: Value<'js> = match script.shape {
-            Shape::Handler => call_method(&runner, "callHandler", (handler, event))?,
+            Shape::Handler => call_method(runner, "callHandler", (handler, event))?,
             Shape::Function => {
                 let subject = json_to_js(ctx, &invocation.subject)?;
-                call_method(&runner, "callFunction", (handler, subject, event))?
+                call_method(runner, "callFunction", (handler, subject, event))?
             }
         };
         let value = if let Some(promise) = returned.as_promise().cloned() {
@@ -575,7 +675,7 @@ impl Engine {
                     let reason = promise_reason(&promise);
                     return Err(Failure::Run(self.classify_value(
                         ctx,
-                        Some(&runner),
+                        Some(runner),
                         reason,
                         &script.name,
                     )));
@@ -662,14 +762,14 @@ impl Engine {
         }
     }
 
-    /// The four host functions handed to the prelude's installer.
+    /// The four host functions handed to the prelude's installer. They reach the
+    /// host of the invocation in progress through `current`.
     #[allow(clippy::type_complexity)]
     fn host_functions<'js>(
         &self,
         ctx: &Ctx<'js>,
-        host: &Arc<dyn Host>,
     ) -> rquickjs::Result<(Function<'js>, Function<'js>, Function<'js>, Function<'js>)> {
-        let h = host.clone();
+        let current = self.current.clone();
         let w = self.watch.clone();
         let request = Function::new(
             ctx.clone(),
@@ -679,13 +779,20 @@ impl Engine {
                   headers: Vec<String>,
                   body: Option<String>|
                   -> rquickjs::Result<Array<'js>> {
-                host_request(&ctx, &*h, &w, method, url, headers, body)
+                let host = current.borrow().clone();
+                match host {
+                    Some(h) => host_request(&ctx, &*h, &w, method, url, headers, body),
+                    None => Err(Exception::throw_internal(&ctx, "no invocation in progress")),
+                }
             },
         )?;
-        let h = host.clone();
+        let current = self.current.clone();
         let w = self.watch.clone();
         let log = Function::new(ctx.clone(), move |level: i32, message: String| {
-            host_log(&*h, &w, level, message)
+            let host = current.borrow().clone();
+            if let Some(h) = host {
+                host_log(&*h, &w, level, message)
+            }
         })?;
         let uuid = Function::new(ctx.clone(), random_uuid)?;
         let random = Function::new(ctx.clone(), |ctx: Ctx<'js>, n: usize| {
@@ -742,21 +849,25 @@ impl Engine {
         }
         if value.is_error() {
             if let Some(obj) = value.as_object() {
-                let name_of: Option<String> = own_string(obj, "name");
                 let message: Option<String> = own_string(obj, "message");
-                match (name_of.as_deref(), message.as_deref()) {
-                    (Some("InternalError"), Some("out of memory" | "string too long")) => {
-                        return RunError::MemoryLimit {
-                            limit_bytes: self.limits.max_memory_bytes,
+                let message = message.as_deref();
+                if is_native_error(ctx, obj, "InternalError") {
+                    match message {
+                        Some("out of memory" | "string too long") => {
+                            return RunError::MemoryLimit {
+                                limit_bytes: self.limits.max_memory_bytes,
+                            }
                         }
+                        Some("interrupted") => {
+                            return RunError::Internal("the script was interrupted".into())
+                        }
+                        _ => {}
                     }
-                    (Some("RangeError"), Some("Maximum call stack size exceeded")) => {
-                        return RunError::StackOverflow
-                    }
-                    (Some("InternalError"), Some("interrupted")) => {
-                        return RunError::Internal("the script was interrupted".into())
-                    }
-                    _ => {}
+                }
+                if message == Some("Maximum call stack size exceeded")
+                    && is_native_error(ctx, obj, "RangeError")
+                {
+                    return RunError::StackOverflow;
                 }
             }
         }
@@ -826,7 +937,9 @@ impl Engine {
 
 impl Drop for Engine {
     fn drop(&mut self) {
-        // Drop the interrupt handler's closure (it holds the watch) before the runtime.
+        // The realm's context and values go before the runtime, and so does the
+        // interrupt handler's closure (it holds the watch).
+        self.realm = None;
         self.rt.set_interrupt_handler(None);
     }
 }
@@ -888,6 +1001,25 @@ fn promise_reason<'js>(promise: &Promise<'js>) -> Value<'js> {
         Some(Err(rquickjs::Error::Exception)) => ctx.catch(),
         Some(Ok(v)) => v,
         _ => Value::new_undefined(ctx),
+    }
+}
+
+/// Whether `obj` was made by the built-in error constructor `name` (its prototype is
+/// that constructor's; both are frozen, so this reads no script-controlled value).
+fn is_native_error<'js>(ctx: &Ctx<'js>, obj: &Object<'js>, name: &str) -> bool {
+    let Some(proto) = obj.get_prototype() else {
+        return false;
+    };
+    let native = ctx
+        .globals()
+        .get::<_, Object<'js>>(name)
+        .and_then(|ctor| ctor.get::<_, Object<'js>>("prototype"));
+    match native {
+        Ok(native) => native == proto,
+        Err(_) => {
+            let _ = ctx.catch();
+            false
+        }
     }
 }
 

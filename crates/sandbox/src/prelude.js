@@ -1,14 +1,22 @@
 // Flint sandbox prelude.
 //
-// Compiled once per process to QuickJS bytecode and evaluated in every fresh
-// context before the user's code. The script's completion value is the
-// installer function below; Rust calls it with the host functions (which are
-// therefore never reachable as globals) and receives the runner object that
-// prepares and calls the user's handler.
+// Compiled once per process to QuickJS bytecode and evaluated once in every
+// realm (a QuickJS context that then serves many invocations). The script's
+// completion value is the installer function below; Rust calls it with the host
+// functions (which are therefore never reachable as globals) and receives the
+// runner object that prepares and calls the user's handler.
+//
+// Before the runner is returned the realm is locked down: every object reachable
+// from the global object (and the intrinsics that are not) is frozen, every global
+// binding made read-only, and the context-level hooks (`Error.prepareStackTrace`,
+// `Error.stackTraceLimit`) fixed. Built-in prototypes' methods are accessors whose
+// setter defines an own property on the instance, so `err.name = 'X'` and
+// `obj.toString = f` keep working ("override mistake"). What an invocation can
+// still change — new global properties — `reset()` removes afterwards.
 //
 // Everything here runs inside the sandbox: it is convenience, not a security
 // boundary. The boundary is QuickJS itself plus the four host functions.
-(function (hostRequest, hostLog, hostUuid, hostRandom, scriptName) {
+(function (hostRequest, hostLog, hostUuid, hostRandom) {
   'use strict';
 
   const G = globalThis;
@@ -1127,7 +1135,6 @@
     }
   }
 
-  const client = new MedplumClient();
 
   // ----------------------------------------------------------------- runner
   function pickHandler(exp) {
@@ -1174,8 +1181,113 @@
     return [message, outJson, stack];
   }
 
-  return {
-    cjs(wrapper) {
+  // --------------------------------------------------------------- lockdown
+  const getPrototypeOf = Object.getPrototypeOf;
+  const getOwnPropertyDescriptor = Object.getOwnPropertyDescriptor;
+  const ownKeys = Reflect.ownKeys;
+  const freeze = Object.freeze;
+  const isExtensible = Object.isExtensible;
+  const deleteProperty = Reflect.deleteProperty;
+
+  // Names that code commonly assigns on instances of built-ins.
+  const OVERRIDABLE = ['constructor', 'toString', 'valueOf', 'toLocaleString', 'toJSON', 'name', 'message'];
+
+  function isPrototype(o) {
+    if (o === Object.prototype) return true;
+    const d = getOwnPropertyDescriptor(o, 'constructor');
+    return d !== undefined && typeof d.value === 'function' && d.value.prototype === o;
+  }
+
+  // Turns a writable data property of a prototype into an accessor whose setter
+  // gives the instance an own property, as plain assignment would have done.
+  function tame(proto, key) {
+    const d = getOwnPropertyDescriptor(proto, key);
+    if (d === undefined || !('value' in d) || !d.writable || !d.configurable) return;
+    const value = d.value;
+    defineProperty(proto, key, {
+      get() {
+        return value;
+      },
+      set(v) {
+        if (this === proto || this === null || this === undefined) {
+          throw new TypeError("Cannot assign to read only property '" + String(key) + "' of a sandbox built-in");
+        }
+        defineProperty(this, key, { value: v, writable: true, enumerable: true, configurable: true });
+      },
+      enumerable: d.enumerable,
+      configurable: false,
+    });
+  }
+
+  function harden(roots) {
+    const seen = new Set();
+    const stack = roots.slice();
+    while (stack.length > 0) {
+      const o = stack.pop();
+      if (o === null || (typeof o !== 'object' && typeof o !== 'function') || seen.has(o)) continue;
+      seen.add(o);
+      if (isPrototype(o)) {
+        const keys = o === Object.prototype ? ownKeys(o) : OVERRIDABLE;
+        for (const key of keys) tame(o, key);
+      }
+      stack.push(getPrototypeOf(o));
+      for (const key of ownKeys(o)) {
+        const d = getOwnPropertyDescriptor(o, key);
+        if ('value' in d) stack.push(d.value);
+        else stack.push(d.get, d.set);
+      }
+      if (o !== G) freeze(o);
+    }
+  }
+
+  function hidden() {
+    const out = [];
+    const tries = [
+      () => getPrototypeOf(function* () {}),
+      () => getPrototypeOf(async function () {}),
+      () => getPrototypeOf(async function* () {}),
+      () => getPrototypeOf([][Symbol.iterator]()),
+      () => getPrototypeOf(new Map()[Symbol.iterator]()),
+      () => getPrototypeOf(new Set()[Symbol.iterator]()),
+      () => getPrototypeOf(''[Symbol.iterator]()),
+      () => getPrototypeOf(''.matchAll(/x/g)),
+      () => getPrototypeOf([].values().map((x) => x)),
+      () => getPrototypeOf(Iterator.from({ next() { return { done: true }; } })),
+      () => getOwnPropertyDescriptor(Function.prototype, 'caller').get,
+      () => getOwnPropertyDescriptor((function () { 'use strict'; return arguments; })(), 'callee').get,
+    ];
+    for (const t of tries) {
+      try {
+        const v = t();
+        if (v !== undefined) out.push(v);
+      } catch (e) {
+        // Not in this engine.
+      }
+    }
+    return out;
+  }
+
+  function lockdown() {
+    // Context-level state that the Error constructor's setters would change.
+    defineProperty(Error, 'prepareStackTrace', { value: undefined, writable: false, enumerable: false, configurable: false });
+    defineProperty(Error, 'stackTraceLimit', { value: 10, writable: false, enumerable: false, configurable: false });
+    // Its callbacks would run during a later invocation.
+    delete G.FinalizationRegistry;
+    const roots = [G, MedplumClient, core, runner].concat(hidden());
+    harden(roots);
+    for (const key of ownKeys(G)) {
+      const d = getOwnPropertyDescriptor(G, key);
+      if ('value' in d) defineProperty(G, key, { value: d.value, writable: false, enumerable: d.enumerable, configurable: false });
+      else defineProperty(G, key, { get: d.get, set: d.set, enumerable: d.enumerable, configurable: false });
+    }
+  }
+
+  function newClient() {
+    return new MedplumClient();
+  }
+
+  const runner = {
+    cjs(wrapper, scriptName) {
       const module = { exports: {}, id: scriptName, filename: scriptName, loaded: false };
       const declared = wrapper.call(module.exports, module.exports, require, module, scriptName, '.');
       module.loaded = true;
@@ -1188,13 +1300,29 @@
       return typeof fn === 'function' ? fn : null;
     },
     callHandler(handler, event) {
-      return handler(client, event);
+      return handler(newClient(), event);
     },
     callFunction(fn, subject, event) {
       const context = event !== null && typeof event === 'object' && !Array.isArray(event) ? event : {};
-      context.client = client;
+      context.client = newClient();
       return fn(subject, context);
     },
     describe,
+    // Removes what the last invocation added to the global object; false when the
+    // realm cannot be made clean again (it is then discarded).
+    reset() {
+      const keys = ownKeys(G);
+      if (keys.length !== baseline.size) {
+        for (const key of keys) {
+          if (!baseline.has(key) && !deleteProperty(G, key)) return false;
+        }
+      }
+      return getPrototypeOf(G) === baseProto && isExtensible(G);
+    },
   };
+
+  lockdown();
+  const baseline = new Set(ownKeys(G));
+  const baseProto = getPrototypeOf(G);
+  return runner;
 });
