@@ -59,7 +59,10 @@ fn invocation(c: &mut Criterion) {
             sandbox
                 .run(
                     &reads,
-                    Invocation::new(json!({"target": {"type": "Patient", "id": "p1"}}), host.clone()),
+                    Invocation::new(
+                        json!({"target": {"type": "Patient", "id": "p1"}}),
+                        host.clone(),
+                    ),
                 )
                 .unwrap()
         })

@@ -76,6 +76,15 @@ pub(crate) fn compile(limits: &Limits, name: &str, code: &str) -> Result<Script,
                 }
             }
             Err(raw) => syntax_errors.push(user_position(raw, head, user_lines)),
+            Ok(_) if !sealed(&engine, kind, name, &code) => {
+                if probe_error.is_none() {
+                    probe_error = Some(CompileError {
+                        line: None,
+                        column: None,
+                        message: ESCAPES.into(),
+                    });
+                }
+            }
             Ok(bytecode) => {
                 let script = Script {
                     name: name.to_string(),
@@ -133,6 +142,26 @@ fn wrap(kind: Kind, code: &str) -> (String, usize) {
             (format!("{EXPR_HEAD}{trimmed}{EXPR_TAIL}"), EXPR_HEAD.len())
         }
     }
+}
+
+const ESCAPES: &str = "the code closes the function it is wrapped in (an unbalanced `}` or `)` \
+at its top level); a handler must be self-contained";
+
+/// Whether the code stays inside its wrapper. Code that closes the wrapper early
+/// (`}); let x = 1; (function () {`) would declare bindings in the realm's global
+/// scope, shared with later invocations. Such code cannot parse both in the wrapper
+/// and in the wrapper with one more level of nesting, which well-formed code does.
+fn sealed(engine: &Engine, kind: Kind, name: &str, code: &str) -> bool {
+    let nested = match kind {
+        Kind::Module => return true,
+        Kind::CommonJs => format!("{CJS_HEAD}{{{code}\n}}{CJS_TAIL}"),
+        Kind::Expression => {
+            let trimmed = code.trim_end();
+            let trimmed = trimmed.strip_suffix(';').unwrap_or(trimmed);
+            format!("{EXPR_HEAD}({trimmed}\n){EXPR_TAIL}")
+        }
+    };
+    engine.compile_source(kind, name, &nested, true).is_ok()
 }
 
 /// Moves a position in the wrapped source back into the user's code.

@@ -261,7 +261,10 @@ impl Engine {
             gauge: gauge.clone(),
         })
         .map_err(|e| format!("cannot create a QuickJS runtime: {e}"))?;
-        let watch = Rc::new(RefCell::new(Watch::idle(gauge.clone(), limits.max_execution)));
+        let watch = Rc::new(RefCell::new(Watch::idle(
+            gauge.clone(),
+            limits.max_execution,
+        )));
         let w = watch.clone();
         rt.set_interrupt_handler(Some(Box::new(move || match w.try_borrow_mut() {
             Ok(mut w) => w.should_stop(),
@@ -531,8 +534,11 @@ impl Engine {
     fn new_realm(&self) -> Result<Realm, RunError> {
         let ctx = self.new_context()?;
         let runner = ctx.with(|ctx| -> Result<Persistent<Object<'static>>, RunError> {
-            let failed = |what: &str| RunError::Internal(format!("cannot prepare the sandbox: {what}"));
-            let builtins = BUILTINS.get().ok_or_else(|| failed("the prelude is missing"))?;
+            let failed =
+                |what: &str| RunError::Internal(format!("cannot prepare the sandbox: {what}"));
+            let builtins = BUILTINS
+                .get()
+                .ok_or_else(|| failed("the prelude is missing"))?;
             let installer: Function = match eval_bytecode(&ctx, &builtins.prelude) {
                 Ok(v) => v.into_function().ok_or_else(|| failed("bad prelude"))?,
                 Err(_) => return Err(self.realm_failure(&ctx)),

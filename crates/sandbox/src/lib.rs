@@ -65,14 +65,29 @@
 //!   Worker threads run at a lower priority (`Limits::niceness`), have a native
 //!   stack several MiB larger than the QuickJS stack limit, and survive panics (the
 //!   caller gets [`RunError::Internal`], the runtime is replaced).
-//! * **Fresh context per invocation.** Every invocation gets a new QuickJS context
-//!   (a new global object and new intrinsics) on the pooled runtime; the prelude and
-//!   the user's code are loaded into it from bytecode. Nothing a script does to its
-//!   globals or to built-in prototypes is visible to the next invocation. After each
-//!   invocation the context is dropped and the garbage collector runs. A runtime that
-//!   ran out of memory, overflowed its stack, panicked, still has jobs queued, grew
-//!   beyond its baseline or served many invocations is discarded and rebuilt.
-//! * **Limits.** Memory: QuickJS' allocator limit per runtime. Stack: QuickJS' stack
+//! * **A locked-down realm per runtime, reset between invocations.** Each runtime
+//!   keeps one context (a realm) with the prelude installed and then locked down:
+//!   every object reachable from the global object and the hidden intrinsics is
+//!   frozen, every global binding is read-only, `Error.prepareStackTrace` and
+//!   `Error.stackTraceLimit` are fixed, `FinalizationRegistry` is absent. Built-in
+//!   prototypes' common methods (`toString`, `constructor`, `name`, `message`, …)
+//!   become accessors whose setter gives the instance an own property, so ordinary
+//!   code (`this.name = 'MyError'`) keeps working. Each invocation loads the user's
+//!   code from bytecode and runs its top level again (a fresh module scope), gets a
+//!   new client and its own event; afterwards any global property it added is
+//!   deleted. A realm that cannot be cleaned, that ended by a limit, a stop, a
+//!   never-settling promise or left jobs behind, that grew past its baseline, or
+//!   that served 2,000 invocations (200 of ES modules) is dropped and rebuilt.
+//!   Code that would close its CommonJS or expression wrapper early (and so declare
+//!   bindings in the realm's global scope) is refused at compile time. A runtime
+//!   that ran out of memory, overflowed its stack, panicked or served 20,000
+//!   invocations is discarded and rebuilt. Building a realm takes about a
+//!   millisecond; reusing one costs microseconds, where a fresh context with the
+//!   prelude cost about 0.5 ms per invocation.
+//! * **Limits.** Memory: enforced by the runtime's allocator (the C library's
+//!   `malloc`, metered), which remembers a refusal, so running out of memory is
+//!   reported as such even when QuickJS could only throw `null`, and ends the
+//!   invocation even when the script catches the error. Stack: QuickJS' stack
 //!   limit (a `RangeError`, never a native overflow). Time: an interrupt handler,
 //!   polled by the interpreter, that compares the JavaScript time (wall time minus the
 //!   time spent inside [`Host::request`]) with `max_execution`, the wall clock with the
@@ -394,9 +409,9 @@ impl std::error::Error for RunError {}
 
 fn human_bytes(n: usize) -> String {
     const MIB: usize = 1024 * 1024;
-    if n >= MIB && n % MIB == 0 {
+    if n >= MIB && n.is_multiple_of(MIB) {
         format!("{} MiB", n / MIB)
-    } else if n >= 1024 && n % 1024 == 0 {
+    } else if n >= 1024 && n.is_multiple_of(1024) {
         format!("{} KiB", n / 1024)
     } else {
         format!("{n} bytes")

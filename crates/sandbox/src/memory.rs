@@ -95,7 +95,9 @@ unsafe impl Allocator for Metered {
             return;
         }
         let size = usable(ptr);
-        self.gauge.used.set(self.gauge.used.get().saturating_sub(size));
+        self.gauge
+            .used
+            .set(self.gauge.used.get().saturating_sub(size));
         // SAFETY: allocated by this allocator (the caller's promise).
         unsafe { libc::free(ptr.cast()) };
     }

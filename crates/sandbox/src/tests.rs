@@ -702,3 +702,80 @@ fn top_level_state_does_not_leak_between_invocations() {
         assert_eq!(out, Some(json!([1, 1])));
     }
 }
+
+#[test]
+fn code_that_escapes_its_wrapper_is_refused() {
+    let sb = sandbox();
+    for code in [
+        "}); let stash = []; (function () {",
+        "exports.handler = () => 1 }); globalThis.x = 1; (function () {",
+        "(r, c) => 1); let stash = 1; ((z) => 1",
+    ] {
+        let err = sb.compile("escape.js", code).unwrap_err();
+        assert!(
+            err.message.contains("closes the function") || err.line.is_some(),
+            "{code}: {err:?}"
+        );
+    }
+    // Ordinary code with nested blocks, strings and comments holding braces still compiles.
+    sb.compile(
+        "ok.js",
+        "// }) {\nconst s = '})'; /* }) */\nexports.handler = async () => { if (1) { return `${s}}` } };",
+    )
+    .unwrap();
+}
+
+#[test]
+fn the_realm_is_locked_down_but_ordinary_code_works() {
+    let sb = sandbox();
+    let script = sb
+        .compile(
+            "lock.js",
+            r#"'use strict';
+            class ValidationError extends Error {
+                constructor(m) { super(m); this.name = 'ValidationError'; }
+            }
+            exports.handler = async () => {
+                const e = new ValidationError('bad');
+                const o = {}; o.toString = () => 'mine'; o.constructor = 1;
+                const attempts = {};
+                for (const [k, f] of Object.entries({
+                    proto: () => { Array.prototype.evil = 1 },
+                    json: () => { JSON.parse = null },
+                    global: () => { globalThis.JSON = null },
+                    prepare: () => { Error.prepareStackTrace = () => 'x' },
+                    limit: () => { Error.stackTraceLimit = 0 },
+                    setProto: () => { Object.setPrototypeOf(Object.prototype, {}) },
+                    generator: () => { Object.getPrototypeOf(function* () {}).evil = 1 },
+                })) {
+                    try { f(); attempts[k] = 'allowed' } catch (x) { attempts[k] = x instanceof TypeError ? 'refused' : String(x) }
+                }
+                globalThis.mine = 1;
+                return { name: e.name, msg: String(e), own: String(o), ctor: o.constructor, attempts, mine: globalThis.mine };
+            };"#,
+        )
+        .unwrap();
+    let out = sb
+        .run(&script, Invocation::new(json!({}), TestHost::echo()))
+        .unwrap()
+        .unwrap();
+    assert_eq!(out["name"], "ValidationError");
+    assert_eq!(out["msg"], "ValidationError: bad");
+    assert_eq!(out["own"], "mine");
+    assert_eq!(out["ctor"], 1);
+    assert_eq!(out["mine"], 1);
+    for (k, v) in out["attempts"].as_object().unwrap() {
+        assert_eq!(v, "refused", "{k}");
+    }
+    let check = sb
+        .compile(
+            "check.js",
+            "exports.handler = async () => [typeof mine, typeof Error.prepareStackTrace, Error.stackTraceLimit]",
+        )
+        .unwrap();
+    assert_eq!(
+        sb.run(&check, Invocation::new(json!({}), TestHost::echo()))
+            .unwrap(),
+        Some(json!(["undefined", "undefined", 10]))
+    );
+}
