@@ -22,7 +22,7 @@ use rquickjs::{
 use crate::compile::Kind;
 use crate::memory::{Gauge, Metered};
 use crate::{
-    CancelFn, CompileError, Host, HostRequest, HostResponse, Invocation, Limits, LogLevel,
+    CancelFn, CompileError, Host, HostRequest, HostResponse, Invocation, Json, Limits, LogLevel,
     RunError, Script, Shape,
 };
 
@@ -995,10 +995,16 @@ where
     f.call(args)
 }
 
-fn json_to_js<'js>(ctx: &Ctx<'js>, value: &serde_json::Value) -> Result<Value<'js>, Failure> {
-    let text = serde_json::to_string(value)
-        .map_err(|e| Failure::Run(RunError::Internal(format!("bad JSON input: {e}"))))?;
-    Ok(ctx.json_parse(text)?)
+fn json_to_js<'js>(ctx: &Ctx<'js>, value: &Json) -> Result<Value<'js>, Failure> {
+    let parsed = match value {
+        Json::Value(v) => {
+            let text = serde_json::to_string(v)
+                .map_err(|e| Failure::Run(RunError::Internal(format!("bad JSON input: {e}"))))?;
+            ctx.json_parse(text)
+        }
+        Json::Text(t) => ctx.json_parse(t.as_str()),
+    };
+    Ok(parsed?)
 }
 
 fn promise_reason<'js>(promise: &Promise<'js>) -> Value<'js> {
@@ -1160,8 +1166,8 @@ fn host_request<'js>(
     };
     // A panic must not unwind through QuickJS, nor become an error the script can
     // catch: it ends the invocation.
-    let response: HostResponse =
-        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| host.request(request))) {
+    let (status, body) =
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| host.request_json(request))) {
             Ok(response) => response,
             Err(panic) => {
                 watch.borrow_mut().fault = Some(crate::pool::panic_message(&*panic));
@@ -1177,13 +1183,9 @@ fn host_request<'js>(
         }
     }
     let out = Array::new(ctx.clone())?;
-    out.set(0, response.status)?;
-    match response.body {
-        Some(v) => {
-            let text = serde_json::to_string(&v)
-                .map_err(|e| Exception::throw_internal(ctx, &format!("bad response body: {e}")))?;
-            out.set(1, ctx.json_parse(text)?)?;
-        }
+    out.set(0, status)?;
+    match body {
+        Some(json) => out.set(1, ctx.json_parse(json.into_text())?)?,
         None => out.set(1, Value::new_null(ctx.clone()))?,
     }
     Ok(out)

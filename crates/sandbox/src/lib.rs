@@ -229,6 +229,32 @@ impl fmt::Display for CompileError {
 
 impl std::error::Error for CompileError {}
 
+/// JSON handed into the sandbox: a value, or text that is already JSON (a stored
+/// resource, say), which spares serializing it again.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Json {
+    /// A parsed value.
+    Value(serde_json::Value),
+    /// JSON text; it must be valid JSON (a parse error fails the invocation).
+    Text(String),
+}
+
+impl From<serde_json::Value> for Json {
+    fn from(value: serde_json::Value) -> Json {
+        Json::Value(value)
+    }
+}
+
+impl Json {
+    /// The JSON text.
+    pub fn into_text(self) -> String {
+        match self {
+            Json::Value(v) => v.to_string(),
+            Json::Text(t) => t,
+        }
+    }
+}
+
 /// The predicate behind [`Invocation::cancelled`].
 pub type CancelFn = Arc<dyn Fn() -> bool + Send + Sync>;
 
@@ -237,9 +263,9 @@ pub type CancelFn = Arc<dyn Fn() -> bool + Send + Sync>;
 pub struct Invocation {
     /// Passed to a [`Shape::Handler`] script as `event`; for a [`Shape::Function`]
     /// script, the `context` argument is this object plus a `client` property.
-    pub event: serde_json::Value,
+    pub event: Json,
     /// First argument of a [`Shape::Function`] script (ignored by handlers).
-    pub subject: serde_json::Value,
+    pub subject: Json,
     /// The server side of the client's requests and of `console`.
     pub host: Arc<dyn Host>,
     /// Wall-clock deadline of the whole invocation, host calls and queueing included.
@@ -252,10 +278,10 @@ pub struct Invocation {
 
 impl Invocation {
     /// An invocation with `event`, a null subject, no deadline and no cancellation.
-    pub fn new(event: serde_json::Value, host: Arc<dyn Host>) -> Invocation {
+    pub fn new(event: impl Into<Json>, host: Arc<dyn Host>) -> Invocation {
         Invocation {
-            event,
-            subject: serde_json::Value::Null,
+            event: event.into(),
+            subject: Json::Value(serde_json::Value::Null),
             host,
             deadline: None,
             cancelled: None,
@@ -291,6 +317,14 @@ pub trait Host: Send + Sync {
     /// `""` for a batch) or absolute, as the script wrote it. Returns the HTTP-like
     /// status and the JSON body (`None` when empty).
     fn request(&self, request: HostRequest) -> HostResponse;
+    /// [`Host::request`] with the body as [`Json`]: a host that holds the answer as
+    /// JSON text already (a stored resource) returns the text, and the sandbox parses
+    /// it once, in JavaScript. The sandbox calls this method; by default it calls
+    /// [`Host::request`].
+    fn request_json(&self, request: HostRequest) -> (u16, Option<Json>) {
+        let response = self.request(request);
+        (response.status, response.body.map(Json::Value))
+    }
     /// One line written by the script's `console`.
     fn log(&self, level: LogLevel, message: &str);
 }

@@ -159,7 +159,7 @@ fn function_shape_gets_subject_and_context() {
         let script = sb.compile("f.js", code).unwrap_or_else(|e| panic!("{code}: {e}"));
         assert_eq!(script.shape(), Shape::Function, "{code}");
         let mut inv = Invocation::new(json!({"n": 5}), TestHost::echo());
-        inv.subject = json!({"resourceType": "Patient", "id": "x"});
+        inv.subject = json!({"resourceType": "Patient", "id": "x"}).into();
         let out = sb.run(&script, inv).unwrap();
         assert_eq!(out, Some(json!({"id": "x", "n": 5, "hasClient": "function"})), "{code}");
     }

@@ -126,7 +126,7 @@ impl<S: Store> Operation<S> for Execute {
         let invocation = crate::new_id();
         let started = Instant::now();
         let what = format!("{} ({})", info.owner.reference, info.owner.name);
-        let event = super::handler::event(call, &info.owner, &invocation);
+        let event = super::handler::event(call, &info.owner, &invocation, false);
         let server = engine.limits().apps.operation_timeout;
         let timeout = info.timeout.map_or(server, |t| t.min(server));
         let definition = <Execute as Operation<S>>::definition(self);

@@ -6,7 +6,7 @@ use std::cell::Cell;
 use std::sync::Arc;
 
 use flint_fhir::Error;
-use flint_sandbox::{Host, HostRequest, HostResponse, LogLevel};
+use flint_sandbox::{Host, HostRequest, HostResponse, Json, LogLevel};
 use flint_store::Store;
 use serde_json::{json, Value};
 
@@ -289,7 +289,7 @@ impl<S: Store> Client<S> {
             .collect())
     }
 
-    fn send(&self, request: HostRequest) -> Result<HostResponse, Error> {
+    fn send(&self, request: HostRequest) -> Result<(u16, Option<Json>), Error> {
         let method = match request.method.to_ascii_uppercase().as_str() {
             "GET" => Method::Get,
             "HEAD" => Method::Head,
@@ -350,24 +350,33 @@ impl<S: Store> Client<S> {
             .with_headers(headers)
             .with_body(body);
         if let Some(done) = self.stage(&mut request)? {
-            return Ok(done);
+            return Ok((done.status, done.body.map(Json::Value)));
         }
         let response = self.engine.dispatch(&self.ctx, request)?;
+        // Stored JSON goes to the script as text: parsed once, in JavaScript.
         let body = match response.payload {
             Payload::None => None,
-            Payload::Value(v) => Some(v),
-            Payload::Stored(b) => Some(serde_json::from_slice(&b).map_err(Error::internal)?),
-            Payload::Text(t) => Some(serde_json::from_str(&t).map_err(Error::internal)?),
+            Payload::Value(v) => Some(Json::Value(v)),
+            Payload::Stored(b) => Some(Json::Text(
+                String::from_utf8(b.to_vec()).map_err(Error::internal)?,
+            )),
+            Payload::Text(t) => Some(Json::Text(t)),
         };
-        Ok(HostResponse {
-            status: response.status,
-            body,
-        })
+        Ok((response.status, body))
     }
 }
 
 impl<S: Store> Host for Client<S> {
     fn request(&self, request: HostRequest) -> HostResponse {
+        let (status, body) = self.request_json(request);
+        let body = body.map(|json| match json {
+            Json::Value(v) => v,
+            Json::Text(t) => serde_json::from_str(&t).unwrap_or(Value::Null),
+        });
+        HostResponse { status, body }
+    }
+
+    fn request_json(&self, request: HostRequest) -> (u16, Option<Json>) {
         let was = IN_SCRIPT.with(|f| f.replace(true));
         let outcome = self.send(request);
         IN_SCRIPT.with(|f| f.set(was));
@@ -377,10 +386,7 @@ impl<S: Store> Host for Client<S> {
                 if e.is_server_fault() {
                     tracing::error!(operation = %self.what, invocation = %self.tag, error = ?e, "a script's call failed");
                 }
-                HostResponse {
-                    status: e.status(),
-                    body: Some(e.to_operation_outcome()),
-                }
+                (e.status(), Some(Json::Value(e.to_operation_outcome())))
             }
         }
     }

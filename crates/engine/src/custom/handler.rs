@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use flint_fhir::{Error, Issue, IssueSeverity, IssueType, Result};
-use flint_sandbox::{Invocation, Script};
+use flint_sandbox::{Invocation, Json, Script};
 use flint_store::Store;
 use serde_json::{json, Map, Value};
 
@@ -124,7 +124,7 @@ impl<S: Store> Operation<S> for Custom<S> {
         let what = format!("${} of {}", self.definition.code, self.owner.reference);
         let result = match &self.handler {
             Built::Script(script) => {
-                let event = event(call, &self.owner, &invocation);
+                let event = event(call, &self.owner, &invocation, false);
                 run_script(
                     engine,
                     script,
@@ -163,7 +163,15 @@ impl<S: Store> Operation<S> for Custom<S> {
 }
 
 /// The `event` a handler's code sees (Medplum's `BotEvent`, with Flint's additions).
-pub(crate) fn event(call: &Call<'_>, owner: &Owner, invocation: &str) -> Value {
+/// The event a handler receives. The target resource (`target.resource`) is left out when
+/// `with_resource` is false: JavaScript gets it spliced in as the stored text (see
+/// [`event_text`]).
+pub(crate) fn event(
+    call: &Call<'_>,
+    owner: &Owner,
+    invocation: &str,
+    with_resource: bool,
+) -> Value {
     let input = match call.method {
         crate::request::Method::Get | crate::request::Method::Head => {
             let mut q = Map::new();
@@ -193,8 +201,10 @@ pub(crate) fn event(call: &Call<'_>, owner: &Owner, invocation: &str) -> Value {
         if let Some(v) = &call.target.stored {
             target["versionId"] = json!(v.version.to_string());
         }
-        if let Ok(resource) = call.target.resource() {
-            target["resource"] = resource;
+        if with_resource {
+            if let Ok(resource) = call.target.resource() {
+                target["resource"] = resource;
+            }
         }
     }
     let caller = &call.ctx.caller;
@@ -218,6 +228,42 @@ pub(crate) fn event(call: &Call<'_>, owner: &Owner, invocation: &str) -> Value {
         "invocationId": invocation,
         "baseUrl": call.ctx.base_url,
     })
+}
+
+/// The stored JSON text of the call's target, when it has one.
+fn target_text(call: &Call<'_>) -> Option<String> {
+    let json = call.target.stored.as_ref()?.json.as_ref()?;
+    String::from_utf8(json.to_vec()).ok()
+}
+
+/// The event as JSON text, with the target's stored text as `target.resource`: the
+/// resource goes to the sandbox without being parsed and serialized again.
+fn event_text(event: &Value, resource: Option<&str>) -> Json {
+    let (Value::Object(map), Some(resource)) = (event, resource) else {
+        return Json::Value(event.clone());
+    };
+    let mut out = String::with_capacity(resource.len() + 512);
+    out.push('{');
+    for (i, (key, value)) in map.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(&Value::String(key.clone()).to_string());
+        out.push(':');
+        let part = value.to_string();
+        match part.strip_suffix('}') {
+            // The target object, never empty (it has its level): close it after the resource.
+            Some(open) if key == "target" && open.len() > 1 => {
+                out.push_str(open);
+                out.push_str(",\"resource\":");
+                out.push_str(resource);
+                out.push('}');
+            }
+            _ => out.push_str(&part),
+        }
+    }
+    out.push('}');
+    Json::Text(out)
 }
 
 fn level_name(level: Level) -> &'static str {
@@ -262,11 +308,15 @@ pub(crate) fn run_script<S: Store>(
         )
         .with_status(422));
     }
+    let resource = target_text(call);
     let subject = if call.target.level == Level::Instance {
-        event["target"]["resource"].clone()
+        resource
+            .clone()
+            .map_or(Json::Value(Value::Null), Json::Text)
     } else {
-        event["input"].clone()
+        Json::Value(event["input"].clone())
     };
+    let event = event_text(&event, resource.as_deref());
     let host = Arc::new(super::client::Client::new(
         engine,
         run_context(call.ctx, owner),

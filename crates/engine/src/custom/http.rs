@@ -46,7 +46,7 @@ fn agent() -> &'static ureq::Agent {
 
 /// The JSON a service receives.
 fn payload(call: &Call<'_>, owner: &Owner, invocation: &str, code: &str) -> Value {
-    let event = super::handler::event(call, owner, invocation);
+    let event = super::handler::event(call, owner, invocation, true);
     json!({
         "operation": code,
         "level": event["target"]["level"],
