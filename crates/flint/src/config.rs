@@ -106,6 +106,8 @@ pub struct Sandbox {
     pub max_execution_ms: u64,
     /// Threads running JavaScript (each with its own runtime); 0: one per core.
     pub workers: usize,
+    /// Linux niceness of those threads (0 to 19; higher yields more to everything else).
+    pub niceness: i32,
 }
 
 #[derive(Clone, Debug, Deserialize, PartialEq)]
@@ -170,6 +172,7 @@ impl Default for Sandbox {
             max_memory_mb: 64,
             max_execution_ms: 5000,
             workers: 0,
+            niceness: 10,
         }
     }
 }

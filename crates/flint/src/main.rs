@@ -238,6 +238,7 @@ fn limits(config: &Config) -> flint_engine::Limits {
                     .unwrap_or(64)
                     .saturating_mul(1024 * 1024),
                 max_execution: ms(config.apps.sandbox.max_execution_ms),
+                niceness: config.apps.sandbox.niceness.clamp(0, 19),
                 ..Default::default()
             },
         },

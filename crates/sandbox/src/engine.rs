@@ -63,6 +63,9 @@ pub(crate) const NO_HANDLER: &str = "the code defines no handler: export a funct
 (`exports.handler = async (medplum, event) => {…}` or `export async function handler(medplum, event) {…}`), \
 or write a single function expression (`async (resource, context) => {…}`)";
 
+/// JavaScript time after which an invocation's worker yields the CPU to every ordinary
+/// thread (see `pool::demote`): past it, the script is a runaway until proven otherwise.
+const DEMOTE_AFTER: Duration = Duration::from_millis(50);
 /// Console output allowed per invocation before further lines are dropped.
 const MAX_LOG_LINES: usize = 1000;
 const MAX_LOG_BYTES: usize = 1024 * 1024;
@@ -144,9 +147,15 @@ impl Watch {
             self.reason = Some(Stop::Timeout);
         } else if matches!(&self.cancelled, Some(c) if c()) {
             self.reason = Some(Stop::Cancelled);
-        } else if now.saturating_duration_since(self.started) > self.max_execution + self.host_time
-        {
-            self.reason = Some(Stop::TimeLimit);
+        } else {
+            let js = now
+                .saturating_duration_since(self.started)
+                .saturating_sub(self.host_time);
+            if js > self.max_execution {
+                self.reason = Some(Stop::TimeLimit);
+            } else if js > DEMOTE_AFTER {
+                crate::pool::demote();
+            }
         }
         self.reason.is_some()
     }
@@ -1167,7 +1176,8 @@ fn host_request<'js>(
     // A panic must not unwind through QuickJS, nor become an error the script can
     // catch: it ends the invocation.
     let (status, body) =
-        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| host.request_json(request))) {
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| host.request_json(request)))
+        {
             Ok(response) => response,
             Err(panic) => {
                 watch.borrow_mut().fault = Some(crate::pool::panic_message(&*panic));

@@ -53,6 +53,10 @@ struct Queue {
 
 struct Shared {
     limits: Limits,
+    /// Worker threads, joined when the sandbox is dropped (a worker that must retire its
+    /// thread adds its replacement here).
+    threads: Mutex<Vec<thread::JoinHandle<()>>>,
+    spawned: AtomicUsize,
     queue: Mutex<Queue>,
     wake: Condvar,
     invocations: AtomicU64,
@@ -63,7 +67,6 @@ struct Shared {
 
 struct Inner {
     shared: Arc<Shared>,
-    threads: Mutex<Vec<thread::JoinHandle<()>>>,
 }
 
 /// A pool of QuickJS workers. Cheap to clone (an `Arc` inside), `Send + Sync`;
@@ -93,6 +96,8 @@ impl Sandbox {
         limits.workers = limits.workers.max(1);
         let shared = Arc::new(Shared {
             limits,
+            threads: Mutex::new(Vec::new()),
+            spawned: AtomicUsize::new(0),
             queue: Mutex::new(Queue {
                 jobs: VecDeque::new(),
                 idle: 0,
@@ -104,14 +109,11 @@ impl Sandbox {
             rejected: AtomicU64::new(0),
             replaced: AtomicU64::new(0),
         });
-        let threads = (0..shared.limits.workers)
-            .map(|i| spawn_worker(shared.clone(), i))
-            .collect();
+        for _ in 0..shared.limits.workers {
+            spawn_worker(&shared);
+        }
         Sandbox {
-            inner: Arc::new(Inner {
-                shared,
-                threads: Mutex::new(threads),
-            }),
+            inner: Arc::new(Inner { shared }),
         }
     }
 
@@ -246,7 +248,8 @@ impl Drop for Inner {
         }
         self.shared.wake.notify_all();
         let me = thread::current().id();
-        for handle in self.threads.lock().drain(..) {
+        let handles: Vec<_> = self.shared.threads.lock().drain(..).collect();
+        for handle in handles {
             // A host object dropped on a worker could hold the last handle.
             if handle.thread().id() != me {
                 let _ = handle.join();
@@ -255,13 +258,59 @@ impl Drop for Inner {
     }
 }
 
-fn spawn_worker(shared: Arc<Shared>, index: usize) -> thread::JoinHandle<()> {
+fn spawn_worker(shared: &Arc<Shared>) {
     let stack = native_stack(&shared.limits);
-    thread::Builder::new()
+    let index = shared.spawned.fetch_add(1, Ordering::Relaxed);
+    let for_thread = shared.clone();
+    let handle = thread::Builder::new()
         .name(format!("flint-sandbox-{index}"))
         .stack_size(stack)
-        .spawn(move || worker(shared))
-        .expect("cannot spawn a sandbox worker thread")
+        .spawn(move || worker(for_thread))
+        .expect("cannot spawn a sandbox worker thread");
+    shared.threads.lock().push(handle);
+}
+
+thread_local! {
+    /// Whether this worker thread was moved to the idle scheduling class.
+    static DEMOTED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Moves the calling worker thread to Linux' idle scheduling class: it then runs only
+/// when no ordinary thread wants the CPU, and any waking thread preempts it at once
+/// (niceness alone does not: a woken request handler may wait out the script's slice).
+/// Called by the interrupt handler once an invocation's JavaScript has run for a while.
+#[cfg(target_os = "linux")]
+pub(crate) fn demote() {
+    if DEMOTED.with(|d| d.replace(true)) {
+        return;
+    }
+    let param = libc::sched_param { sched_priority: 0 };
+    // SAFETY: a plain syscall on the calling thread (pid 0).
+    unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) };
+}
+
+#[cfg(not(target_os = "linux"))]
+pub(crate) fn demote() {}
+
+/// Back to the ordinary class at the workers' niceness; false when the system refuses
+/// (leaving the idle class needs `CAP_SYS_NICE` or a `RLIMIT_NICE` allowing the niceness).
+#[cfg(target_os = "linux")]
+fn restore(niceness: i32) -> bool {
+    if !DEMOTED.with(|d| d.replace(false)) {
+        return true;
+    }
+    let param = libc::sched_param { sched_priority: 0 };
+    // SAFETY: a plain syscall on the calling thread (pid 0).
+    let ok = unsafe { libc::sched_setscheduler(0, libc::SCHED_OTHER, &param) } == 0;
+    if ok {
+        lower_priority(niceness);
+    }
+    ok
+}
+
+#[cfg(not(target_os = "linux"))]
+fn restore(_niceness: i32) -> bool {
+    true
 }
 
 #[cfg(target_os = "linux")]
@@ -317,6 +366,11 @@ fn worker(shared: Arc<Shared>) {
         let _ = job.reply.send(reply);
         // The invocation (and its host) is dropped here, after the reply.
         drop(job);
+        if !restore(shared.limits.niceness) {
+            // This thread cannot leave the idle class: a fresh one takes its place.
+            spawn_worker(&shared);
+            return;
+        }
     }
 }
 

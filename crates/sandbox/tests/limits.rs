@@ -421,3 +421,46 @@ fn heavy_logging_is_capped() {
     let n = c.0.load(Ordering::SeqCst);
     assert!(n <= 1001, "{n} lines");
 }
+
+/// A script that runs for a while yields the CPU: its worker moves to the idle scheduling
+/// class, and the next invocation runs in the ordinary class again.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_long_running_script_yields_the_cpu() {
+    struct Policy(Mutex<Vec<i32>>);
+    impl Host for Policy {
+        fn request(&self, _r: HostRequest) -> HostResponse {
+            // SAFETY: a query about the calling thread.
+            let policy = unsafe { libc::sched_getscheduler(0) };
+            self.0.lock().unwrap().push(policy);
+            HostResponse {
+                status: 200,
+                body: Some(json!({"resourceType": "Patient", "id": "1"})),
+            }
+        }
+        fn log(&self, _l: LogLevel, _m: &str) {}
+    }
+    let sb = Sandbox::new(limits());
+    let slow = sb
+        .compile("slow.js", "exports.handler = async (c) => { const end = Date.now() + 120; while (Date.now() < end) {} await c.readResource('Patient', '1'); return 1 }")
+        .unwrap();
+    let quick = sb
+        .compile(
+            "quick.js",
+            "exports.handler = async (c) => { await c.readResource('Patient', '1'); return 2 }",
+        )
+        .unwrap();
+    let host = Arc::new(Policy(Mutex::new(Vec::new())));
+    assert_eq!(
+        sb.run(&slow, Invocation::new(json!({}), host.clone())),
+        Ok(Some(json!(1)))
+    );
+    assert_eq!(
+        sb.run(&quick, Invocation::new(json!({}), host.clone())),
+        Ok(Some(json!(2)))
+    );
+    assert_eq!(
+        *host.0.lock().unwrap(),
+        vec![libc::SCHED_IDLE, libc::SCHED_OTHER]
+    );
+}
