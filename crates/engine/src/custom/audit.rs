@@ -210,7 +210,14 @@ fn write<S: Store>(engine: &Arc<Engine<S>>, batch: Vec<Record>) {
         .map(|r| json!({"resource": r.event, "request": {"method": "POST", "url": "AuditEvent"}}))
         .collect();
     let bundle = json!({"resourceType": "Bundle", "type": "transaction", "entry": entries});
-    let request = Request::new(Interaction::Bundle).with_body(Body::Json(bundle));
+    // Nobody reads the answer: no resource copies in the response Bundle.
+    let headers = crate::request::Headers {
+        prefer: Some("return=minimal".into()),
+        ..Default::default()
+    };
+    let request = Request::new(Interaction::Bundle)
+        .with_headers(headers)
+        .with_body(Body::Json(bundle));
     if let Err(e) = engine.dispatch(&Context::new(base), request) {
         tracing::error!(count, error = ?e, "audit events could not be written");
     }
