@@ -779,3 +779,31 @@ fn the_realm_is_locked_down_but_ordinary_code_works() {
         Some(json!(["undefined", "undefined", 10]))
     );
 }
+
+#[test]
+fn module_and_expression_state_is_fresh_each_time_across_realm_rebuilds() {
+    let sb = sandbox();
+    let module = sb
+        .compile(
+            "m.mjs",
+            "import { createReference } from '@medplum/core';\nlet count = 0;\nexport async function handler(m, e) { count += 1; globalThis.seen = (globalThis.seen || 0) + 1; return [count, globalThis.seen, createReference({ resourceType: 'Patient', id: 'p' }).reference]; }",
+        )
+        .unwrap();
+    let expr = sb
+        .compile(
+            "f.js",
+            "(resource, context) => { context.client.mine = 1; return [typeof globalThis.seen, resource.id]; }",
+        )
+        .unwrap();
+    // More module invocations than one realm serves, so realms are rebuilt on the way.
+    for i in 0..450 {
+        let out = sb
+            .run(&module, Invocation::new(json!({}), TestHost::echo()))
+            .unwrap();
+        assert_eq!(out, Some(json!([1, 1, "Patient/p"])), "invocation {i}");
+        let mut inv = Invocation::new(json!({}), TestHost::echo());
+        inv.subject = json!({"resourceType": "Patient", "id": "x"}).into();
+        let out = sb.run(&expr, inv).unwrap();
+        assert_eq!(out, Some(json!(["undefined", "x"])), "invocation {i}");
+    }
+}
