@@ -23,9 +23,22 @@ const BATCH: usize = 1000;
 /// fsync) for all that arrive meanwhile.
 const GATHER: std::time::Duration = std::time::Duration::from_millis(100);
 
-/// One invocation, ready to be written.
+/// One invocation, as plain facts: the `AuditEvent` is built on the audit thread, off the
+/// request's path.
 pub(crate) struct Record {
-    event: Value,
+    code: String,
+    /// `(fhirUser, subject)` of the caller.
+    caller: (Option<String>, Option<String>),
+    owner_reference: String,
+    owner_name: String,
+    handler_version: String,
+    invocation: String,
+    /// The target's type and id, when it has them.
+    target: Option<(String, Option<String>)>,
+    began: i64,
+    ended: i64,
+    outcome: &'static str,
+    description: String,
     base_url: String,
 }
 
@@ -64,44 +77,65 @@ impl Record {
         let began = now - i64::try_from(started.elapsed().as_micros()).unwrap_or(0);
         let (outcome, description) = outcome_code(error);
         let caller = &call.ctx.caller;
+        Record {
+            code: code.to_string(),
+            caller: (caller.fhir_user.clone(), caller.subject.clone()),
+            owner_reference: owner.reference.clone(),
+            owner_name: owner.name.clone(),
+            handler_version: owner.versioned(),
+            invocation: invocation.to_string(),
+            target: call
+                .target
+                .resource_type
+                .clone()
+                .map(|rt| (rt, call.target.id.clone())),
+            began,
+            ended: now,
+            outcome,
+            description,
+            base_url: call.ctx.base_url.clone(),
+        }
+    }
+
+    fn event(&self) -> Value {
         let mut user = json!({"requestor": true});
-        match (&caller.fhir_user, &caller.subject) {
+        match &self.caller {
             (Some(r), _) => user["who"] = json!({"reference": r}),
             (None, Some(s)) => user["who"] = json!({"display": s}),
             (None, None) => user["who"] = json!({"display": "anonymous"}),
         }
         let mut entities = vec![json!({
-            "what": {"reference": owner.versioned(), "display": owner.name},
+            "what": {"reference": self.handler_version, "display": self.owner_name},
             "type": {"system": "http://terminology.hl7.org/CodeSystem/audit-entity-type", "code": "2", "display": "System Object"},
             "role": {"system": "http://terminology.hl7.org/CodeSystem/object-role", "code": "21", "display": "Job Stream"},
             "detail": [
-                {"type": "invocation", "valueString": invocation},
-                {"type": "handlerVersion", "valueString": owner.versioned()}
+                {"type": "invocation", "valueString": self.invocation},
+                {"type": "handlerVersion", "valueString": self.handler_version}
             ]
         })];
-        if let Some(rt) = &call.target.resource_type {
-            let what = match &call.target.id {
+        if let Some((rt, id)) = &self.target {
+            let what = match id {
                 Some(id) => json!({"reference": format!("{rt}/{id}")}),
                 None => json!({"display": rt}),
             };
             entities.insert(0, json!({"what": what}));
         }
-        let event = json!({
+        json!({
             "resourceType": "AuditEvent",
             "type": {"system": "http://terminology.hl7.org/CodeSystem/audit-event-type", "code": "rest", "display": "RESTful Operation"},
             "subtype": [{"system": "http://hl7.org/fhir/restful-interaction", "code": "operation", "display": "operation"},
-                        {"system": format!("{}/operation", flint_fhir::CANONICAL), "code": code}],
+                        {"system": format!("{}/operation", flint_fhir::CANONICAL), "code": self.code}],
             "action": "E",
             "period": {
-                "start": flint_fhir::datetime::format_instant(began),
-                "end": flint_fhir::datetime::format_instant(now),
+                "start": flint_fhir::datetime::format_instant(self.began),
+                "end": flint_fhir::datetime::format_instant(self.ended),
             },
-            "recorded": flint_fhir::datetime::format_instant(now),
-            "outcome": outcome,
-            "outcomeDesc": description,
+            "recorded": flint_fhir::datetime::format_instant(self.ended),
+            "outcome": self.outcome,
+            "outcomeDesc": self.description,
             "agent": [
                 user,
-                {"who": {"reference": owner.reference, "display": owner.name}, "requestor": false,
+                {"who": {"reference": self.owner_reference, "display": self.owner_name}, "requestor": false,
                  "type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/extra-security-role-type", "code": "dataprocessor", "display": "data processor"}]}}
             ],
             "source": {
@@ -109,11 +143,7 @@ impl Record {
                 "type": [{"system": "http://terminology.hl7.org/CodeSystem/security-source-type", "code": "4", "display": "Application Server"}]
             },
             "entity": entities,
-        });
-        Record {
-            event,
-            base_url: call.ctx.base_url.clone(),
-        }
+        })
     }
 }
 
@@ -207,7 +237,7 @@ fn write<S: Store>(engine: &Arc<Engine<S>>, batch: Vec<Record>) {
         .unwrap_or_default();
     let entries: Vec<Value> = batch
         .into_iter()
-        .map(|r| json!({"resource": r.event, "request": {"method": "POST", "url": "AuditEvent"}}))
+        .map(|r| json!({"resource": r.event(), "request": {"method": "POST", "url": "AuditEvent"}}))
         .collect();
     let bundle = json!({"resourceType": "Bundle", "type": "transaction", "entry": entries});
     // Nobody reads the answer: no resource copies in the response Bundle.
