@@ -266,3 +266,38 @@ pub(crate) fn forward<S: Store>(
 fn encode(s: &str) -> String {
     percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
 }
+
+#[cfg(test)]
+mod resolver_tests {
+    use super::LiteralFirst;
+    use ureq::unversioned::resolver::Resolver;
+    use ureq::unversioned::transport::NextTimeout;
+
+    fn resolve(url: &str) -> Vec<std::net::SocketAddr> {
+        let uri: ureq::http::Uri = url.parse().unwrap();
+        let config = ureq::Agent::config_builder().build();
+        let timeout = NextTimeout {
+            after: ureq::unversioned::transport::time::Duration::from_secs(5),
+            reason: ureq::Timeout::Resolve,
+            ..NextTimeout::default()
+        };
+        LiteralFirst::default()
+            .resolve(&uri, &config, timeout)
+            .unwrap()
+            .iter()
+            .copied()
+            .collect()
+    }
+
+    #[test]
+    fn literals_resolve_on_the_spot_and_names_still_resolve() {
+        assert_eq!(
+            resolve("http://127.0.0.1:8185/score"),
+            vec!["127.0.0.1:8185".parse().unwrap()]
+        );
+        assert_eq!(resolve("http://[::1]/x"), vec!["[::1]:80".parse().unwrap()]);
+        assert!(resolve("http://localhost:9/")
+            .iter()
+            .all(|a| a.ip().is_loopback() && a.port() == 9));
+    }
+}
