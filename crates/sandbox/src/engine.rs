@@ -112,6 +112,9 @@ struct Watch {
     fault: Option<String>,
     log_lines: usize,
     log_bytes: usize,
+    /// Yielding of a long-running script (see [`Watch::yield_if_wanted`]).
+    last_yield_check: Option<Instant>,
+    preemptions: i64,
 }
 
 impl Watch {
@@ -127,6 +130,8 @@ impl Watch {
             cancelled: None,
             reason: None,
             fault: None,
+            last_yield_check: None,
+            preemptions: 0,
             log_lines: 0,
             log_bytes: 0,
         }
@@ -155,10 +160,57 @@ impl Watch {
                 self.reason = Some(Stop::TimeLimit);
             } else if js > DEMOTE_AFTER {
                 crate::pool::demote();
+                self.yield_if_wanted(now);
             }
         }
         self.reason.is_some()
     }
+
+    /// A long-running script steps aside while other threads want the CPU: when its thread
+    /// was preempted since the last look (every `YIELD_CHECK`), it sleeps for `YIELD_PAUSE`.
+    /// Even in the idle scheduling class a running script costs the threads that preempt it
+    /// a context switch each; paused, it costs nothing. The pause counts as the script's
+    /// time: a runaway script still ends within its limit, and a busy server gives a heavy
+    /// one less of the CPU within that limit.
+    fn yield_if_wanted(&mut self, now: Instant) {
+        if matches!(self.last_yield_check, Some(t) if now.saturating_duration_since(t) < YIELD_CHECK)
+        {
+            return;
+        }
+        let preempted = involuntary_switches();
+        if self.last_yield_check.is_some() && preempted > self.preemptions {
+            let pause = match self.deadline {
+                Some(d) => YIELD_PAUSE.min(d.saturating_duration_since(now)),
+                None => YIELD_PAUSE,
+            };
+            std::thread::sleep(pause);
+        }
+        self.preemptions = involuntary_switches();
+        self.last_yield_check = Some(Instant::now());
+    }
+}
+
+/// How often a long-running script looks whether others want the CPU.
+const YIELD_CHECK: Duration = Duration::from_millis(2);
+/// How long it then steps aside.
+const YIELD_PAUSE: Duration = Duration::from_millis(10);
+
+/// Involuntary context switches of the calling thread so far.
+#[cfg(target_os = "linux")]
+fn involuntary_switches() -> i64 {
+    let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+    // SAFETY: fills the struct for the calling thread.
+    let rc = unsafe { libc::getrusage(libc::RUSAGE_THREAD, usage.as_mut_ptr()) };
+    if rc != 0 {
+        return 0;
+    }
+    // SAFETY: initialised by getrusage (and zeroed before).
+    i64::from(unsafe { usage.assume_init() }.ru_nivcsw)
+}
+
+#[cfg(not(target_os = "linux"))]
+fn involuntary_switches() -> i64 {
+    0
 }
 
 /// What happened to the runtime during an invocation.

@@ -409,7 +409,11 @@ fn heavy_logging_is_capped() {
             self.0.fetch_add(1, Ordering::SeqCst);
         }
     }
-    let sb = Sandbox::new(limits());
+    // Not about time: a generous limit, so a slow debug build under load still finishes.
+    let sb = Sandbox::new(Limits {
+        max_execution: Duration::from_secs(20),
+        ..limits()
+    });
     let script = sb
         .compile("t.js", "exports.handler = () => { for (let i = 0; i < 100000; i++) console.log('line', i); return 1 }")
         .unwrap();
@@ -440,7 +444,10 @@ fn a_long_running_script_yields_the_cpu() {
         }
         fn log(&self, _l: LogLevel, _m: &str) {}
     }
-    let sb = Sandbox::new(limits());
+    let sb = Sandbox::new(Limits {
+        max_execution: Duration::from_secs(20),
+        ..limits()
+    });
     let slow = sb
         .compile("slow.js", "exports.handler = async (c) => { const end = Date.now() + 120; while (Date.now() < end) {} await c.readResource('Patient', '1'); return 1 }")
         .unwrap();
