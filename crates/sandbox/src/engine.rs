@@ -205,6 +205,7 @@ fn involuntary_switches() -> i64 {
         return 0;
     }
     // SAFETY: initialised by getrusage (and zeroed before).
+    #[allow(clippy::useless_conversion)] // `c_long` is not `i64` everywhere
     i64::from(unsafe { usage.assume_init() }.ru_nivcsw)
 }
 
