@@ -1,7 +1,8 @@
 //! One QuickJS runtime and everything needed to run one invocation on it.
 //!
-//! An [`Engine`] lives on one thread for its whole life. Every invocation gets a
-//! fresh context; the prelude and the user's code are loaded into it from bytecode.
+//! An [`Engine`] lives on one thread for its whole life. It keeps one realm (a context
+//! with the prelude installed and locked down) that serves invocation after invocation;
+//! the user's code is loaded into it from bytecode each time.
 
 use std::cell::RefCell;
 use std::ffi::CString;

@@ -171,7 +171,7 @@ pub enum Shape {
 }
 
 /// A script checked and compiled by [`Sandbox::compile`]: QuickJS bytecode that any
-/// worker can load into a fresh context without parsing the source again.
+/// worker loads into its realm, for every invocation, without parsing the source again.
 pub struct Script {
     pub(crate) name: String,
     pub(crate) shape: Shape,
