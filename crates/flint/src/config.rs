@@ -96,6 +96,9 @@ pub struct Apps {
     pub operation_timeout_seconds: u64,
     pub webhook_timeout_seconds: u64,
     pub webhook_max_retries: u32,
+    /// A PEM file of root certificates that HTTP handlers trust instead of the built-in
+    /// Mozilla roots (an internal CA); empty: the built-in roots.
+    pub tls_ca_file: String,
     pub sandbox: Sandbox,
 }
 
@@ -161,6 +164,7 @@ impl Default for Apps {
             operation_timeout_seconds: 30,
             webhook_timeout_seconds: 10,
             webhook_max_retries: 5,
+            tls_ca_file: String::new(),
             sandbox: Sandbox::default(),
         }
     }

@@ -228,6 +228,7 @@ fn limits(config: &Config) -> flint_engine::Limits {
             operation_timeout: std::time::Duration::from_secs(
                 config.apps.operation_timeout_seconds.max(1),
             ),
+            trusted_roots_pem: None,
             sandbox: flint_sandbox::Limits {
                 workers: if config.apps.sandbox.workers == 0 {
                     std::thread::available_parallelism().map_or(2, usize::from)
@@ -246,6 +247,16 @@ fn limits(config: &Config) -> flint_engine::Limits {
 }
 
 async fn serve(config: Config) -> Result<(), String> {
+    let mut limits = limits(&config);
+    if !config.apps.tls_ca_file.is_empty() {
+        let path = &config.apps.tls_ca_file;
+        let pem = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read apps.tls_ca_file {path}: {e}"))?;
+        let n = flint_engine::custom::check_trusted_roots(&pem)
+            .map_err(|e| format!("apps.tls_ca_file {path}: {e}"))?;
+        tracing::info!(certificates = n, file = %path, "HTTP handlers trust these roots only");
+        limits.apps.trusted_roots_pem = Some(pem);
+    }
     let store = SqliteStore::open(&config.storage.data_dir)
         .map_err(|e| format!("cannot open the store: {e}"))?;
     // Parse the embedded definitions now rather than on the first request.
@@ -253,7 +264,7 @@ async fn serve(config: Config) -> Result<(), String> {
     tracing::debug!(types = model.resource_types().len(), "definitions loaded");
     let engine = Engine::with(
         store.clone(),
-        limits(&config),
+        limits,
         Box::new(flint_engine::paging::SystemClock),
     );
     let http = HttpConfig {

@@ -9,7 +9,7 @@
 //! the service's status; anything else, a timeout or a connection error is a clear
 //! OperationOutcome (502 or 504).
 
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use flint_fhir::{Error, IssueType, Result};
@@ -31,14 +31,48 @@ pub(crate) struct Target {
 /// The most a service's answer may hold.
 const MAX_ANSWER: u64 = 16 * 1024 * 1024;
 
-/// One agent for the process: its connections to each service are kept and reused.
-fn agent() -> &'static ureq::Agent {
-    static AGENT: OnceLock<ureq::Agent> = OnceLock::new();
-    AGENT.get_or_init(|| {
+/// The certificates of a PEM bundle.
+pub(crate) fn root_certificates(
+    pem: &str,
+) -> std::result::Result<Vec<ureq::tls::Certificate<'static>>, String> {
+    let mut out = Vec::new();
+    for item in ureq::tls::parse_pem(pem.as_bytes()) {
+        match item {
+            Ok(ureq::tls::PemItem::Certificate(c)) => out.push(c),
+            Ok(_) => {}
+            Err(e) => return Err(format!("the trusted roots are not valid PEM: {e}")),
+        }
+    }
+    if out.is_empty() {
+        return Err("the trusted roots hold no certificate".into());
+    }
+    Ok(out)
+}
+
+/// The engine's agent: its connections to each service are kept and reused. TLS trusts the
+/// Mozilla roots built in, or only the configured roots.
+fn agent<S: Store>(engine: &Engine<S>) -> &ureq::Agent {
+    engine.custom.http.get_or_init(|| {
+        let roots = engine
+            .limits()
+            .apps
+            .trusted_roots_pem
+            .as_deref()
+            .map(root_certificates);
+        let roots = match roots {
+            None => ureq::tls::RootCerts::WebPki,
+            Some(Ok(certs)) => ureq::tls::RootCerts::Specific(Arc::new(certs)),
+            Some(Err(e)) => {
+                // Checked at start; a bundle that went bad trusts nothing rather than all.
+                tracing::error!(error = %e, "HTTP handlers cannot use the trusted roots");
+                ureq::tls::RootCerts::Specific(Arc::new(Vec::new()))
+            }
+        };
         let config = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .max_redirects(0)
             .user_agent(concat!("flint/", env!("CARGO_PKG_VERSION")))
+            .tls_config(ureq::tls::TlsConfig::builder().root_certs(roots).build())
             .build();
         ureq::Agent::with_parts(
             config,
@@ -113,7 +147,7 @@ fn bad_gateway(message: String) -> Error {
 
 /// Forwards one invocation; the JSON the service answered (`None` for an empty 2xx).
 pub(crate) fn forward<S: Store>(
-    _engine: &Arc<Engine<S>>,
+    engine: &Arc<Engine<S>>,
     target: &Target,
     call: &Call<'_>,
     owner: &Owner,
@@ -151,7 +185,7 @@ pub(crate) fn forward<S: Store>(
         headers.push(("X-Flint-Target".into(), t));
     }
     headers.extend(target.headers.iter().cloned());
-    let agent = agent();
+    let agent = agent(engine);
     let sent = match target.method.as_str() {
         "POST" | "PUT" | "PATCH" => {
             let body = payload(call, owner, invocation, code).to_string();

@@ -52,6 +52,18 @@ pub struct AppLimits {
     pub operation_timeout: Duration,
     /// The JavaScript sandbox's limits.
     pub sandbox: flint_sandbox::Limits,
+    /// Root certificates (PEM) that HTTP handlers trust instead of the Mozilla roots built
+    /// in; `None` trusts the built-in roots. Check it with [`check_trusted_roots`].
+    pub trusted_roots_pem: Option<String>,
+}
+
+/// Checks a PEM bundle of root certificates for [`AppLimits::trusted_roots_pem`]: the
+/// number of certificates in it.
+///
+/// # Errors
+/// A bundle that cannot be read or holds no certificate.
+pub fn check_trusted_roots(pem: &str) -> std::result::Result<usize, String> {
+    http::root_certificates(pem).map(|c| c.len())
 }
 
 impl Default for AppLimits {
@@ -61,6 +73,7 @@ impl Default for AppLimits {
             max_operations_per_app: 50,
             operation_timeout: Duration::from_secs(30),
             sandbox: flint_sandbox::Limits::default(),
+            trusted_roots_pem: None,
         }
     }
 }
@@ -86,6 +99,8 @@ pub(crate) struct State {
     /// One reload at a time; a reload asked for while one runs is run again after it.
     reloading: parking_lot::Mutex<()>,
     pub(crate) audit: audit::Auditor,
+    /// The HTTP client of HTTP handlers (built on first use).
+    pub(crate) http: OnceLock<ureq::Agent>,
 }
 
 impl<S: Store> Engine<S> {

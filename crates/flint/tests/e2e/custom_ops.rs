@@ -35,11 +35,33 @@ pub struct Service {
     pub last: Arc<parking_lot::Mutex<Option<Received>>>,
 }
 
+type Answerer = Arc<dyn Fn(&Received) -> Answer + Send + Sync>;
+
 impl Service {
     pub fn start(answer: impl Fn(&Received) -> Answer + Send + Sync + 'static) -> Service {
+        Service::listen("http", None, Arc::new(answer))
+    }
+
+    /// The same service over TLS, with this certificate chain and PKCS #8 key.
+    pub fn start_tls(
+        chain: Vec<rustls::pki_types::CertificateDer<'static>>,
+        key: Vec<u8>,
+        answer: impl Fn(&Received) -> Answer + Send + Sync + 'static,
+    ) -> Service {
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .expect("protocol versions")
+        .with_no_client_auth()
+        .with_single_cert(chain, rustls::pki_types::PrivateKeyDer::Pkcs8(key.into()))
+        .expect("server certificate");
+        Service::listen("https", Some(Arc::new(config)), Arc::new(answer))
+    }
+
+    fn listen(scheme: &str, tls: Option<Arc<rustls::ServerConfig>>, answer: Answerer) -> Service {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-        let url = format!("http://{}", listener.local_addr().expect("address"));
-        let answer = Arc::new(answer);
+        let url = format!("{scheme}://{}", listener.local_addr().expect("address"));
         let hits = Arc::new(AtomicUsize::new(0));
         let last = Arc::new(parking_lot::Mutex::new(None));
         let (h, l) = (Arc::clone(&hits), Arc::clone(&last));
@@ -47,64 +69,83 @@ impl Service {
             for stream in listener.incoming() {
                 let Ok(stream) = stream else { return };
                 let (answer, hits, last) = (Arc::clone(&answer), Arc::clone(&h), Arc::clone(&l));
-                std::thread::spawn(move || {
-                    let mut reader = BufReader::new(stream.try_clone().expect("clone"));
-                    let mut writer = stream;
-                    loop {
-                        let mut line = String::new();
-                        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                let tls = tls.clone();
+                std::thread::spawn(move || match tls {
+                    None => serve_connection(stream, &*answer, &hits, &last),
+                    Some(config) => {
+                        let Ok(conn) = rustls::ServerConnection::new(config) else {
                             return;
-                        }
-                        let mut parts = line.split_whitespace();
-                        let method = parts.next().unwrap_or("").to_string();
-                        let path = parts.next().unwrap_or("").to_string();
-                        let mut headers = Vec::new();
-                        let mut length = 0usize;
-                        loop {
-                            let mut h = String::new();
-                            if reader.read_line(&mut h).unwrap_or(0) == 0 {
-                                return;
-                            }
-                            let h = h.trim_end();
-                            if h.is_empty() {
-                                break;
-                            }
-                            if let Some((k, v)) = h.split_once(':') {
-                                let (k, v) = (k.trim().to_ascii_lowercase(), v.trim().to_string());
-                                if k == "content-length" {
-                                    length = v.parse().unwrap_or(0);
-                                }
-                                headers.push((k, v));
-                            }
-                        }
-                        let mut body = vec![0; length];
-                        if reader.read_exact(&mut body).is_err() {
-                            return;
-                        }
-                        let received = Received {
-                            method,
-                            path,
-                            headers,
-                            body: String::from_utf8_lossy(&body).to_string(),
                         };
-                        hits.fetch_add(1, Ordering::SeqCst);
-                        let (status, text, delay) = answer(&received);
-                        *last.lock() = Some(received);
-                        std::thread::sleep(delay);
-                        let head = format!(
-                            "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
-                            text.len()
-                        );
-                        if writer.write_all(head.as_bytes()).is_err()
-                            || writer.write_all(text.as_bytes()).is_err()
-                        {
-                            return;
-                        }
+                        let stream = rustls::StreamOwned::new(conn, stream);
+                        serve_connection(stream, &*answer, &hits, &last);
                     }
                 });
             }
         });
         Service { url, hits, last }
+    }
+}
+
+/// Answers the requests of one kept-alive connection.
+fn serve_connection(
+    stream: impl Read + Write,
+    answer: &(dyn Fn(&Received) -> Answer + Send + Sync),
+    hits: &AtomicUsize,
+    last: &parking_lot::Mutex<Option<Received>>,
+) {
+    let mut reader = BufReader::new(stream);
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+            return;
+        }
+        let mut parts = line.split_whitespace();
+        let method = parts.next().unwrap_or("").to_string();
+        let path = parts.next().unwrap_or("").to_string();
+        let mut headers = Vec::new();
+        let mut length = 0usize;
+        loop {
+            let mut h = String::new();
+            if reader.read_line(&mut h).unwrap_or(0) == 0 {
+                return;
+            }
+            let h = h.trim_end();
+            if h.is_empty() {
+                break;
+            }
+            if let Some((k, v)) = h.split_once(':') {
+                let (k, v) = (k.trim().to_ascii_lowercase(), v.trim().to_string());
+                if k == "content-length" {
+                    length = v.parse().unwrap_or(0);
+                }
+                headers.push((k, v));
+            }
+        }
+        let mut body = vec![0; length];
+        if reader.read_exact(&mut body).is_err() {
+            return;
+        }
+        let received = Received {
+            method,
+            path,
+            headers,
+            body: String::from_utf8_lossy(&body).to_string(),
+        };
+        hits.fetch_add(1, Ordering::SeqCst);
+        let (status, text, delay) = answer(&received);
+        *last.lock() = Some(received);
+        std::thread::sleep(delay);
+        let head = format!(
+            "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+            text.len()
+        );
+        let writer = reader.get_mut();
+        if writer.write_all(head.as_bytes()).is_err()
+            || writer.write_all(text.as_bytes()).is_err()
+            || writer.flush().is_err()
+        {
+            return;
+        }
     }
 }
 
@@ -753,5 +794,81 @@ fn a_scripts_writes_commit_together_or_not_at_all() {
     assert_eq!(
         (p["meta"]["versionId"].as_str(), p["active"].as_bool()),
         (Some("2"), Some(true))
+    );
+}
+
+/// An HTTP handler reaches an https service whose certificate chains to a configured root, and
+/// a server trusting only the built-in roots refuses that service with a clear 502.
+#[test]
+fn https_services_are_reached_through_the_configured_roots() {
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "Flint test CA");
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let leaf_key = rcgen::KeyPair::generate().unwrap();
+    let leaf = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()])
+        .unwrap()
+        .signed_by(&leaf_key, &ca, &ca_key)
+        .unwrap();
+    let service = Service::start_tls(
+        vec![leaf.der().clone(), ca.der().clone()],
+        leaf_key.serialize_der(),
+        |r| {
+            let body: Value = serde_json::from_str(&r.body).unwrap_or(Value::Null);
+            (
+                200,
+                json!({"resourceType": "Parameters", "parameter": [
+                    {"name": "score", "valueDecimal": 0.7},
+                    {"name": "operation", "valueString": body["operation"]}
+                ]})
+                .to_string(),
+                Duration::ZERO,
+            )
+        },
+    );
+    assert!(service.url.starts_with("https://127.0.0.1:"));
+    let app = json!({"resourceType": "App", "name": "tls", "status": "active", "operations": [
+        {"name": "remote-score", "type": "execute",
+         "handler": {"type": "http", "url": format!("{}/score", service.url)}}
+    ]});
+
+    let mut limits = Limits::default();
+    limits.apps.trusted_roots_pem = Some(ca.pem());
+    let server = Server::start_limited(limits);
+    server.create(&app);
+    let r = server.post("$remote-score", &json!({"resourceType": "Parameters"}));
+    assert_eq!(r.status(), 200);
+    let body = json_of(r);
+    assert_eq!(param(&body, "score")["valueDecimal"], json!(0.7));
+    assert_eq!(param(&body, "operation")["valueString"], "remote-score");
+    assert_eq!(service.hits.load(Ordering::SeqCst), 1);
+
+    // The built-in roots do not know the test CA: the handshake fails, the client gets a 502.
+    let plain = Server::start();
+    plain.create(&app);
+    let r = plain.post("$remote-score", &json!({"resourceType": "Parameters"}));
+    assert_eq!(r.status(), 502);
+    let text = r.text().unwrap();
+    assert!(
+        text.to_ascii_lowercase().contains("certificate") || text.contains("tls"),
+        "{text}"
+    );
+    assert_eq!(service.hits.load(Ordering::SeqCst), 1);
+}
+
+#[test]
+fn trusted_roots_are_checked() {
+    assert!(flint_engine::custom::check_trusted_roots("not pem").is_err());
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["x.test".to_string()])
+        .unwrap()
+        .self_signed(&key)
+        .unwrap();
+    assert_eq!(
+        flint_engine::custom::check_trusted_roots(&format!("{}{}", cert.pem(), cert.pem())),
+        Ok(2)
     );
 }
