@@ -1,6 +1,6 @@
 //! One `AuditEvent` per invocation of a custom operation, written off the request's path: a
 //! record is queued when the invocation ends, and a thread of its own writes what is queued
-//! as one transaction through the request core. [`Engine::flush_audit`] (on a clean shutdown)
+//! as one store transaction. [`Engine::flush_audit`] (on a clean shutdown)
 //! writes what is left before the store closes.
 
 use std::sync::mpsc;
@@ -13,8 +13,7 @@ use serde_json::{json, Value};
 
 use super::source::Owner;
 use crate::operations::Call;
-use crate::request::{Body, Interaction, Request};
-use crate::{Context, Engine};
+use crate::Engine;
 
 /// The most events one transaction writes.
 const BATCH: usize = 1000;
@@ -39,7 +38,6 @@ pub(crate) struct Record {
     ended: i64,
     outcome: &'static str,
     description: String,
-    base_url: String,
 }
 
 fn outcome_code(error: Option<&Error>) -> (&'static str, String) {
@@ -93,7 +91,6 @@ impl Record {
             ended: now,
             outcome,
             description,
-            base_url: call.ctx.base_url.clone(),
         }
     }
 
@@ -228,27 +225,37 @@ fn drain<S: Store>(engine: &Weak<Engine<S>>, rx: &mpsc::Receiver<Record>) {
     }
 }
 
-/// Writes records as one transaction through the request core.
+/// Writes records as one store transaction, on the write path every write takes (each event
+/// checked and stamped as a create, the plans applied in one job), without the detour through
+/// a transaction Bundle: nothing reads an answer.
 fn write<S: Store>(engine: &Arc<Engine<S>>, batch: Vec<Record>) {
     let count = batch.len();
-    let base = batch
-        .first()
-        .map(|r| r.base_url.clone())
-        .unwrap_or_default();
-    let entries: Vec<Value> = batch
-        .into_iter()
-        .map(|r| json!({"resource": r.event(), "request": {"method": "POST", "url": "AuditEvent"}}))
-        .collect();
-    let bundle = json!({"resourceType": "Bundle", "type": "transaction", "entry": entries});
-    // Nobody reads the answer: no resource copies in the response Bundle.
-    let headers = crate::request::Headers {
-        prefer: Some("return=minimal".into()),
-        ..Default::default()
-    };
-    let request = Request::new(Interaction::Bundle)
-        .with_headers(headers)
-        .with_body(Body::Json(bundle));
-    if let Err(e) = engine.dispatch(&Context::new(base), request) {
-        tracing::error!(count, error = ?e, "audit events could not be written");
+    let mut plans = Vec::with_capacity(count);
+    for record in batch {
+        let target = crate::write::Target::Create {
+            rt: "AuditEvent".into(),
+            id: crate::new_id(),
+        };
+        match engine.prepare(
+            target,
+            crate::write::Content::Resource(record.event()),
+            None,
+        ) {
+            Ok(plan) => plans.push(plan),
+            Err(e) => tracing::error!(error = ?e, "an audit event could not be prepared"),
+        }
+    }
+    if plans.is_empty() {
+        return;
+    }
+    let written = crate::lanes::block_on(
+        engine
+            .store()
+            .write(move |txn| crate::write::run_plans(txn, &[], plans, |_, e| e)),
+    );
+    match written {
+        Ok(Some(_)) => engine.written("AuditEvent"),
+        Ok(None) => tracing::error!(count, "audit events were not written"),
+        Err(e) => tracing::error!(count, error = ?e, "audit events could not be written"),
     }
 }
