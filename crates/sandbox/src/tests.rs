@@ -812,7 +812,11 @@ fn module_and_expression_state_is_fresh_each_time_across_realm_rebuilds() {
 fn parser_bombs_are_compile_errors() {
     let sb = sandbox();
     for code in [
-        format!("exports.handler = () => {}1{}", "(".repeat(100_000), ")".repeat(100_000)),
+        format!(
+            "exports.handler = () => {}1{}",
+            "(".repeat(100_000),
+            ")".repeat(100_000)
+        ),
         format!("exports.handler = () => {}", "[".repeat(200_000)),
         format!("exports.handler = () => 1{}", " + 1".repeat(300_000)),
         format!("{}", "{".repeat(100_000)),
@@ -828,7 +832,8 @@ fn parser_bombs_are_compile_errors() {
     // The sandbox still works.
     let ok = sb.compile("ok.js", "exports.handler = () => 1").unwrap();
     assert_eq!(
-        sb.run(&ok, Invocation::new(json!({}), TestHost::echo())).unwrap(),
+        sb.run(&ok, Invocation::new(json!({}), TestHost::echo()))
+            .unwrap(),
         Some(json!(1))
     );
 }

@@ -581,3 +581,31 @@ fn searchset(resources: Vec<Value>, ctx: &Context) -> Value {
     }
     bundle
 }
+
+#[cfg(test)]
+mod event_text_tests {
+    use super::event_text;
+    use flint_sandbox::Json;
+    use serde_json::json;
+
+    #[test]
+    fn the_stored_resource_is_spliced_into_the_target() {
+        let event =
+            json!({"input": {"a": "}"}, "target": {"level": "instance", "id": "1"}, "caller": {}});
+        let Json::Text(text) = event_text(&event, Some(r#"{"resourceType":"Patient","id":"1"}"#))
+        else {
+            panic!("text expected");
+        };
+        let parsed: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(parsed["target"]["resource"]["resourceType"], "Patient");
+        assert_eq!(parsed["target"]["level"], "instance");
+        assert_eq!(parsed["input"]["a"], "}");
+        assert_eq!(parsed["caller"], json!({}));
+    }
+
+    #[test]
+    fn without_a_resource_the_event_is_passed_as_it_is() {
+        let event = json!({"target": {"level": "system"}});
+        assert_eq!(event_text(&event, None), Json::Value(event.clone()));
+    }
+}
