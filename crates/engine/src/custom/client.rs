@@ -53,12 +53,21 @@ impl Staged {
             self.created.insert(key.clone());
         }
         let created = self.created.contains(&key);
+        // The version the invocation first read stays the condition of the commit, however
+        // many times it writes the resource again (a later write sees only the staged copy).
+        let first_read = self
+            .entries
+            .iter()
+            .find(|(k, _)| *k == key)
+            .and_then(|(_, e)| e["request"].get("ifMatch").cloned());
         self.entries.retain(|(k, _)| *k != key);
         if now.is_some() || !created {
             let mut entry = entry;
-            if created {
-                if let Some(o) = entry["request"].as_object_mut() {
+            if let Some(o) = entry["request"].as_object_mut() {
+                if created {
                     o.shift_remove("ifMatch");
+                } else if let (false, Some(v)) = (o.contains_key("ifMatch"), first_read) {
+                    o.insert("ifMatch".into(), v);
                 }
             }
             self.entries.push((key.clone(), entry));
@@ -79,6 +88,60 @@ impl Staged {
 
 fn answer(status: u16, body: Option<Value>) -> HostResponse {
     HostResponse { status, body }
+}
+
+#[cfg(test)]
+mod staged_tests {
+    use super::Staged;
+    use serde_json::json;
+
+    fn key() -> (String, String) {
+        ("Patient".into(), "1".into())
+    }
+
+    #[test]
+    fn the_first_reads_version_stays_the_condition() {
+        let mut s = Staged::default();
+        let put = |m: Option<&str>| {
+            let mut request = json!({"method": "PUT", "url": "Patient/1"});
+            if let Some(m) = m {
+                request["ifMatch"] = json!(m);
+            }
+            json!({"resource": {"resourceType": "Patient", "id": "1"}, "request": request})
+        };
+        s.put(key(), put(Some("W/\"3\"")), Some(json!({})), false);
+        s.put(key(), put(None), Some(json!({})), false);
+        let bundle = s.bundle();
+        assert_eq!(bundle["entry"].as_array().unwrap().len(), 1);
+        assert_eq!(bundle["entry"][0]["request"]["ifMatch"], "W/\"3\"");
+        // A delete after it keeps the condition too.
+        s.put(
+            key(),
+            json!({"request": {"method": "DELETE", "url": "Patient/1"}}),
+            None,
+            false,
+        );
+        let bundle = s.bundle();
+        assert_eq!(bundle["entry"][0]["request"]["method"], "DELETE");
+        assert_eq!(bundle["entry"][0]["request"]["ifMatch"], "W/\"3\"");
+    }
+
+    #[test]
+    fn a_created_resource_is_written_once_without_a_condition() {
+        let mut s = Staged::default();
+        let entry = json!({"resource": {"resourceType": "Patient", "id": "1"}, "request": {"method": "PUT", "url": "Patient/1"}});
+        s.put(key(), entry.clone(), Some(json!({})), true);
+        s.put(key(), entry, Some(json!({})), false);
+        assert_eq!(s.bundle()["entry"].as_array().unwrap().len(), 1);
+        assert!(s.bundle()["entry"][0]["request"].get("ifMatch").is_none());
+        s.put(
+            key(),
+            json!({"request": {"method": "DELETE", "url": "Patient/1"}}),
+            None,
+            false,
+        );
+        assert!(s.is_empty());
+    }
 }
 
 impl<S: Store> Client<S> {

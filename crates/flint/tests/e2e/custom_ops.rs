@@ -797,6 +797,41 @@ fn a_scripts_writes_commit_together_or_not_at_all() {
     );
 }
 
+/// A script that writes a resource twice commits on the version it first read: when someone
+/// else changed the resource meanwhile, the invocation fails and nothing of it is written.
+#[test]
+fn a_scripts_commit_keeps_the_version_it_read() {
+    let server = Server::start();
+    let pid = patient(&server, "Race", "1990-01-01");
+    server.create(&json!({"resourceType": "App", "name": "race", "status": "active", "operations": [
+        {"name": "twice", "type": "write", "resourceType": "Patient",
+         "handler": {"type": "javascript", "code": r#"exports.handler = async (client, event) => {
+            const p = await client.readResource('Patient', event.target.id);
+            p.gender = 'female';
+            await client.updateResource(p);
+            // A batch commits on its own: another writer, as far as this script's writes go.
+            await client.executeBatch({ resourceType: 'Bundle', type: 'batch', entry: [{
+                resource: { resourceType: 'Patient', id: p.id, active: false },
+                request: { method: 'PUT', url: 'Patient/' + p.id } }] });
+            p.gender = 'male';
+            await client.updateResource(p);
+            return { done: true };
+        }"#}}
+    ]}));
+    let r = server.post(&format!("Patient/{pid}/$twice"), &json!({}));
+    assert!(
+        matches!(r.status().as_u16(), 409 | 412),
+        "{} {}",
+        r.status(),
+        r.text().unwrap_or_default()
+    );
+    let p = json_of(server.get(&format!("Patient/{pid}")).send().unwrap());
+    // The batch's version stands; the script's writes did not overwrite it.
+    assert_eq!(p["meta"]["versionId"], "2");
+    assert_eq!(p["active"], false);
+    assert!(p.get("gender").is_none(), "{p}");
+}
+
 /// An HTTP handler reaches an https service whose certificate chains to a configured root, and
 /// a server trusting only the built-in roots refuses that service with a clear 502.
 #[test]
