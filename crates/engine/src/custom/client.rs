@@ -90,60 +90,6 @@ fn answer(status: u16, body: Option<Value>) -> HostResponse {
     HostResponse { status, body }
 }
 
-#[cfg(test)]
-mod staged_tests {
-    use super::Staged;
-    use serde_json::json;
-
-    fn key() -> (String, String) {
-        ("Patient".into(), "1".into())
-    }
-
-    #[test]
-    fn the_first_reads_version_stays_the_condition() {
-        let mut s = Staged::default();
-        let put = |m: Option<&str>| {
-            let mut request = json!({"method": "PUT", "url": "Patient/1"});
-            if let Some(m) = m {
-                request["ifMatch"] = json!(m);
-            }
-            json!({"resource": {"resourceType": "Patient", "id": "1"}, "request": request})
-        };
-        s.put(key(), put(Some("W/\"3\"")), Some(json!({})), false);
-        s.put(key(), put(None), Some(json!({})), false);
-        let bundle = s.bundle();
-        assert_eq!(bundle["entry"].as_array().unwrap().len(), 1);
-        assert_eq!(bundle["entry"][0]["request"]["ifMatch"], "W/\"3\"");
-        // A delete after it keeps the condition too.
-        s.put(
-            key(),
-            json!({"request": {"method": "DELETE", "url": "Patient/1"}}),
-            None,
-            false,
-        );
-        let bundle = s.bundle();
-        assert_eq!(bundle["entry"][0]["request"]["method"], "DELETE");
-        assert_eq!(bundle["entry"][0]["request"]["ifMatch"], "W/\"3\"");
-    }
-
-    #[test]
-    fn a_created_resource_is_written_once_without_a_condition() {
-        let mut s = Staged::default();
-        let entry = json!({"resource": {"resourceType": "Patient", "id": "1"}, "request": {"method": "PUT", "url": "Patient/1"}});
-        s.put(key(), entry.clone(), Some(json!({})), true);
-        s.put(key(), entry, Some(json!({})), false);
-        assert_eq!(s.bundle()["entry"].as_array().unwrap().len(), 1);
-        assert!(s.bundle()["entry"][0]["request"].get("ifMatch").is_none());
-        s.put(
-            key(),
-            json!({"request": {"method": "DELETE", "url": "Patient/1"}}),
-            None,
-            false,
-        );
-        assert!(s.is_empty());
-    }
-}
-
 impl<S: Store> Client<S> {
     pub fn new(
         engine: &Arc<Engine<S>>,
@@ -495,5 +441,59 @@ fn set_version(resource: &mut Value, version: u64) {
     resource["meta"]["versionId"] = json!(version.to_string());
     if let Some(m) = resource["meta"].as_object_mut() {
         m.shift_remove("lastUpdated");
+    }
+}
+
+#[cfg(test)]
+mod staged_tests {
+    use super::Staged;
+    use serde_json::json;
+
+    fn key() -> (String, String) {
+        ("Patient".into(), "1".into())
+    }
+
+    #[test]
+    fn the_first_reads_version_stays_the_condition() {
+        let mut s = Staged::default();
+        let put = |m: Option<&str>| {
+            let mut request = json!({"method": "PUT", "url": "Patient/1"});
+            if let Some(m) = m {
+                request["ifMatch"] = json!(m);
+            }
+            json!({"resource": {"resourceType": "Patient", "id": "1"}, "request": request})
+        };
+        s.put(key(), put(Some("W/\"3\"")), Some(json!({})), false);
+        s.put(key(), put(None), Some(json!({})), false);
+        let bundle = s.bundle();
+        assert_eq!(bundle["entry"].as_array().unwrap().len(), 1);
+        assert_eq!(bundle["entry"][0]["request"]["ifMatch"], "W/\"3\"");
+        // A delete after it keeps the condition too.
+        s.put(
+            key(),
+            json!({"request": {"method": "DELETE", "url": "Patient/1"}}),
+            None,
+            false,
+        );
+        let bundle = s.bundle();
+        assert_eq!(bundle["entry"][0]["request"]["method"], "DELETE");
+        assert_eq!(bundle["entry"][0]["request"]["ifMatch"], "W/\"3\"");
+    }
+
+    #[test]
+    fn a_created_resource_is_written_once_without_a_condition() {
+        let mut s = Staged::default();
+        let entry = json!({"resource": {"resourceType": "Patient", "id": "1"}, "request": {"method": "PUT", "url": "Patient/1"}});
+        s.put(key(), entry.clone(), Some(json!({})), true);
+        s.put(key(), entry, Some(json!({})), false);
+        assert_eq!(s.bundle()["entry"].as_array().unwrap().len(), 1);
+        assert!(s.bundle()["entry"][0]["request"].get("ifMatch").is_none());
+        s.put(
+            key(),
+            json!({"request": {"method": "DELETE", "url": "Patient/1"}}),
+            None,
+            false,
+        );
+        assert!(s.is_empty());
     }
 }
