@@ -819,7 +819,7 @@ fn parser_bombs_are_compile_errors() {
         ),
         format!("exports.handler = () => {}", "[".repeat(200_000)),
         format!("exports.handler = () => 1{}", " + 1".repeat(300_000)),
-        format!("{}", "{".repeat(100_000)),
+        "{".repeat(100_000),
     ] {
         match sb.compile("bomb.js", &code) {
             Err(e) => assert!(!e.message.is_empty()),
