@@ -415,7 +415,7 @@ pub(crate) fn app_operations(app: &Value, version: u64) -> Result<Vec<Spec>> {
         if let Some(other) = specs.iter().find(|s| {
             s.definition.code == definition.code
                 && s.definition.query == definition.query
-                && crate::operations::overlap(&s.definition, &definition)
+                && crate::operations::shadows(&s.definition, &definition)
         }) {
             return Err(bad(
                 format!(
@@ -598,7 +598,7 @@ pub(crate) fn check_app<S: Store>(engine: &Engine<S>, app: &Value) -> Result<()>
             implementation(&other.json).as_deref() != Some(me.as_str())
                 && other.code == d.code
                 && other.query == d.query
-                && crate::operations::overlap(other, d)
+                && crate::operations::shadows(other, d)
         }) {
             return Err(bad(
                 format!(

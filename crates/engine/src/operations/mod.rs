@@ -355,7 +355,7 @@ impl<S: Store> Catalog<S> {
                 d.id == definition.id
                     || (d.code == definition.code
                         && d.query == definition.query
-                        && overlap(d, &definition))
+                        && shadows(d, &definition))
             });
             if let Some(e) = clash {
                 let why = Error::conflict(format!(
@@ -447,6 +447,17 @@ pub(crate) fn overlap(a: &Definition, b: &Definition) -> bool {
     let levels = (a.type_level && b.type_level) || (a.instance && b.instance);
     let any = |d: &Definition| d.resource_types().is_none();
     levels && ((any(a) && any(b)) || a.resource.iter().any(|t| b.names_type(t)))
+}
+
+/// Whether a definition would take the place of another where they meet: they overlap, or one
+/// is defined for every resource and the other for some type at a common level (a custom
+/// `$validate` on Patient would hide the built-in one there).
+pub(crate) fn shadows(a: &Definition, b: &Definition) -> bool {
+    if overlap(a, b) {
+        return true;
+    }
+    let levels = (a.type_level && b.type_level) || (a.instance && b.instance);
+    levels && (a.resource_types().is_none() || b.resource_types().is_none())
 }
 
 /// The body of a custom operation's request as the caller sent it: JSON of any shape, or

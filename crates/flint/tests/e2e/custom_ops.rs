@@ -489,6 +489,12 @@ fn a_bad_app_is_refused_naming_the_element() {
             json!("has space"),
             "App.operations[0].name",
         ),
+        // The built-in $validate answers on every type: a Patient one would hide it there.
+        (
+            "/operations/0/name",
+            json!("validate"),
+            "App.operations[0].name",
+        ),
         (
             "/subscriptions",
             json!([{"resourceType": "Observation", "events": ["create"],
