@@ -36,6 +36,9 @@ pub(crate) struct Client<S> {
     staged: Option<parking_lot::Mutex<Staged>>,
 }
 
+/// The most resources one invocation's transaction may write.
+const MAX_STAGED: usize = 10_000;
+
 /// Writes held for the invocation's one transaction, one entry per resource, and what they
 /// make each resource (`None`: deleted), so that the script reads its own writes by id.
 #[derive(Default)]
@@ -55,12 +58,15 @@ impl Staged {
         let created = self.created.contains(&key);
         // The version the invocation first read stays the condition of the commit, however
         // many times it writes the resource again (a later write sees only the staged copy).
-        let first_read = self
-            .entries
-            .iter()
-            .find(|(k, _)| *k == key)
-            .and_then(|(_, e)| e["request"].get("ifMatch").cloned());
-        self.entries.retain(|(k, _)| *k != key);
+        let mut first_read = None;
+        if self.overlay.contains_key(&key) {
+            first_read = self
+                .entries
+                .iter()
+                .find(|(k, _)| *k == key)
+                .and_then(|(_, e)| e["request"].get("ifMatch").cloned());
+            self.entries.retain(|(k, _)| *k != key);
+        }
         if now.is_some() || !created {
             let mut entry = entry;
             if let Some(o) = entry["request"].as_object_mut() {
@@ -77,6 +83,25 @@ impl Staged {
 
     pub(crate) fn is_empty(&self) -> bool {
         self.entries.is_empty()
+    }
+
+    /// Refuses a write to a resource not yet staged when the transaction is full: a script
+    /// looping over `createResource` would otherwise hold memory without bound.
+    fn room_for(&self, rt: &str, id: Option<&str>) -> Result<(), Error> {
+        let known =
+            id.is_some_and(|id| self.overlay.contains_key(&(rt.to_string(), id.to_string())));
+        if known || self.entries.len() < MAX_STAGED {
+            return Ok(());
+        }
+        Err(Error::new(
+            flint_fhir::IssueType::TooCostly,
+            format!(
+                "an invocation's transaction holds at most {MAX_STAGED} writes; to commit each \
+                 call on its own, set the operation's transaction extension (or an App \
+                 operation's \"transaction\") to false"
+            ),
+        )
+        .with_status(422))
     }
 
     /// The transaction Bundle of what is staged.
@@ -183,6 +208,7 @@ impl<S: Store> Client<S> {
                         }
                     }
                 }
+                staged.lock().room_for(&rt, None)?;
                 let id = crate::new_id();
                 resource["id"] = json!(id);
                 set_version(&mut resource, 1);
@@ -203,6 +229,7 @@ impl<S: Store> Client<S> {
                 };
                 resource["id"] = json!(id);
                 let mut staged = staged.lock();
+                staged.room_for(&rt, Some(&id))?;
                 let current = self.current(&staged, &rt, &id)?;
                 let status = self.write(&mut staged, &rt, &id, &mut resource, &current)?;
                 Ok(Some(answer(status, Some(resource))))
@@ -217,6 +244,7 @@ impl<S: Store> Client<S> {
                     }
                 };
                 let mut staged = staged.lock();
+                staged.room_for(&rt, Some(&id))?;
                 let current = self.current(&staged, &rt, &id)?;
                 let mut resource = match &current {
                     Current::Staged(Some(r)) | Current::Stored(r, _) => r.clone(),
@@ -233,6 +261,7 @@ impl<S: Store> Client<S> {
             }
             crate::Interaction::Delete { rt, id } => {
                 let mut staged = staged.lock();
+                staged.room_for(&rt, Some(&id))?;
                 let current = self.current(&staged, &rt, &id)?;
                 let mut request = json!({"method": "DELETE", "url": format!("{rt}/{id}")});
                 if let Current::Stored(_, v) = current {
@@ -478,6 +507,23 @@ mod staged_tests {
         let bundle = s.bundle();
         assert_eq!(bundle["entry"][0]["request"]["method"], "DELETE");
         assert_eq!(bundle["entry"][0]["request"]["ifMatch"], "W/\"3\"");
+    }
+
+    #[test]
+    fn a_full_transaction_refuses_new_resources_but_not_known_ones() {
+        let mut s = Staged::default();
+        for i in 0..super::MAX_STAGED {
+            let k = ("Flag".to_string(), i.to_string());
+            s.put(
+                k,
+                json!({"request": {"method": "PUT"}}),
+                Some(json!({})),
+                true,
+            );
+        }
+        assert!(s.room_for("Flag", None).is_err());
+        assert!(s.room_for("Flag", Some("new")).is_err());
+        assert!(s.room_for("Flag", Some("7")).is_ok());
     }
 
     #[test]
