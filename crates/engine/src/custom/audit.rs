@@ -15,6 +15,10 @@ use super::source::Owner;
 use crate::operations::Call;
 use crate::Engine;
 
+/// Records waiting for the writer at most; past that, invocations wait for room rather than
+/// hold memory without bound.
+const QUEUED: usize = 50_000;
+
 /// The most events one transaction writes.
 const BATCH: usize = 1000;
 
@@ -147,7 +151,7 @@ impl Record {
 /// The queue of records and the thread that writes them.
 #[derive(Default)]
 pub(crate) struct Auditor {
-    sender: parking_lot::Mutex<Option<mpsc::Sender<Record>>>,
+    sender: parking_lot::Mutex<Option<mpsc::SyncSender<Record>>>,
     writer: parking_lot::Mutex<Option<std::thread::JoinHandle<()>>>,
     closed: std::sync::atomic::AtomicBool,
 }
@@ -163,7 +167,7 @@ impl<S: Store> Engine<S> {
         }
         let mut sender = auditor.sender.lock();
         if sender.is_none() {
-            let (tx, rx) = mpsc::channel();
+            let (tx, rx) = mpsc::sync_channel(QUEUED);
             let engine = Arc::downgrade(self);
             let thread = std::thread::Builder::new()
                 .name("flint-audit".into())
@@ -181,9 +185,12 @@ impl<S: Store> Engine<S> {
                 }
             }
         }
-        if let Some(tx) = sender.as_ref() {
+        // Sent outside the lock: when the queue is full the invocation waits for room (the
+        // writer fell behind), and others may queue meanwhile.
+        let tx = sender.clone();
+        drop(sender);
+        if let Some(tx) = tx {
             if let Err(mpsc::SendError(record)) = tx.send(record) {
-                drop(sender);
                 write(self, vec![record]);
             }
         }
