@@ -872,18 +872,139 @@
     return value !== null && typeof value === 'object' && typeof value.reference === 'string';
   }
 
+  // Medplum's name formatting: given and family by default; prefix, suffix and use on request.
+  function formatHumanName(name, options) {
+    if (!name || typeof name !== 'object') return '';
+    const o = options || {};
+    const parts = [];
+    if ((o.prefix || o.all) && Array.isArray(name.prefix)) parts.push(...name.prefix);
+    if (Array.isArray(name.given)) parts.push(...name.given);
+    if (name.family) parts.push(name.family);
+    if ((o.suffix || o.all) && Array.isArray(name.suffix)) parts.push(...name.suffix);
+    if ((o.use || o.all) && name.use) parts.push('[' + name.use + ']');
+    const text = parts.join(' ').trim();
+    return text || (typeof name.text === 'string' ? name.text : '');
+  }
+
+  function formatGivenName(name) {
+    return name && Array.isArray(name.given) ? name.given.join(' ') : '';
+  }
+
+  function formatFamilyName(name) {
+    return (name && name.family) || '';
+  }
+
+  function getIdentifier(resource, system) {
+    const ids = resource && Array.isArray(resource.identifier) ? resource.identifier : [];
+    const found = ids.find((i) => i && i.system === system);
+    return found ? found.value : undefined;
+  }
+
+  function setIdentifier(resource, system, value) {
+    if (!Array.isArray(resource.identifier)) resource.identifier = [];
+    const found = resource.identifier.find((i) => i && i.system === system);
+    if (found) found.value = value;
+    else resource.identifier.push({ system, value });
+  }
+
+  // The extension at a path of urls (each nested in the one before).
+  function getExtension(resource, ...urls) {
+    let current = resource;
+    for (const url of urls) {
+      const list = current && Array.isArray(current.extension) ? current.extension : [];
+      current = list.find((e) => e && e.url === url);
+      if (!current) return undefined;
+    }
+    return current;
+  }
+
+  function getExtensionValue(resource, ...urls) {
+    const ext = getExtension(resource, ...urls);
+    if (!ext) return undefined;
+    for (const key of Object.keys(ext)) {
+      if (key.startsWith('value')) return ext[key];
+    }
+    return undefined;
+  }
+
+  function isString(value) {
+    return typeof value === 'string';
+  }
+
+  function isEmpty(value) {
+    if (value === undefined || value === null || value === '') return true;
+    if (Array.isArray(value)) return value.length === 0;
+    if (typeof value === 'object') return Object.keys(value).length === 0;
+    return false;
+  }
+
+  // Years, months and days between a birth date and an end date (today by default).
+  function calculateAge(birthDateStr, endDateStr) {
+    const start = new Date(String(birthDateStr).slice(0, 10) + 'T00:00:00Z');
+    const end = endDateStr ? new Date(String(endDateStr).slice(0, 10) + 'T00:00:00Z') : new Date();
+    let years = end.getUTCFullYear() - start.getUTCFullYear();
+    let months = end.getUTCMonth() - start.getUTCMonth();
+    let days = end.getUTCDate() - start.getUTCDate();
+    if (days < 0) {
+      months -= 1;
+      days += new Date(Date.UTC(end.getUTCFullYear(), end.getUTCMonth(), 0)).getUTCDate();
+    }
+    if (months < 0) {
+      years -= 1;
+      months += 12;
+    }
+    return { years, months, days };
+  }
+
+  function calculateAgeString(birthDateStr, endDateStr) {
+    const { years, months, days } = calculateAge(birthDateStr, endDateStr);
+    if (years >= 2) return String(years).padStart(3, '0') + 'Y';
+    if (years * 12 + months >= 1) return String(years * 12 + months).padStart(3, '0') + 'M';
+    return String(days).padStart(3, '0') + 'D';
+  }
+
+  const ContentType = Object.freeze({
+    CSS: 'text/css',
+    CSV: 'text/csv',
+    DICOM: 'application/dicom',
+    FHIR_JSON: 'application/fhir+json',
+    FORM_URL_ENCODED: 'application/x-www-form-urlencoded',
+    HL7_V2: 'x-application/hl7-v2+er7',
+    HTML: 'text/html',
+    JAVASCRIPT: 'text/javascript',
+    JSON: 'application/json',
+    JSON_PATCH: 'application/json-patch+json',
+    PDF: 'application/pdf',
+    PNG: 'image/png',
+    SVG: 'image/svg+xml',
+    TEXT: 'text/plain',
+    TYPESCRIPT: 'text/typescript',
+    XML: 'text/xml',
+  });
+
   const core = {
     allOk,
     accepted,
     badRequest,
+    calculateAge,
+    calculateAgeString,
+    ContentType,
     created,
     createReference,
     deepClone,
     forbidden,
+    formatFamilyName,
+    formatGivenName,
+    formatHumanName,
     getDisplayString,
+    getExtension,
+    getExtensionValue,
+    getIdentifier,
     getReferenceString,
     gone,
+    isEmpty,
     isOk,
+    isString,
     isOperationOutcome,
     isReference,
     isResource,
@@ -894,9 +1015,9 @@
     OperationOutcomeError,
     operationOutcomeToString,
     resolveId,
+    setIdentifier,
     unauthorized,
   };
-  Object.freeze(core);
   defineProperty(G, CORE_KEY, { value: core, writable: false, configurable: false, enumerable: false });
 
   function require(name) {
@@ -1134,6 +1255,8 @@
       return send(method, url, o.parameters === undefined ? undefined : asParameters(o.parameters), o.headers);
     }
   }
+  // Exported by '@medplum/core' too (frozen with everything else at lockdown).
+  core.MedplumClient = MedplumClient;
 
 
   // ----------------------------------------------------------------- runner

@@ -837,3 +837,39 @@ fn parser_bombs_are_compile_errors() {
         Some(json!(1))
     );
 }
+
+#[test]
+fn medplum_core_helpers_work() {
+    let sb = sandbox();
+    let script = sb
+        .compile(
+            "helpers.mjs",
+            r#"import { formatHumanName, getIdentifier, setIdentifier, getExtensionValue, calculateAge, calculateAgeString, ContentType, isEmpty, MedplumClient } from '@medplum/core';
+            export async function handler(medplum, event) {
+                const p = { resourceType: 'Patient', name: [{ prefix: ['Dr'], given: ['Ann', 'B'], family: 'Lee' }],
+                    identifier: [{ system: 'urn:mrn', value: '42' }],
+                    extension: [{ url: 'a', extension: [{ url: 'b', valueString: 'deep' }] }] };
+                setIdentifier(p, 'urn:ssn', '7');
+                return [formatHumanName(p.name[0]), formatHumanName(p.name[0], { prefix: true }), getIdentifier(p, 'urn:mrn'),
+                    getIdentifier(p, 'urn:ssn'), getExtensionValue(p, 'a', 'b'), calculateAge('1990-06-15', '2026-06-14').years,
+                    calculateAgeString('2026-01-01', '2026-01-20'), ContentType.FHIR_JSON, isEmpty({}), medplum instanceof MedplumClient];
+            }"#,
+        )
+        .unwrap();
+    assert_eq!(
+        sb.run(&script, Invocation::new(json!({}), TestHost::echo()))
+            .unwrap(),
+        Some(json!([
+            "Ann B Lee",
+            "Dr Ann B Lee",
+            "42",
+            "7",
+            "deep",
+            35,
+            "019D",
+            "application/fhir+json",
+            true,
+            true
+        ]))
+    );
+}
