@@ -873,3 +873,15 @@ fn medplum_core_helpers_work() {
         ]))
     );
 }
+
+#[test]
+fn importing_an_unknown_core_name_is_a_compile_error() {
+    let sb = sandbox();
+    let err = sb
+        .compile(
+            "m.mjs",
+            "import { evalFhirPath } from '@medplum/core';\nexport async function handler() { return evalFhirPath; }",
+        )
+        .unwrap_err();
+    assert!(err.message.contains("evalFhirPath"), "{err:?}");
+}
