@@ -743,10 +743,15 @@ impl Engine {
 
         let event = json_to_js(ctx, &invocation.event)?;
         let returned: Value<'js> = match script.shape {
-            Shape::Handler => call_method(runner, "callHandler", (handler, event))?,
+            Shape::Handler => call_method(
+                runner,
+                "callHandler",
+                (handler, event, resource_of(ctx, invocation)?),
+            )?,
             Shape::Function => {
                 let subject = json_to_js(ctx, &invocation.subject)?;
-                call_method(runner, "callFunction", (handler, subject, event))?
+                let resource = resource_of(ctx, invocation)?;
+                call_method(runner, "callFunction", (handler, subject, event, resource))?
             }
         };
         let value = if let Some(promise) = returned.as_promise().cloned() {
@@ -1060,6 +1065,14 @@ fn eval_bytecode<'js>(ctx: &Ctx<'js>, bytecode: &[u8]) -> Result<Value<'js>, Fai
             return Err(Failure::Js(rquickjs::Error::Exception));
         }
         Ok(Value::from_raw(ctx.clone(), v))
+    }
+}
+
+/// The target resource's text as a JavaScript string, or `undefined`.
+fn resource_of<'js>(ctx: &Ctx<'js>, invocation: &Invocation) -> rquickjs::Result<Value<'js>> {
+    match &invocation.resource {
+        Some(text) => Ok(rquickjs::String::from_str(ctx.clone(), text)?.into_value()),
+        None => Ok(Value::new_undefined(ctx.clone())),
     }
 }
 

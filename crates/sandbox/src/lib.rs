@@ -274,6 +274,9 @@ pub struct Invocation {
     /// Polled while the invocation waits and runs; `true` ends it with
     /// [`RunError::Cancelled`] (client gone, server stopping).
     pub cancelled: Option<CancelFn>,
+    /// The target resource, as JSON text, for `event.target.resource`: parsed only when the
+    /// script reads it (many never do). Ignored when the event has no `target` object.
+    pub resource: Option<String>,
 }
 
 impl Invocation {
@@ -285,6 +288,7 @@ impl Invocation {
             host,
             deadline: None,
             cancelled: None,
+            resource: None,
         }
     }
 }
@@ -296,6 +300,7 @@ impl fmt::Debug for Invocation {
             .field("subject", &self.subject)
             .field("deadline", &self.deadline)
             .field("cancellable", &self.cancelled.is_some())
+            .field("resource_len", &self.resource.as_ref().map(String::len))
             .finish()
     }
 }

@@ -21,6 +21,7 @@
 
   const G = globalThis;
   const jsonStringify = JSON.stringify;
+  const jsonParse = JSON.parse;
   const defineProperty = Object.defineProperty;
   const CORE_KEY = Symbol.for('flint.sandbox.medplum-core');
 
@@ -1405,6 +1406,30 @@
     }
   }
 
+  // `event.target.resource`, parsed from its stored text on first read only.
+  function attachResource(event, text) {
+    if (typeof text !== 'string' || event === null || typeof event !== 'object') return;
+    const target = event.target;
+    if (target === null || typeof target !== 'object') return;
+    let value;
+    let parsed = false;
+    defineProperty(target, 'resource', {
+      get() {
+        if (!parsed) {
+          value = jsonParse(text);
+          parsed = true;
+        }
+        return value;
+      },
+      set(v) {
+        value = v;
+        parsed = true;
+      },
+      enumerable: true,
+      configurable: true,
+    });
+  }
+
   function newClient() {
     return new MedplumClient();
   }
@@ -1422,11 +1447,13 @@
     expr(fn) {
       return typeof fn === 'function' ? fn : null;
     },
-    callHandler(handler, event) {
+    callHandler(handler, event, resource) {
+      attachResource(event, resource);
       return handler(newClient(), event);
     },
-    callFunction(fn, subject, event) {
+    callFunction(fn, subject, event, resource) {
       const context = event !== null && typeof event === 'object' && !Array.isArray(event) ? event : {};
+      attachResource(context, resource);
       context.client = newClient();
       return fn(subject, context);
     },

@@ -885,3 +885,39 @@ fn importing_an_unknown_core_name_is_a_compile_error() {
         .unwrap_err();
     assert!(err.message.contains("evalFhirPath"), "{err:?}");
 }
+
+#[test]
+fn the_target_resource_is_parsed_when_read() {
+    let sb = sandbox();
+    let script = sb
+        .compile(
+            "lazy.js",
+            "exports.handler = async (m, e) => { const keys = Object.keys(e.target); const whole = JSON.parse(JSON.stringify(e)); const id = e.target.resource.id; e.target.resource = { replaced: true }; return [keys, whole.target.resource.resourceType, id, e.target.resource.replaced, e.n]; }",
+        )
+        .unwrap();
+    let mut inv = Invocation::new(
+        json!({"n": 1, "target": {"level": "instance", "id": "p1"}}),
+        TestHost::echo(),
+    );
+    inv.resource = Some(r#"{"resourceType":"Patient","id":"p1"}"#.to_string());
+    assert_eq!(
+        sb.run(&script, inv).unwrap(),
+        Some(json!([
+            ["level", "id", "resource"],
+            "Patient",
+            "p1",
+            true,
+            1
+        ]))
+    );
+    // Without a target object the text is ignored.
+    let plain = sb
+        .compile(
+            "plain.js",
+            "exports.handler = async (m, e) => typeof e.target",
+        )
+        .unwrap();
+    let mut inv = Invocation::new(json!({}), TestHost::echo());
+    inv.resource = Some("{}".to_string());
+    assert_eq!(sb.run(&plain, inv).unwrap(), Some(json!("undefined")));
+}

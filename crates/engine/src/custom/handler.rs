@@ -162,10 +162,9 @@ impl<S: Store> Operation<S> for Custom<S> {
     }
 }
 
-/// The `event` a handler's code sees (Medplum's `BotEvent`, with Flint's additions).
-/// The event a handler receives. The target resource (`target.resource`) is left out when
-/// `with_resource` is false: JavaScript gets it spliced in as the stored text (see
-/// [`event_text`]).
+/// The `event` a handler's code sees (Medplum's `BotEvent`, with Flint's additions). The
+/// target resource (`target.resource`) is left out when `with_resource` is false: JavaScript
+/// gets it as the stored text, parsed on first read (`Invocation::resource`).
 pub(crate) fn event(
     call: &Call<'_>,
     owner: &Owner,
@@ -236,36 +235,6 @@ fn target_text(call: &Call<'_>) -> Option<String> {
     String::from_utf8(json.to_vec()).ok()
 }
 
-/// The event as JSON text, with the target's stored text as `target.resource`: the
-/// resource goes to the sandbox without being parsed and serialized again.
-fn event_text(event: &Value, resource: Option<&str>) -> Json {
-    let (Value::Object(map), Some(resource)) = (event, resource) else {
-        return Json::Value(event.clone());
-    };
-    let mut out = String::with_capacity(resource.len() + 512);
-    out.push('{');
-    for (i, (key, value)) in map.iter().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        out.push_str(&Value::String(key.clone()).to_string());
-        out.push(':');
-        let part = value.to_string();
-        match part.strip_suffix('}') {
-            // The target object, never empty (it has its level): close it after the resource.
-            Some(open) if key == "target" && open.len() > 1 => {
-                out.push_str(open);
-                out.push_str(",\"resource\":");
-                out.push_str(resource);
-                out.push('}');
-            }
-            _ => out.push_str(&part),
-        }
-    }
-    out.push('}');
-    Json::Text(out)
-}
-
 fn level_name(level: Level) -> &'static str {
     match level {
         Level::System => "system",
@@ -316,7 +285,7 @@ pub(crate) fn run_script<S: Store>(
     } else {
         Json::Value(event["input"].clone())
     };
-    let event = event_text(&event, resource.as_deref());
+    let event = Json::Value(event);
     let host = Arc::new(super::client::Client::new(
         engine,
         run_context(call.ctx, owner),
@@ -337,6 +306,8 @@ pub(crate) fn run_script<S: Store>(
                 host: Arc::clone(&host) as Arc<dyn flint_sandbox::Host>,
                 deadline: Some(deadline),
                 cancelled: Some(Arc::new(move || interrupt.check().is_err())),
+                // `event.target.resource`, parsed in JavaScript only if the script reads it.
+                resource,
             },
         )
         .map_err(|e| super::run_error(what, e, limits))?;
@@ -580,32 +551,4 @@ fn searchset(resources: Vec<Value>, ctx: &Context) -> Value {
         bundle["entry"] = Value::Array(entries);
     }
     bundle
-}
-
-#[cfg(test)]
-mod event_text_tests {
-    use super::event_text;
-    use flint_sandbox::Json;
-    use serde_json::json;
-
-    #[test]
-    fn the_stored_resource_is_spliced_into_the_target() {
-        let event =
-            json!({"input": {"a": "}"}, "target": {"level": "instance", "id": "1"}, "caller": {}});
-        let Json::Text(text) = event_text(&event, Some(r#"{"resourceType":"Patient","id":"1"}"#))
-        else {
-            panic!("text expected");
-        };
-        let parsed: serde_json::Value = serde_json::from_str(&text).unwrap();
-        assert_eq!(parsed["target"]["resource"]["resourceType"], "Patient");
-        assert_eq!(parsed["target"]["level"], "instance");
-        assert_eq!(parsed["input"]["a"], "}");
-        assert_eq!(parsed["caller"], json!({}));
-    }
-
-    #[test]
-    fn without_a_resource_the_event_is_passed_as_it_is() {
-        let event = json!({"target": {"level": "system"}});
-        assert_eq!(event_text(&event, None), Json::Value(event.clone()));
-    }
 }
