@@ -274,7 +274,7 @@ async fn serve(config: Config) -> Result<(), String> {
         body_timeout: std::time::Duration::from_millis(config.server.body_timeout_ms),
     };
     engine
-        .start(http.base_url.as_deref().unwrap_or("http://localhost"))
+        .start()
         .await
         .map_err(|e| format!("cannot start the request core: {e}"))?;
     let app = flint_http::router(Arc::clone(&engine), http);

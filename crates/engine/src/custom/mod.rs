@@ -188,110 +188,25 @@ impl<S: Store> Engine<S> {
     }
 }
 
-thread_local! {
-    /// Set while the definitions of App operations are being published: those writes do not
-    /// change what is served, so they reload nothing.
-    static PUBLISHING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
-}
-
 impl<S: Store> Engine<S> {
     /// After a committed write of a Bot, App or OperationDefinition: the operations in force
     /// are rebuilt, and the synthesised definitions of App operations published, before the
-    /// write is answered.
+    /// write is answered. (Publishing writes on the write path directly, so it does not come
+    /// back here.)
     pub(crate) fn custom_written(&self) {
-        if PUBLISHING.with(std::cell::Cell::get) {
-            return;
-        }
         if let Err(e) = self.reload_custom_operations() {
             tracing::error!(error = ?e, "cannot reload the custom operations");
             return;
         }
-        let published = {
-            let _publishing = Publishing::enter();
-            self.publish_app_definitions()
-        };
-        if let Err(e) = published {
+        if let Err(e) = self.publish_definitions(true) {
             tracing::error!(error = ?e, "cannot publish the definitions of App operations");
         }
     }
-
-    /// Publishes the definitions in force (the synthesised ones of Apps among them); the
-    /// engine is not held in an `Arc` here, so it goes through one made for the purpose.
-    fn publish_app_definitions(&self) -> Result<()> {
-        let catalog = self.operations();
-        let ctx = crate::Context::new("");
-        let mut published = std::collections::HashSet::new();
-        for definition in catalog.definitions() {
-            published.insert(definition.id.clone());
-            let reference = source::implementation(&definition.json);
-            if !reference.is_some_and(|r| r.starts_with("App/")) {
-                continue;
-            }
-            let stored = self
-                .store()
-                .read("OperationDefinition", &definition.id)?
-                .filter(|v| !v.is_deleted())
-                .map(|v| crate::parse_stored(&v))
-                .transpose()?;
-            if let Some(mut stored) = stored {
-                if let Some(o) = stored.as_object_mut() {
-                    o.shift_remove("meta");
-                }
-                if stored == definition.json {
-                    continue;
-                }
-            }
-            self.write_definition(&ctx, &definition.id, Some(definition.json.clone()))?;
-        }
-        for stale in stale_app_definitions(self, &published)? {
-            self.write_definition(&ctx, &stale, None)?;
-        }
-        Ok(())
-    }
-
-    /// Writes (or deletes) an OperationDefinition through the write path.
-    fn write_definition(&self, ctx: &crate::Context, id: &str, json: Option<Value>) -> Result<()> {
-        let target = crate::write::Target::Update {
-            rt: "OperationDefinition".into(),
-            id: id.to_string(),
-        };
-        match json {
-            Some(json) => {
-                let plan = self.prepare(target, crate::write::Content::Resource(json), None)?;
-                crate::lanes::block_on(self.store().write(move |txn| {
-                    crate::write::run_plans(txn, &[], vec![plan], |_, e| e).map(|_| ())
-                }))?;
-            }
-            None => {
-                let plan = crate::write::Plan::Delete {
-                    rt: "OperationDefinition".into(),
-                    ids: vec![id.to_string()],
-                    if_match: None,
-                };
-                crate::lanes::block_on(self.store().write(move |txn| {
-                    crate::write::run_plans(txn, &[], vec![plan], |_, e| e).map(|_| ())
-                }))?;
-            }
-        }
-        let _ = ctx;
-        Ok(())
-    }
 }
 
-/// Marks the current thread as publishing definitions while it lives (see `PUBLISHING`).
-pub(crate) struct Publishing(bool);
-
-impl Publishing {
-    pub(crate) fn enter() -> Publishing {
-        Publishing(PUBLISHING.with(|p| p.replace(true)))
-    }
-}
-
-impl Drop for Publishing {
-    fn drop(&mut self) {
-        let was = self.0;
-        PUBLISHING.with(|p| p.set(was));
-    }
+/// Whether a definition in force is synthesised for an App operation.
+pub(crate) fn is_app_definition(definition: &crate::operations::Definition) -> bool {
+    source::implementation(&definition.json).is_some_and(|r| r.starts_with("App/"))
 }
 
 /// Whether a definition in force is an OperationDefinition a user wrote (implemented by a

@@ -431,12 +431,11 @@ impl<S: Store> Engine<S> {
     ///
     /// # Errors
     /// A store fault.
-    pub async fn start(self: &Arc<Self>, base_url: &str) -> Result<()> {
+    pub async fn start(self: &Arc<Self>) -> Result<()> {
         let engine = Arc::clone(self);
-        let ctx = crate::Context::new(base_url);
         tokio::task::spawn_blocking(move || {
             engine.reload_custom_operations()?;
-            engine.publish_operations(&ctx)
+            engine.publish_operations()
         })
         .await
         .map_err(|e| Error::internal(format!("publishing the operations panicked: {e}")))??;

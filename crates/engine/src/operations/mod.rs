@@ -509,12 +509,19 @@ impl<S: Store> Engine<S> {
     /// resource (under its own id), unless the store holds it as it is already: so that each
     /// is read at `/OperationDefinition/[id]` and found by search on `url`, `code` and
     /// `name` like any resource. A stored definition of a built-in that differs is written
-    /// again.
+    /// again; definitions of App operations no longer served are deleted.
     ///
     /// # Errors
     /// A store fault.
-    pub fn publish_operations(self: &Arc<Self>, ctx: &Context) -> Result<()> {
-        let _publishing = crate::custom::Publishing::enter();
+    pub fn publish_operations(&self) -> Result<()> {
+        self.publish_definitions(false)
+    }
+
+    /// [`Engine::publish_operations`]; with `apps_only`, only the synthesised definitions of
+    /// App operations are looked at (after a custom write: the built-ins' are published at
+    /// start). The writes take the write path directly: they change nothing that is served,
+    /// so nothing is reloaded after them.
+    pub(crate) fn publish_definitions(&self, apps_only: bool) -> Result<()> {
         let catalog = self.operations();
         let mut published = std::collections::HashSet::new();
         for definition in catalog.definitions() {
@@ -523,7 +530,9 @@ impl<S: Store> Engine<S> {
                 continue;
             }
             published.insert(definition.id.clone());
-            let mut wanted = definition.json.clone();
+            if apps_only && !crate::custom::is_app_definition(definition) {
+                continue;
+            }
             let stored = self
                 .store()
                 .read("OperationDefinition", &definition.id)?
@@ -534,27 +543,41 @@ impl<S: Store> Engine<S> {
                 if let Some(o) = stored.as_object_mut() {
                     o.shift_remove("meta");
                 }
-                if stored == wanted {
+                if stored == definition.json {
                     continue;
                 }
             }
+            let mut wanted = definition.json.clone();
             wanted["id"] = json!(definition.id);
-            let request = crate::Request::new(crate::Interaction::Update {
-                rt: "OperationDefinition".into(),
-                id: definition.id.clone(),
-            })
-            .with_body(Body::Json(wanted));
-            self.dispatch(ctx, request)?;
+            self.write_definition(&definition.id, Some(wanted))?;
         }
-        // The definitions of App operations no longer served go.
         for stale in crate::custom::stale_app_definitions(self, &published)? {
-            let request = crate::Request::new(crate::Interaction::Delete {
-                rt: "OperationDefinition".into(),
-                id: stale,
-            });
-            self.dispatch(ctx, request)?;
+            self.write_definition(&stale, None)?;
         }
         Ok(())
+    }
+
+    /// Writes (or, with `None`, deletes) `OperationDefinition/[id]` in a job of its own.
+    fn write_definition(&self, id: &str, json: Option<Value>) -> Result<()> {
+        let plan = match json {
+            Some(json) => {
+                let target = crate::write::Target::Update {
+                    rt: "OperationDefinition".into(),
+                    id: id.to_string(),
+                };
+                self.prepare(target, crate::write::Content::Resource(json), None)?
+            }
+            None => crate::write::Plan::Delete {
+                rt: "OperationDefinition".into(),
+                ids: vec![id.to_string()],
+                if_match: None,
+            },
+        };
+        crate::lanes::block_on(
+            self.store().write(move |txn| {
+                crate::write::run_plans(txn, &[], vec![plan], |_, e| e).map(|_| ())
+            }),
+        )
     }
 
     /// Invokes an operation: resolves it, checks the method, reads and checks the inputs,

@@ -94,10 +94,7 @@ impl Server {
                 .build()
                 .expect("runtime");
             runtime.block_on(async move {
-                served
-                    .start("http://localhost")
-                    .await
-                    .expect("start the engine");
+                served.start().await.expect("start the engine");
                 let app = flint_http::router(served, flint_http::HttpConfig::default());
                 let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
                     .await
