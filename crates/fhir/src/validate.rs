@@ -160,12 +160,7 @@ impl<'v> Validator<'_> {
         depth: usize,
         is_resource: bool,
     ) {
-        if depth > MAX_DEPTH {
-            self.report(
-                IssueType::TooCostly,
-                path,
-                format!("the resource is nested deeper than {MAX_DEPTH} elements"),
-            );
+        if self.too_deep(path, depth) {
             return;
         }
         if obj.is_empty() {
@@ -418,15 +413,23 @@ impl<'v> Validator<'_> {
         }
     }
 
+    /// Reports (and answers true) when `depth` passes the nesting limit.
+    fn too_deep(&mut self, path: &[Seg<'v>], depth: usize) -> bool {
+        if depth <= MAX_DEPTH {
+            return false;
+        }
+        self.report(
+            IssueType::TooCostly,
+            path,
+            format!("the resource is nested deeper than {MAX_DEPTH} elements"),
+        );
+        true
+    }
+
     /// Any JSON (Flint's free-form elements): only its nesting is bounded, and no decimal
     /// may exceed what a double holds.
     fn free_json(&mut self, value: &'v Value, path: &mut Vec<Seg<'v>>, depth: usize) {
-        if depth > MAX_DEPTH {
-            self.report(
-                IssueType::TooCostly,
-                path,
-                format!("the resource is nested deeper than {MAX_DEPTH} elements"),
-            );
+        if self.too_deep(path, depth) {
             return;
         }
         match value {

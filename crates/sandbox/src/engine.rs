@@ -536,9 +536,13 @@ impl Engine {
             w.active = true;
             w.started = Instant::now();
             if w.should_stop() {
-                let stop = w.reason.expect("set by should_stop");
+                let stop = w.reason;
                 *w = self.idle_watch();
-                return (Err(self.stop_error(stop)), Health::Good);
+                let error = match stop {
+                    Some(stop) => self.stop_error(stop),
+                    None => RunError::Internal("the invocation was stopped before it began".into()),
+                };
+                return (Err(error), Health::Good);
             }
         }
         *self.current.borrow_mut() = Some(invocation.host.clone());
@@ -757,7 +761,10 @@ impl Engine {
         let value = if let Some(promise) = returned.as_promise().cloned() {
             self.drive_jobs(ctx)?;
             match promise.state() {
-                PromiseState::Resolved => promise.result::<Value<'js>>().expect("settled")?,
+                PromiseState::Resolved => match promise.result::<Value<'js>>() {
+                    Some(value) => value?,
+                    None => return Err(Failure::Run(RunError::NeverSettled)),
+                },
                 PromiseState::Rejected => {
                     let reason = promise_reason(&promise);
                     return Err(Failure::Run(self.classify_value(
@@ -787,15 +794,7 @@ impl Engine {
         // reference is consumed by JS_EvalFunction, the other stays with the context's
         // module list, which frees it with the context.
         unsafe {
-            let module = qjs::JS_ReadObject(
-                raw,
-                bytecode.as_ptr(),
-                bytecode.len() as _,
-                qjs::JS_READ_OBJ_BYTECODE as i32,
-            );
-            if qjs::JS_IsException(module) {
-                return Err(Failure::Js(rquickjs::Error::Exception));
-            }
+            let module = read_object(raw, bytecode)?;
             if qjs::JS_VALUE_GET_TAG(module) != qjs::JS_TAG_MODULE {
                 qjs::JS_FreeValue(raw, module);
                 return Err(Failure::Run(RunError::Internal(
@@ -1044,6 +1043,27 @@ impl From<rquickjs::Error> for Failure {
     }
 }
 
+/// The function or module that `bytecode` holds, read into the context (copied: no ROM
+/// flag); an owned reference.
+///
+/// # Safety
+/// `raw` is a live context of the runtime whose QuickJS build wrote `bytecode`.
+unsafe fn read_object(raw: *mut qjs::JSContext, bytecode: &[u8]) -> Result<qjs::JSValue, Failure> {
+    // SAFETY: the caller's promise; the slice outlives the call.
+    let value = unsafe {
+        qjs::JS_ReadObject(
+            raw,
+            bytecode.as_ptr(),
+            bytecode.len() as _,
+            qjs::JS_READ_OBJ_BYTECODE as i32,
+        )
+    };
+    if unsafe { qjs::JS_IsException(value) } {
+        return Err(Failure::Js(rquickjs::Error::Exception));
+    }
+    Ok(value)
+}
+
 /// Reads a bytecode function (script) into the context and evaluates it; returns its
 /// completion value.
 fn eval_bytecode<'js>(ctx: &Ctx<'js>, bytecode: &[u8]) -> Result<Value<'js>, Failure> {
@@ -1051,15 +1071,7 @@ fn eval_bytecode<'js>(ctx: &Ctx<'js>, bytecode: &[u8]) -> Result<Value<'js>, Fai
     // SAFETY: the bytes come from JS_WriteObject of this same QuickJS build; they are
     // copied (no ROM flag). JS_EvalFunction consumes the function value.
     unsafe {
-        let f = qjs::JS_ReadObject(
-            raw,
-            bytecode.as_ptr(),
-            bytecode.len() as _,
-            qjs::JS_READ_OBJ_BYTECODE as i32,
-        );
-        if qjs::JS_IsException(f) {
-            return Err(Failure::Js(rquickjs::Error::Exception));
-        }
+        let f = read_object(raw, bytecode)?;
         let v = qjs::JS_EvalFunction(raw, f);
         if qjs::JS_IsException(v) {
             return Err(Failure::Js(rquickjs::Error::Exception));

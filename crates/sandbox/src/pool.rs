@@ -110,7 +110,9 @@ impl Sandbox {
             replaced: AtomicU64::new(0),
         });
         for _ in 0..shared.limits.workers {
-            spawn_worker(&shared);
+            if !spawn_worker(&shared) {
+                break;
+            }
         }
         Sandbox {
             inner: Arc::new(Inner { shared }),
@@ -258,16 +260,23 @@ impl Drop for Inner {
     }
 }
 
-fn spawn_worker(shared: &Arc<Shared>) {
+/// Starts one worker; false when the system refuses a thread (the invocations that find no
+/// worker then end at their deadline).
+fn spawn_worker(shared: &Arc<Shared>) -> bool {
     let stack = native_stack(&shared.limits);
     let index = shared.spawned.fetch_add(1, Ordering::Relaxed);
     let for_thread = shared.clone();
-    let handle = thread::Builder::new()
+    let spawned = thread::Builder::new()
         .name(format!("flint-sandbox-{index}"))
         .stack_size(stack)
-        .spawn(move || worker(for_thread))
-        .expect("cannot spawn a sandbox worker thread");
-    shared.threads.lock().push(handle);
+        .spawn(move || worker(for_thread));
+    match spawned {
+        Ok(handle) => {
+            shared.threads.lock().push(handle);
+            true
+        }
+        Err(_) => false,
+    }
 }
 
 thread_local! {
@@ -366,9 +375,9 @@ fn worker(shared: Arc<Shared>) {
         let _ = job.reply.send(reply);
         // The invocation (and its host) is dropped here, after the reply.
         drop(job);
-        if !restore(shared.limits.niceness) {
-            // This thread cannot leave the idle class: a fresh one takes its place.
-            spawn_worker(&shared);
+        // A thread that cannot leave the idle class gives its place to a fresh one (and
+        // keeps serving, slowly, when no thread can be had).
+        if !restore(shared.limits.niceness) && spawn_worker(&shared) {
             return;
         }
     }
@@ -382,7 +391,9 @@ fn run_job(shared: &Shared, slot: &mut Option<Engine>, job: &Job) -> Reply {
             Err(panic) => return Err(RunError::Internal(panic_message(&*panic))),
         }
     }
-    let engine = slot.as_mut().expect("just created");
+    let Some(engine) = slot.as_mut() else {
+        return Err(RunError::Internal("no JavaScript runtime".into()));
+    };
     let outcome = catch_unwind(AssertUnwindSafe(|| {
         engine.run(&job.script, &job.invocation)
     }));

@@ -328,19 +328,12 @@ impl<S: Store> Client<S> {
     }
 
     fn send(&self, request: HostRequest) -> Result<(u16, Option<Json>), Error> {
-        let method = match request.method.to_ascii_uppercase().as_str() {
-            "GET" => Method::Get,
-            "HEAD" => Method::Head,
-            "POST" => Method::Post,
-            "PUT" => Method::Put,
-            "PATCH" => Method::Patch,
-            "DELETE" => Method::Delete,
-            other => {
-                return Err(Error::not_supported(format!(
-                    "the client cannot send a {other} request"
-                ))
-                .with_status(405))
-            }
+        let upper = request.method.to_ascii_uppercase();
+        let Some(method) = Method::parse(&upper) else {
+            return Err(
+                Error::not_supported(format!("the client cannot send a {upper} request"))
+                    .with_status(405),
+            );
         };
         let url = request.url.trim();
         let relative = if let Some(rest) = url.strip_prefix(&self.ctx.base_url) {

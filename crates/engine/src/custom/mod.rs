@@ -220,20 +220,12 @@ pub(crate) fn stale_app_definitions<S: Store>(
     engine: &Engine<S>,
     in_force: &std::collections::HashSet<String>,
 ) -> Result<Vec<String>> {
-    let query = flint_store::search::SearchQuery {
-        resource_type: "OperationDefinition".into(),
-        limit: 100_000,
-        ..Default::default()
-    };
-    Ok(engine
-        .store()
-        .search(&query)?
-        .versions
-        .iter()
-        .filter(|v| v.id.starts_with("app-") && !in_force.contains(&v.id))
-        .filter_map(|v| crate::parse_stored(v).ok())
+    Ok(source::all_of(engine, "OperationDefinition")?
+        .into_iter()
+        .map(|(od, _)| od)
         .filter(|od| source::implementation(od).is_some_and(|r| r.starts_with("App/")))
         .filter_map(|od| od["id"].as_str().map(str::to_string))
+        .filter(|id| id.starts_with("app-") && !in_force.contains(id))
         .collect())
 }
 

@@ -95,7 +95,11 @@ pub(crate) struct Loaded {
     pub bot_keys: Vec<String>,
 }
 
-fn all_of<S: Store>(engine: &Engine<S>, resource_type: &str) -> Result<Vec<(Value, u64)>> {
+/// Every stored resource of a type, with its version.
+pub(crate) fn all_of<S: Store>(
+    engine: &Engine<S>,
+    resource_type: &str,
+) -> Result<Vec<(Value, u64)>> {
     let query = flint_store::search::SearchQuery {
         resource_type: resource_type.into(),
         limit: 100_000,
