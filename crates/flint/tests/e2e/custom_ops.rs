@@ -838,6 +838,31 @@ fn a_scripts_commit_keeps_the_version_it_read() {
     assert!(p.get("gender").is_none(), "{p}");
 }
 
+/// A script may not stage more than 10,000 writes in its transaction: the call past that is
+/// refused, the invocation ends with a 422, and nothing it staged is written.
+#[test]
+fn a_scripts_transaction_is_bounded() {
+    let server = Server::start();
+    server.create(
+        &json!({"resourceType": "App", "name": "flood", "status": "active", "operations": [
+            {"name": "flood", "type": "execute",
+             "handler": {"type": "javascript", "code": r#"exports.handler = async (client) => {
+            for (let i = 0; i < 20000; i++) {
+                await client.createResource({ resourceType: 'Basic', code: { text: 'n' + i } });
+            }
+            return { done: true };
+        }"#}}
+        ]}),
+    );
+    let oo = outcome(
+        server.post("$flood", &json!({"resourceType": "Parameters"})),
+        422,
+    );
+    assert!(oo.to_string().contains("at most 10000"), "{oo}");
+    let basics = json_of(server.get("Basic?_summary=count").send().unwrap());
+    assert_eq!(basics["total"], 0, "{basics}");
+}
+
 /// An HTTP handler reaches an https service whose certificate chains to a configured root, and
 /// a server trusting only the built-in roots refuses that service with a clear 502.
 #[test]
